@@ -1,0 +1,36 @@
+// The one CPU dispatch point. isa.cpp detects the instruction set once
+// (cpuid + XGETBV), fills this table, and nothing else branches on the ISA.
+// MAMBART_CPU_ISA=scalar|avx2 in the environment, or set_isa(), overrides it.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernels/conv1d.h"
+#include "kernels/elementwise.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/scan.h"
+
+namespace mambart {
+
+struct CpuKernels {
+  const char* isa;
+  void (*matmul)(const MatmulParams&, int64_t, int64_t);
+  void (*rmsnorm)(const RmsnormParams&, int64_t, int64_t);
+  void (*conv1d_prefill)(const Conv1dParams&, int64_t, int64_t);
+  void (*conv1d_step)(const Conv1dParams&, int64_t, int64_t);
+  void (*scan_prefill)(const ScanParams&, int64_t, int64_t);
+  void (*scan_step)(const ScanParams&, int64_t, int64_t);
+  void (*silu)(const ElementwiseParams&, int64_t, int64_t);
+  void (*softplus)(const ElementwiseParams&, int64_t, int64_t);
+  void (*gate_silu)(const ElementwiseParams&, int64_t, int64_t);
+};
+
+// The active table (detected on first use, or as last set).
+const CpuKernels& cpu_kernels();
+// Force an ISA by name; throws if this machine or build cannot run it.
+void set_isa(const std::string& name);
+// ISAs this machine can run, best last ("scalar" is always first).
+std::vector<std::string> available_isas();
+
+}  // namespace mambart

@@ -1,0 +1,3 @@
+#include "bindings.h"
+
+void bind_kernels(py::module_& m) {}
