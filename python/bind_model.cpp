@@ -1,3 +1,98 @@
-#include "bindings.h"
+// Model and Decoder. Arrays cross without copies: weights are borrowed from
+// the numpy arrays (kept alive by the Model), logits come back as numpy.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
-void bind_model(py::module_& m) {}
+#include "bindings.h"
+#include "check.h"
+#include "model/decoder.h"
+
+using namespace mambart;
+
+namespace {
+
+using F32Array = py::array_t<float, py::array::c_style>;
+
+// Borrows a float32 C-contiguous numpy array; the array stays alive as long
+// as the tensor (the reference is released under the GIL).
+Tensor borrow_array(const std::string& name, const py::handle& obj) {
+  MAMBART_CHECK(py::isinstance<F32Array>(obj), "[model] weight '", name, "' must be a float32 C-contiguous array");
+  auto arr = py::reinterpret_borrow<F32Array>(obj);
+  std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
+  auto* keep = new py::object(arr);
+  std::shared_ptr<void> owner(keep, [](void* p) {
+    py::gil_scoped_acquire gil;
+    delete static_cast<py::object*>(p);
+  });
+  return Tensor::borrow(const_cast<float*>(arr.data()), shape, DType::F32, owner);
+}
+
+py::array_t<float> to_numpy(std::vector<float>&& v, std::vector<int64_t> shape) {
+  auto* heap = new std::vector<float>(std::move(v));
+  py::capsule free_when_done(heap, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+  return py::array_t<float>(shape, heap->data(), free_when_done);
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+  py::class_<ModelConfig>(m, "ModelConfig", "Sizes of a Mamba model (names as mamba_ssm's config).")
+      .def(py::init<>())
+      .def_readwrite("d_model", &ModelConfig::d_model)
+      .def_readwrite("n_layer", &ModelConfig::n_layer)
+      .def_readwrite("vocab_size", &ModelConfig::vocab_size)
+      .def_readwrite("d_inner", &ModelConfig::d_inner)
+      .def_readwrite("d_state", &ModelConfig::d_state)
+      .def_readwrite("d_conv", &ModelConfig::d_conv)
+      .def_readwrite("dt_rank", &ModelConfig::dt_rank)
+      .def_readwrite("eps", &ModelConfig::eps)
+      .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
+
+  py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
+      .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads) {
+             std::map<std::string, Tensor> tensors;
+             for (auto item : weights) {
+               const auto name = py::cast<std::string>(item.first);
+               tensors[name] = borrow_array(name, item.second);
+             }
+             py::gil_scoped_release nogil;
+             return std::make_shared<Model>(config, tensors, make_cpu_backend(threads));
+           }),
+           py::arg("config"), py::arg("weights"), py::arg("threads") = 0,
+           "weights: internal name -> float32 array (see mambart.weights); threads <= 0: physical cores.")
+      .def_property_readonly("config", &Model::config)
+      .def_property_readonly("threads", [](const Model& m) { return m.backend().threads(); })
+      .def_property_readonly("device", [](const Model& m) { return std::string(m.backend().name()); });
+
+  py::class_<Decoder>(m, "Decoder", "Recurrent state of `batch` sequences; prefill, step and sample.")
+      .def(py::init<std::shared_ptr<const Model>, int64_t>(), py::arg("model"), py::arg("batch") = 1)
+      .def_property_readonly("batch", &Decoder::batch)
+      .def("reset", &Decoder::reset, "Zero the state, forget history and logits.")
+      .def(
+          "prefill",
+          [](Decoder& d, const std::vector<std::vector<int32_t>>& prompts, bool all_logits) -> py::object {
+            std::vector<float> all;
+            {
+              py::gil_scoped_release nogil;
+              all = d.prefill(prompts, all_logits);
+            }
+            if (!all_logits) return py::none();
+            const int64_t V = d.model().config().vocab_size;
+            return to_numpy(std::move(all), {static_cast<int64_t>(prompts[0].size()), V});
+          },
+          py::arg("prompts"), py::arg("all_logits") = false,
+          "Feed one prompt per row. With all_logits (batch 1), return the (len, V) logits of every position.")
+      .def("step", &Decoder::step, py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
+           "Feed one token per row.")
+      .def("sample", &Decoder::sample, py::arg("samplers"), py::arg("vocab_limit"),
+           py::call_guard<py::gil_scoped_release>(), "Choose the next token of every row from the current logits.")
+      .def(
+          "logits",
+          [](const Decoder& d) {
+            const int64_t V = d.model().config().vocab_size;
+            std::vector<float> copy = d.logits();
+            return to_numpy(std::move(copy), {d.batch(), V});
+          },
+          "The current (batch, V) logits, a copy.")
+      .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.");
+}

@@ -1,0 +1,43 @@
+// The operations the model graph needs, one implementation per device.
+// Model code (cpp/model/) calls only this interface, so every backend runs
+// the same graph. Pointers in the Params structs point to the backend's
+// memory (host for CPU, device for CUDA).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/conv1d.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/scan.h"
+#include "tensor.h"
+
+namespace mambart {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int threads() const = 0;
+
+  // f32 zeros in this backend's memory (activations, states).
+  virtual Tensor zeros(std::vector<int64_t> shape) = 0;
+  // A weight in this backend's memory; the CPU backend uses host tensors in place.
+  virtual Tensor upload(const Tensor& host) = 0;
+  // Copies n floats to host memory.
+  virtual void to_host(const float* src, float* dst, int64_t n) = 0;
+
+  // out[i, :] = table[ids[i], :], table (V, D); ids already range-checked.
+  virtual void embedding(const float* table, int64_t D, const int32_t* ids, int64_t n, float* out) = 0;
+  virtual void matmul(const MatmulParams& p) = 0;
+  virtual void rmsnorm(const RmsnormParams& p) = 0;
+  virtual void conv1d_prefill(const Conv1dParams& p) = 0;
+  virtual void conv1d_step(const Conv1dParams& p) = 0;
+  virtual void scan_prefill(const ScanParams& p) = 0;
+  virtual void scan_step(const ScanParams& p) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);  // threads <= 0: physical cores
+
+}  // namespace mambart

@@ -1,0 +1,109 @@
+#include "model/decoder.h"
+
+#include <algorithm>
+
+#include "check.h"
+
+namespace mambart {
+
+// Prefill runs in chunks of this many tokens: activations stay bounded
+// whatever the prompt length, and the carried state makes it exact.
+static constexpr int64_t kPrefillChunk = 256;
+
+Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std::move(model)), batch_(batch) {
+  MAMBART_CHECK(batch >= 1, "[decoder] batch must be >= 1, got ", batch);
+  const ModelConfig& c = model_->config();
+  Backend& be = model_->backend();
+  conv_ = be.zeros({c.n_layer, batch, c.d_inner, c.d_conv});
+  ssm_ = be.zeros({c.n_layer, batch, c.d_inner, c.d_state});
+  ws_ = model_->make_workspace(std::max(batch, kPrefillChunk));
+  logits_.assign(static_cast<size_t>(batch * c.vocab_size), 0.0f);
+  history_.resize(static_cast<size_t>(batch));
+}
+
+void Decoder::reset() {
+  const ModelConfig& c = model_->config();
+  Backend& be = model_->backend();
+  conv_ = be.zeros({c.n_layer, batch_, c.d_inner, c.d_conv});
+  ssm_ = be.zeros({c.n_layer, batch_, c.d_inner, c.d_state});
+  for (auto& h : history_) h.clear();
+  has_logits_ = false;
+}
+
+// Layer states of one row (row >= 0), or of the whole batch (row < 0).
+std::vector<LayerState> Decoder::row_states(int64_t row) const {
+  const ModelConfig& c = model_->config();
+  const int64_t conv_row = c.d_inner * c.d_conv, ssm_row = c.d_inner * c.d_state;
+  const int64_t r = std::max<int64_t>(row, 0);
+  std::vector<LayerState> states(static_cast<size_t>(c.n_layer));
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    states[static_cast<size_t>(l)] = {conv_.data<float>() + (l * batch_ + r) * conv_row,
+                                      ssm_.data<float>() + (l * batch_ + r) * ssm_row};
+  }
+  return states;
+}
+
+std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits) {
+  const ModelConfig& c = model_->config();
+  const int64_t V = c.vocab_size;
+  MAMBART_CHECK(static_cast<int64_t>(prompts.size()) == batch_, "[prefill] ", prompts.size(),
+                " prompts for a decoder of batch ", batch_);
+  MAMBART_CHECK(!all_logits || batch_ == 1, "[prefill] all_logits needs batch 1, decoder has batch ", batch_);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    MAMBART_CHECK(!prompts[b].empty(), "[prefill] prompt ", b, " is empty");
+    for (int32_t t : prompts[b])
+      MAMBART_CHECK(t >= 0 && t < V, "[prefill] token id ", t, " in prompt ", b, " is out of range [0, ", V, ")");
+  }
+
+  std::vector<float> all;
+  if (all_logits) all.resize(prompts[0].size() * static_cast<size_t>(V));
+  for (int64_t b = 0; b < batch_; ++b) {
+    const std::vector<int32_t>& p = prompts[static_cast<size_t>(b)];
+    const std::vector<LayerState> states = row_states(b);
+    const int64_t len = static_cast<int64_t>(p.size());
+    for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
+      const int64_t n = std::min(kPrefillChunk, len - t0);
+      model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
+      if (all_logits) {
+        model_->head(ws_, 0, n, all.data() + t0 * V);
+      } else if (t0 + n == len) {
+        model_->head(ws_, n - 1, 1, logits_.data() + b * V);
+      }
+    }
+    if (all_logits) std::copy(all.end() - V, all.end(), logits_.begin());
+    history_[static_cast<size_t>(b)].insert(history_[static_cast<size_t>(b)].end(), p.begin(), p.end());
+  }
+  has_logits_ = true;
+  return all;
+}
+
+void Decoder::step(const std::vector<int32_t>& tokens) {
+  MAMBART_CHECK(static_cast<int64_t>(tokens.size()) == batch_, "[step] ", tokens.size(),
+                " tokens for a decoder of batch ", batch_);
+  model_->forward(tokens.data(), batch_, /*prefill=*/false, row_states(-1), ws_);
+  model_->head(ws_, 0, batch_, logits_.data());
+  for (int64_t b = 0; b < batch_; ++b) history_[static_cast<size_t>(b)].push_back(tokens[static_cast<size_t>(b)]);
+  has_logits_ = true;
+}
+
+std::vector<int32_t> Decoder::sample(const std::vector<Sampler*>& samplers, int64_t vocab_limit) {
+  const int64_t V = model_->config().vocab_size;
+  MAMBART_CHECK(has_logits_, "[sample] no logits yet: call prefill first");
+  MAMBART_CHECK(static_cast<int64_t>(samplers.size()) == batch_, "[sample] ", samplers.size(),
+                " samplers for a decoder of batch ", batch_);
+  MAMBART_CHECK(vocab_limit >= 1 && vocab_limit <= V, "[sample] vocab_limit ", vocab_limit,
+                " is outside [1, ", V, "]");
+  std::vector<int32_t> out(static_cast<size_t>(batch_));
+  scratch_.resize(static_cast<size_t>(V));
+  for (int64_t b = 0; b < batch_; ++b) {
+    MAMBART_CHECK(samplers[static_cast<size_t>(b)], "[sample] sampler ", b, " is None");
+    // The sampler works in place: give it a copy so logits() stays raw.
+    std::copy(logits_.begin() + b * V, logits_.begin() + b * V + vocab_limit, scratch_.begin());
+    const auto& h = history_[static_cast<size_t>(b)];
+    out[static_cast<size_t>(b)] =
+        samplers[static_cast<size_t>(b)]->sample(scratch_.data(), vocab_limit, h.data(), static_cast<int64_t>(h.size()));
+  }
+  return out;
+}
+
+}  // namespace mambart

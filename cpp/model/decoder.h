@@ -1,0 +1,60 @@
+// Decoder: the recurrent state of `batch` sequences over one Model, and the
+// generation primitives. A Mamba's whole context is its fixed-size state
+// (conv and ssm per layer), so a decoder never grows with the text.
+//
+//   prefill(prompts)  runs each row's prompt (lengths may differ), leaving
+//                     the last position's logits of every row;
+//   step(tokens)      feeds one token per row, all rows in one pass;
+//   sample(samplers)  picks the next token of every row from those logits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/model.h"
+#include "sampler.h"
+
+namespace mambart {
+
+class Decoder {
+ public:
+  Decoder(std::shared_ptr<const Model> model, int64_t batch);
+
+  int64_t batch() const { return batch_; }
+  const Model& model() const { return *model_; }
+
+  // Zeros the states and forgets the history and logits.
+  void reset();
+
+  // Feeds prompts[b] to row b (every prompt non-empty, one per row), from the
+  // current state. With all_logits (batch 1 only), returns the logits of
+  // every position, (len, V); otherwise returns nothing.
+  std::vector<float> prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits = false);
+
+  // Feeds tokens[b] to row b; batch tokens.
+  void step(const std::vector<int32_t>& tokens);
+
+  // The next token of every row, from the current logits. Only ids below
+  // vocab_limit are candidates (padding rows of the head are never sampled).
+  std::vector<int32_t> sample(const std::vector<Sampler*>& samplers, int64_t vocab_limit);
+
+  // Current logits, (batch, V), host memory.
+  const std::vector<float>& logits() const { return logits_; }
+  bool has_logits() const { return has_logits_; }
+  // Tokens fed to each row so far (repetition penalty history).
+  const std::vector<int32_t>& history(int64_t row) const { return history_.at(static_cast<size_t>(row)); }
+
+ private:
+  std::vector<LayerState> row_states(int64_t row) const;
+
+  std::shared_ptr<const Model> model_;
+  int64_t batch_;
+  Tensor conv_, ssm_;  // (n_layer, batch, E, K), (n_layer, batch, E, N)
+  Workspace ws_;       // prefill chunks and steps share it
+  std::vector<float> logits_;
+  std::vector<float> scratch_;  // device-to-host staging for one row of logits
+  std::vector<std::vector<int32_t>> history_;
+  bool has_logits_ = false;
+};
+
+}  // namespace mambart

@@ -1,0 +1,45 @@
+// The Mamba-1 mixer (reference doc 2.1 for prefill, 2.2 for step). One
+// function serves both: only the conv and scan kernels differ, because a
+// prefill walks time inside one sequence while a step advances a batch.
+#include "model/model.h"
+
+namespace mambart {
+
+void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const LayerState& state,
+                         Workspace& ws) const {
+  Backend& be = *backend_;
+  const int64_t D = config_.d_model, E = config_.d_inner, N = config_.d_state, R = config_.dt_rank;
+  const int64_t K = config_.d_conv, xdbl_cols = R + 2 * N;
+  float* xz = ws.xz.data<float>();
+  float* xc = ws.xc.data<float>();
+  float* x_dbl = ws.x_dbl.data<float>();
+  float* dt = ws.dt.data<float>();
+  float* y = ws.y.data<float>();
+  const int64_t batch = prefill ? 1 : n, seqlen = prefill ? n : 1;
+
+  // [x; z] = in_proj(u)                                 (n, 2E)
+  be.matmul({ws.normed.data<float>(), L.in_proj.data<float>(), L.in_proj_bias.data<float>(), xz, n, 2 * E, D, D,
+             2 * E});
+
+  // x' = silu(conv1d(x) + bias), carrying conv_state     (n, E)
+  Conv1dParams conv{xz, L.conv1d_weight.data<float>(), L.conv1d_bias.data<float>(), state.conv, xc,
+                    batch, seqlen, E, K, 2 * E, E};
+  prefill ? be.conv1d_prefill(conv) : be.conv1d_step(conv);
+
+  // [dt | B | C] = x_proj(x')                            (n, R + 2N)
+  be.matmul({xc, L.x_proj.data<float>(), nullptr, x_dbl, n, xdbl_cols, E, E, xdbl_cols});
+
+  // dt = dt_proj(dt); its bias is added inside the scan  (n, E)
+  be.matmul({x_dbl, L.dt_proj.data<float>(), nullptr, dt, n, E, R, xdbl_cols, E});
+
+  // h = exp(softplus(dt + dt_bias) A) h + delta B x'; y = (C·h + D x') silu(z)
+  ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), x_dbl + R, x_dbl + R + N,
+                  L.D.data<float>(), xz + E, state.ssm, y, batch, seqlen, E, N,
+                  E, E, xdbl_cols, xdbl_cols, 2 * E, E};
+  prefill ? be.scan_prefill(scan) : be.scan_step(scan);
+
+  // out = out_proj(y)                                    (n, D)
+  be.matmul({y, L.out_proj.data<float>(), L.out_proj_bias.data<float>(), ws.mixed.data<float>(), n, D, E, E, D});
+}
+
+}  // namespace mambart

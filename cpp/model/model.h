@@ -1,0 +1,96 @@
+// A Mamba language model: sizes, weights on a backend, and the forward
+// pass over a block of rows. The graph is written once over backend.h.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "tensor.h"
+
+namespace mambart {
+
+struct ModelConfig {
+  int64_t d_model = 0;     // D
+  int64_t n_layer = 0;
+  int64_t vocab_size = 0;  // V: rows of the embedding and the head (padded)
+  int64_t d_inner = 0;     // E
+  int64_t d_state = 0;     // N
+  int64_t d_conv = 0;      // K
+  int64_t dt_rank = 0;     // R
+  float eps = 1e-5f;
+  bool tie_embeddings = true;
+};
+
+struct Mamba1Layer {
+  Tensor norm;           // (D)
+  Tensor in_proj;        // (2E, D): rows [0, E) give x, [E, 2E) give z
+  Tensor in_proj_bias;   // (2E) or undefined
+  Tensor conv1d_weight;  // (E, K)
+  Tensor conv1d_bias;    // (E) or undefined
+  Tensor x_proj;         // (R + 2N, E): rows give [dt | B | C]
+  Tensor dt_proj;        // (E, R)
+  Tensor dt_proj_bias;   // (E)
+  Tensor A;              // (E, N) = -exp(A_log), computed once at load in f32
+  Tensor D;              // (E)
+  Tensor out_proj;       // (D, E)
+  Tensor out_proj_bias;  // (D) or undefined
+};
+
+// Per-row recurrent state of one layer lives in the decoder; the forward
+// pass gets pointers to it.
+struct LayerState {
+  float* conv;  // (batch, E, K)
+  float* ssm;   // (batch, E, N)
+};
+
+// Activations for up to `rows` rows at once.
+struct Workspace {
+  int64_t rows = 0;
+  Tensor residual;  // (rows, D)
+  Tensor normed;    // (rows, D)
+  Tensor mixed;     // (rows, D)    mixer output, added to the residual by the next norm
+  Tensor xz;        // (rows, 2E)   in_proj output
+  Tensor xc;        // (rows, E)    conv output
+  Tensor x_dbl;     // (rows, R+2N) x_proj output
+  Tensor dt;        // (rows, E)
+  Tensor y;         // (rows, E)
+};
+
+class Model {
+ public:
+  // weights: internal names (mambart/weights.py) -> f32 host tensors.
+  // Validates every name and shape; throws mambart::Error naming the tensor.
+  Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend);
+
+  const ModelConfig& config() const { return config_; }
+  Backend& backend() const { return *backend_; }
+
+  Workspace make_workspace(int64_t rows) const;
+
+  // Runs `n` rows through the backbone and leaves the final normed hidden
+  // states in ws.normed. Two shapes of call:
+  //   prefill: one sequence, n consecutive tokens (batch 1, seqlen n);
+  //   step:    n sequences, one token each (batch n, seqlen 1).
+  // states[l] holds layer l's state for the rows' sequences.
+  void forward(const int32_t* tokens, int64_t n, bool prefill, const std::vector<LayerState>& states,
+               Workspace& ws) const;
+
+  // logits (rows, V) = head · ws.normed[rows of `first`, `first + rows`).
+  void head(const Workspace& ws, int64_t first, int64_t rows, float* logits) const;
+
+ private:
+  void mamba1_block(const Mamba1Layer& layer, int64_t n, bool prefill, const LayerState& state,
+                    Workspace& ws) const;
+
+  ModelConfig config_;
+  std::unique_ptr<Backend> backend_;
+  Tensor embedding_;  // (V, D)
+  Tensor norm_f_;     // (D)
+  Tensor lm_head_;    // (V, D): the embedding when tied
+  std::vector<Mamba1Layer> layers_;
+};
+
+}  // namespace mambart

@@ -1,0 +1,83 @@
+#include "tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "check.h"
+
+namespace mambart {
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return "f32";
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    case DType::Q8: return "q8";
+    case DType::Q4: return "q4";
+    case DType::I32: return "i32";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::F32: case DType::I32: return 4;
+    case DType::F16: case DType::BF16: return 2;
+    default: return 0;
+  }
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << '(';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << (shape.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+static std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+Tensor Tensor::zeros(std::vector<int64_t> shape, DType dtype) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.strides_ = row_major_strides(t.shape_);
+  t.dtype_ = dtype;
+  for (int64_t d : t.shape_) MAMBART_CHECK(d >= 0, "[tensor] negative dimension in ", shape_str(t.shape_));
+  // Round up to the alignment: aligned_alloc requires a multiple of it.
+  const size_t bytes = (std::max<size_t>(t.nbytes(), 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  t.storage_ = std::shared_ptr<void>(p, std::free);
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,
+                      Device device) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.strides_ = row_major_strides(t.shape_);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.storage_ = std::move(owner);
+  t.data_ = data;
+  return t;
+}
+
+}  // namespace mambart

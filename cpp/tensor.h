@@ -1,0 +1,51 @@
+// Tensor: dtype, shape, strides, device and a storage that is owned,
+// borrowed (a numpy buffer, an mmapped checkpoint). Nothing more: kernels
+// take raw pointers (kernels/*.h), the model keeps its weights in Tensors.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mambart {
+
+enum class DType { F32, F16, BF16, Q8, Q4, I32 };
+enum class Device { CPU, CUDA };
+
+const char* dtype_name(DType dtype);
+size_t dtype_size(DType dtype);  // bytes per element (0 for block types)
+std::string shape_str(const std::vector<int64_t>& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+
+  // Owned host storage, 64-byte aligned, zero-filled.
+  static Tensor zeros(std::vector<int64_t> shape, DType dtype = DType::F32);
+  // Borrowed storage: `owner` (may be null) is kept alive as long as the tensor.
+  static Tensor borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,
+                       Device device = Device::CPU);
+
+  bool defined() const { return data_ != nullptr; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  const std::vector<int64_t>& strides() const { return strides_; }
+  int64_t dim(size_t i) const { return shape_.at(i); }
+  int64_t ndim() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t numel() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+
+  template <typename T>
+  T* data() const { return static_cast<T*>(data_); }
+
+ private:
+  std::shared_ptr<void> storage_;
+  void* data_ = nullptr;
+  DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
+  std::vector<int64_t> shape_, strides_;  // strides in elements, row-major
+};
+
+}  // namespace mambart
