@@ -1,2 +1,12 @@
-"""mambart: fast Mamba inference on CPUs, without PyTorch."""
+"""mambart: fast Mamba inference on CPUs, without PyTorch.
+
+    import mambart
+    model = mambart.load("state-spaces/mamba-130m-hf")
+    print(model.generate("Mamba is", max_new_tokens=32, temperature=0))
+"""
 __version__ = "0.1.0"
+
+from .model import Model, load  # noqa: E402
+from .sampling import SamplingParams  # noqa: E402
+
+__all__ = ["Model", "SamplingParams", "load", "__version__"]

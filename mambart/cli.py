@@ -1,0 +1,82 @@
+"""The `mambart` command.
+
+    mambart generate --model ID_OR_PATH --prompt TEXT [options]
+
+Generated text streams to stdout (only the generated text, so scripts can
+pipe it); a summary goes to stderr, one `name: ...` line per figure.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import __version__
+
+
+def _generate_parser(sub) -> None:
+    g = sub.add_parser("generate", help="generate text from a prompt",
+                       description="Generate text from a prompt; text on stdout, timings on stderr.")
+    g.add_argument("--model", "-m", required=True, help="local directory or Hugging Face hub id")
+    g.add_argument("--prompt", "-p", required=True, help="prompt text, or - to read it from stdin")
+    g.add_argument("--max-new-tokens", "--genlen", "-n", dest="max_new_tokens", type=int, default=128,
+                   help="tokens to generate (default 128)")
+    g.add_argument("--temperature", "-t", type=float, default=1.0,
+                   help="sampling temperature; 0 = greedy (default 1.0)")
+    g.add_argument("--top-k", "--topk", dest="top_k", type=int, default=0,
+                   help="keep the k most likely tokens; 0 = off (default)")
+    g.add_argument("--top-p", "--topp", dest="top_p", type=float, default=1.0,
+                   help="nucleus sampling mass in (0, 1]; 1 = off (default)")
+    g.add_argument("--min-p", "--minp", dest="min_p", type=float, default=0.0,
+                   help="drop tokens below min_p x the top probability; 0 = off (default)")
+    g.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=1.0,
+                   help="CTRL-style penalty on tokens already seen; 1 = off (default)")
+    g.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
+    g.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable)")
+    g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
+    g.add_argument("--device", default="cpu", help="cpu (default)")
+    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import mambart
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    model = mambart.load(args.model, device=args.device, threads=args.threads, revision=args.revision)
+    stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                          seed=args.seed, stop=args.stop)
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    lines = [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
+    print("\n".join(lines), file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mambart", description="Fast Mamba inference without PyTorch.")
+    parser.add_argument("--version", action="version", version=f"mambart {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _generate_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return _run_generate(args)
+    except BrokenPipeError:  # the reader went away (`| head`): not an error
+        return 0
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError, TypeError) as e:
+        print(f"mambart: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The generation loop: prefill, then sample and step one token at a time.
+
+The hot loop (forward pass and sampling) runs in C++; Python is called
+twice per generated token (sample, step), never per layer.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .sampling import SamplingParams
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class GenerationStats:
+    """Token counts and wall-clock seconds of one generation."""
+
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_tokens: int = 0
+    decode_seconds: float = 0.0
+    stop_reason: str = ""  # "length", "eos" or "stop"
+
+    @staticmethod
+    def rate(tokens: int, seconds: float) -> float:
+        return tokens / seconds if seconds > 0 else float("inf")
+
+    def summary_lines(self) -> list[str]:
+        """The lines the CLI prints on stderr; scripts parse them."""
+        return [
+            f"prefill: {self.prefill_tokens} tokens in {self.prefill_seconds:.3f} s "
+            f"({self.rate(self.prefill_tokens, self.prefill_seconds):.1f} tok/s)",
+            f"decode: {self.decode_tokens} tokens in {self.decode_seconds:.3f} s "
+            f"({self.rate(self.decode_tokens, self.decode_seconds):.1f} tok/s)",
+        ]
+
+
+def generate_ids(
+    decoder,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams,
+    max_new_tokens: int,
+    vocab_limit: int,
+    stats: GenerationStats,
+) -> Iterator[np.ndarray]:
+    """Yield the next token of every row, (batch,) int32, max_new_tokens times.
+
+    Rows keep going after an end-of-text token; callers decide what a row's
+    end is. The decoder is prefilled here from its current state.
+    """
+    samplers = [params.make_sampler(row) for row in range(len(prompts))]
+    t0 = time.perf_counter()
+    decoder.prefill([list(p) for p in prompts])
+    t1 = time.perf_counter()
+    stats.prefill_tokens = sum(len(p) for p in prompts)
+    stats.prefill_seconds = t1 - t0
+    for i in range(max_new_tokens):
+        tokens = np.asarray(decoder.sample(samplers, vocab_limit), dtype=np.int32)
+        stats.decode_tokens = (i + 1) * len(prompts)
+        stats.decode_seconds = time.perf_counter() - t1
+        yield tokens
+        if i + 1 < max_new_tokens:
+            decoder.step(tokens.tolist())
+
+
+class TextStream:
+    """Iterator of text pieces for one prompt; `.stats` is filled as it runs.
+
+    Text is produced by an incremental detokenizer, so multi-byte characters
+    and BPE merges never come out split. Generation ends at max_new_tokens,
+    at the end-of-text token (not emitted), or at the first stop string
+    (the text before it is emitted, the stop string is not).
+    """
+
+    def __init__(
+        self,
+        decoder,
+        tokenizer: Tokenizer,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        max_new_tokens: int,
+        vocab_limit: int,
+        stop: Sequence[str] = (),
+    ) -> None:
+        self.stats = GenerationStats()
+        self.token_ids: list[int] = []
+        self._pieces = self._run(decoder, tokenizer, prompt_ids, params, max_new_tokens, vocab_limit, list(stop))
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def _run(self, decoder, tokenizer, prompt_ids, params, max_new_tokens, vocab_limit, stop) -> Iterator[str]:
+        detok = tokenizer.stream_decoder()
+        eos = tokenizer.eos_token_id
+        held = ""  # text not yet emitted: it may be the start of a stop string
+        self.stats.stop_reason = "length"
+        for tokens in generate_ids(decoder, [prompt_ids], params, max_new_tokens, vocab_limit, self.stats):
+            token = int(tokens[0])
+            if eos is not None and token == eos:
+                self.stats.stop_reason = "eos"
+                break
+            self.token_ids.append(token)
+            held += detok.push(token)
+            emit, held, stopped = _split_at_stop(held, stop)
+            if emit:
+                yield emit
+            if stopped:
+                self.stats.stop_reason = "stop"
+                return
+        held += detok.flush()
+        emit, _, _ = _split_at_stop(held, stop, final=True)
+        if emit:
+            yield emit
+
+
+def _split_at_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, str, bool]:
+    """Split text into (emit now, hold back, stopped).
+
+    Holds back the longest tail that could still grow into a stop string.
+    """
+    if not stop:
+        return text, "", False
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    if cut >= 0:
+        return text[:cut], "", True
+    if final:
+        return text, "", False
+    keep = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                keep = max(keep, n)
+                break
+    return text[: len(text) - keep], text[len(text) - keep :], False

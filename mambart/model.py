@@ -1,0 +1,181 @@
+"""`mambart.load()` and the `Model` it returns."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from . import _core
+from .checkpoint import read_checkpoint
+from .config import ModelConfig, load_config
+from .generate import GenerationStats, TextStream, generate_ids
+from .hub import resolve
+from .sampling import SamplingParams
+from .tokenizer import Tokenizer
+from .weights import load_weights
+
+
+class Model:
+    """A Mamba language model loaded for inference.
+
+    Text in and out: `generate()`, `stream()`. Tokens in and out:
+    `tokenizer`, `logits()`, `decoder()`.
+    """
+
+    def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path,
+                 load_seconds: float = 0.0) -> None:
+        self._core = core
+        self.config = config
+        self.tokenizer = tokenizer
+        self.path = path
+        self.load_seconds = load_seconds
+
+    @property
+    def device(self) -> str:
+        return self._core.device
+
+    @property
+    def threads(self) -> int:
+        return self._core.threads
+
+    @property
+    def vocab_limit(self) -> int:
+        """Ids that can be sampled: the tokenizer's, never the head's padding rows."""
+        return max(1, min(self.tokenizer.vocab_size, self.config.vocab_size))
+
+    def decoder(self, batch: int = 1) -> "_core.Decoder":
+        """A fresh recurrent state for `batch` sequences (prefill / step / sample)."""
+        return _core.Decoder(self._core, batch)
+
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Logits of every position, shape (len(token_ids), vocab_size), float32."""
+        ids = _as_id_list(token_ids)
+        return self.decoder(1).prefill([ids], all_logits=True)
+
+    def encode(self, prompt: str) -> list[int]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        if prompt == "":
+            raise ValueError("prompt is empty")
+        ids = self.tokenizer.encode(prompt)
+        if not ids:
+            raise ValueError("prompt encodes to no tokens")
+        return ids
+
+    def stream(self, prompt: str, max_new_tokens: int = 128, *, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
+               seed: int | None = None, stop: Sequence[str] = ()) -> TextStream:
+        """Generate from `prompt`, yielding text pieces as they become final.
+
+        Sampling follows `SamplingParams` (every filter off by default;
+        temperature 0 is greedy). The returned iterator's `.stats` holds
+        token counts and timings once it has run.
+        """
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repetition_penalty=repetition_penalty, seed=seed)
+        _check_max_new_tokens(max_new_tokens)
+        stop = _check_stop(stop)
+        ids = self.encode(prompt)
+        return TextStream(self.decoder(1), self.tokenizer, ids, params, max_new_tokens, self.vocab_limit, stop)
+
+    def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 128, *, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
+                 seed: int | None = None, stop: Sequence[str] = ()) -> str | list[str]:
+        """Generated text for one prompt (a str), or for a list of prompts run as one batch.
+
+        Row i of a batch samples with seed + i, so row 0 equals a single run
+        with the same seed.
+        """
+        kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                      repetition_penalty=repetition_penalty, seed=seed, stop=stop)
+        if isinstance(prompt, str):
+            return "".join(self.stream(prompt, max_new_tokens, **kwargs))
+        return self._generate_batch(list(prompt), max_new_tokens, **kwargs)
+
+    def _generate_batch(self, prompts: list[str], max_new_tokens: int, *, stop: Sequence[str] = (),
+                        **sampling) -> list[str]:
+        if not prompts:
+            raise ValueError("no prompts given")
+        params = SamplingParams(**sampling)
+        _check_max_new_tokens(max_new_tokens)
+        stop = _check_stop(stop)
+        ids = [self.encode(p) for p in prompts]
+        eos = self.tokenizer.eos_token_id
+        out: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        stats = GenerationStats()
+        for tokens in generate_ids(self.decoder(len(prompts)), ids, params, max_new_tokens, self.vocab_limit, stats):
+            for row, token in enumerate(tokens.tolist()):
+                if done[row]:
+                    continue
+                if eos is not None and token == eos:
+                    done[row] = True
+                    continue
+                out[row].append(token)
+                if stop and any(s in self.tokenizer.decode(out[row][-64:]) for s in stop):
+                    done[row] = True
+            if all(done):
+                break
+        texts = [self.tokenizer.decode(row) for row in out]
+        return [_cut_at_stop(t, stop) for t in texts]
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def _as_id_list(token_ids: Sequence[int]) -> list[int]:
+    ids = np.asarray(token_ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"token_ids must be a non-empty 1-D sequence, got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"token_ids must be integers, got {ids.dtype}")
+    return ids.astype(np.int64).tolist()
+
+
+def _check_max_new_tokens(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {n!r}")
+
+
+def _check_stop(stop: Sequence[str]) -> list[str]:
+    if isinstance(stop, str):
+        stop = [stop]
+    stop = list(stop)
+    for s in stop:
+        if not isinstance(s, str) or s == "":
+            raise ValueError(f"stop strings must be non-empty str, got {s!r}")
+    return stop
+
+
+def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = None, *,
+         revision: str | None = None) -> Model:
+    """Load a Mamba model from a local directory or a Hugging Face hub id.
+
+    device: "cpu". threads: worker threads (default: the physical cores).
+    Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the local
+    cache is used.
+    """
+    if device != "cpu":
+        raise ValueError(f"device {device!r} is not supported by this build (supported: 'cpu')")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    start = time.perf_counter()
+    path = resolve(str(model), revision=revision)
+    config = load_config(path)
+    tokenizer = Tokenizer.from_dir(path)
+    weights = load_weights(read_checkpoint(path), config)
+    core = _core.Model(_core_config(config), weights, threads or 0)
+    return Model(core, config, tokenizer, path, time.perf_counter() - start)
+
+
+def _core_config(config: ModelConfig) -> "_core.ModelConfig":
+    c = _core.ModelConfig()
+    for name in ("d_model", "n_layer", "vocab_size", "d_inner", "d_state", "d_conv", "dt_rank", "eps",
+                 "tie_embeddings"):
+        setattr(c, name, getattr(config, name))
+    return c

@@ -1,0 +1,20 @@
+"""The runtime never imports torch or transformers."""
+import subprocess
+import sys
+import textwrap
+
+
+def test_runtime_does_not_import_torch(small_model_dir):
+    code = textwrap.dedent(f"""
+        import sys
+        import mambart
+        model = mambart.load({str(small_model_dir[0])!r})
+        model.generate("hello", max_new_tokens=4, temperature=0.7, top_k=5, seed=1)
+        model.logits([1, 2, 3])
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        assert not bad, bad
+        print("clean")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "clean"
