@@ -7,6 +7,7 @@ at a closed local port so that any network attempt would fail fast.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -45,8 +46,7 @@ def test_file_is_not_a_directory(tmp_path):
 @pytest.mark.parametrize("model", ["./nope", "../nope", "/no/such/dir", "~/no-such-dir-xyz",
                                    "a/b/c", "C:\\models\\x"])
 def test_missing_path_like(model):
-    with pytest.raises(FileNotFoundError, match=f"^model path '{model}' does not exist$".replace(
-            "\\", "\\\\").replace(".", "\\.")):
+    with pytest.raises(FileNotFoundError, match=f"^model path '{re.escape(model)}' does not exist$"):
         hub.resolve(model)
 
 
