@@ -1,0 +1,223 @@
+"""Model configuration: read config.json and normalise every checkpoint family.
+
+Families (reference doc 1.1): transformers "-hf" configs carry a `model_type`
+("mamba" for Mamba-1, "mamba2" for Mamba-2); original `mamba_ssm` configs have
+no `model_type` but `d_model` / `n_layer` and an `ssm_cfg` naming the mixer.
+Everything downstream reads the one normalised `ModelConfig`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+CONFIG_FILE = "config.json"
+
+
+def parse_config_json(text: str) -> Any:
+    """Parse JSON text, accepting the non-standard numbers real configs contain.
+
+    Python's json already accepts the bare tokens `Infinity`, `-Infinity` and
+    `NaN` (older transformers wrote `[0.0, Infinity]`); transformers 5 writes
+    the object `{"__float__": "Infinity"}` instead, which becomes a float here.
+    """
+    def hook(obj: dict) -> Any:
+        if len(obj) == 1 and "__float__" in obj:
+            value = obj["__float__"]
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ValueError(f"invalid __float__ value {value!r}")
+            return float(value)  # float() raises ValueError for bad strings
+        return obj
+
+    return json.loads(text, object_hook=hook)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Normalised model hyper-parameters (sizes in the reference doc's notation)."""
+
+    family: str            # "mamba" (Mamba-1); "mamba2" is reserved for Mamba-2
+    naming: str            # tensor naming: "hf" (embeddings) or "mamba_ssm" (embedding)
+    d_model: int           # D
+    n_layer: int
+    vocab_size: int        # V: rows stored in embedding / lm_head (already padded)
+    d_inner: int           # E = int(expand * D)
+    d_state: int           # N
+    d_conv: int            # K
+    dt_rank: int           # R (Mamba-1)
+    eps: float             # epsilon of every RMSNorm
+    tie_embeddings: bool   # lm_head is the embedding matrix
+    use_bias: bool         # in_proj / out_proj have biases
+    use_conv_bias: bool    # conv1d has a bias
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON-serialisable)."""
+        return asdict(self)
+
+
+def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
+    """Read `config.json` (or the given file) and normalise it.
+
+    Raises FileNotFoundError when the file is missing and ValueError, naming
+    the file, for invalid JSON or an unsupported / inconsistent config.
+    """
+    path = Path(path_or_dir)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        raw = parse_config_json(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    try:
+        return config_from_dict(raw)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> ModelConfig:
+    """Detect the family of a parsed config.json and normalise it (doc 1.1)."""
+    model_type = raw.get("model_type")
+    if model_type is not None:
+        # Decide on model_type alone: -hf configs carry stale mamba_ssm keys.
+        parser = _HF_PARSERS.get(model_type)
+        if parser is None:
+            supported = ", ".join(repr(k) for k in _HF_PARSERS)
+            raise ValueError(f"unsupported model_type {model_type!r} (supported: {supported})")
+        return parser(raw)
+    if "d_model" in raw and "n_layer" in raw:
+        return _parse_mamba_ssm(raw)
+    raise ValueError(
+        "cannot tell the model family: no 'model_type', and no 'd_model' / 'n_layer' "
+        "(original mamba_ssm config)")
+
+
+# --- transformers layouts ----------------------------------------------------
+
+
+def _parse_hf_mamba1(raw: dict[str, Any]) -> ModelConfig:
+    """transformers MambaConfig (doc 1.3); defaults are that class's."""
+    d_model = _size(raw, "hidden_size", 768)
+    act = raw.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
+    # intermediate_size is recomputed by transformers from expand, so ignore it.
+    return ModelConfig(
+        family="mamba",
+        naming="hf",
+        d_model=d_model,
+        n_layer=_size(raw, "num_hidden_layers", 32),
+        vocab_size=_size(raw, "vocab_size", 50280),
+        d_inner=_inner(raw, "expand", 2, d_model),
+        d_state=_size(raw, "state_size", 16),
+        d_conv=_size(raw, "conv_kernel", 4),
+        dt_rank=_dt_rank(raw, "time_step_rank", d_model),
+        eps=_eps(raw, "layer_norm_epsilon", 1e-5),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", True),
+        use_bias=_flag(raw, "use_bias", False),
+        use_conv_bias=_flag(raw, "use_conv_bias", True),
+    )
+
+
+def _parse_hf_mamba2(raw: dict[str, Any]) -> ModelConfig:
+    # Next release: Mamba-2 adds fields (headdim, ngroups, ...) to ModelConfig
+    # and a parser here; detection already routes to this function.
+    raise ValueError("Mamba-2 models (model_type 'mamba2') are not supported yet")
+
+
+_HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
+    "mamba": _parse_hf_mamba1,
+    "mamba2": _parse_hf_mamba2,
+}
+
+
+# --- original mamba_ssm layout ----------------------------------------------
+
+
+def _parse_mamba_ssm(raw: dict[str, Any]) -> ModelConfig:
+    """mamba_ssm MambaConfig (doc 1.2): pick the mixer, reject hybrids."""
+    ssm_cfg = raw.get("ssm_cfg") or {}
+    if not isinstance(ssm_cfg, dict):
+        raise ValueError(f"'ssm_cfg' must be an object, got {ssm_cfg!r}")
+    layer = ssm_cfg.get("layer", "Mamba1")
+    if raw.get("attn_layer_idx"):
+        raise ValueError(
+            "hybrid models with attention layers (attn_layer_idx "
+            f"{raw['attn_layer_idx']!r}) are not supported")
+    d_intermediate = raw.get("d_intermediate", 0)
+    if d_intermediate:
+        raise ValueError(
+            f"d_intermediate {d_intermediate!r} > 0 (an MLP sub-block per layer) is not supported")
+    if layer == "Mamba2":
+        raise ValueError("Mamba-2 models (ssm_cfg layer 'Mamba2') are not supported yet")
+    if layer != "Mamba1":
+        raise ValueError(f"unsupported mixer layer {layer!r} in ssm_cfg (supported: 'Mamba1')")
+    if not _flag(raw, "rms_norm", True):
+        raise ValueError("rms_norm false (LayerNorm blocks) is not supported")
+
+    d_model = _size(raw, "d_model", 2560)
+    vocab = _size(raw, "vocab_size", 50277)
+    multiple = _size(raw, "pad_vocab_size_multiple", 8)
+    vocab += (multiple - vocab % multiple) % multiple  # mamba_ssm pads the rows
+    return ModelConfig(
+        family="mamba",
+        naming="mamba_ssm",
+        d_model=d_model,
+        n_layer=_size(raw, "n_layer", 64),
+        vocab_size=vocab,
+        d_inner=_inner(ssm_cfg, "expand", 2, d_model),
+        d_state=_size(ssm_cfg, "d_state", 16),
+        d_conv=_size(ssm_cfg, "d_conv", 4),
+        dt_rank=_dt_rank(ssm_cfg, "dt_rank", d_model),
+        eps=1e-5,  # hard-coded norm_epsilon in mamba_ssm; no config field
+        tie_embeddings=_flag(raw, "tie_embeddings", True),
+        use_bias=_flag(ssm_cfg, "bias", False),
+        use_conv_bias=_flag(ssm_cfg, "conv_bias", True),
+    )
+
+
+# --- field readers: each error names the key and the value -------------------
+
+
+def _size(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _inner(raw: dict[str, Any], key: str, default: float, d_model: int) -> int:
+    expand = raw.get(key, default)
+    if isinstance(expand, bool) or not isinstance(expand, (int, float)) \
+            or not math.isfinite(expand) or int(expand * d_model) <= 0:
+        raise ValueError(f"'{key}' must be a positive number, got {expand!r}")
+    return int(expand * d_model)  # both references truncate
+
+
+def _dt_rank(raw: dict[str, Any], key: str, d_model: int) -> int:
+    if raw.get(key, "auto") == "auto":
+        return math.ceil(d_model / 16)
+    return _size(raw, key, 0)
+
+
+def _eps(raw: dict[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"'{key}' must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"'{key}' must be true or false, got {value!r}")
+    return value

@@ -1,0 +1,156 @@
+"""Model resolution: a local directory, or a Hugging Face Hub repo id.
+
+For a repo id only the files inference needs are fetched (reference doc 6.4):
+config, tokenizer files, generation defaults and one weights format. With
+HF_HUB_OFFLINE=1 only the local Hugging Face cache is used. Failures raise
+one-line OSError subclasses (FileNotFoundError, PermissionError,
+ConnectionError) instead of huggingface_hub's long messages.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import huggingface_hub as hf
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import (
+    GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError,
+    validate_repo_id,
+)
+
+from .checkpoint import (
+    PYTORCH_FILE, PYTORCH_INDEX, SAFETENSORS_FILE, SAFETENSORS_INDEX, read_index,
+)
+
+# Small files fetched whenever the repo has them; config.json is required.
+CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "generation_config.json")
+# Weight formats in order of preference (transformers' order); the first wins.
+WEIGHT_FORMATS = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
+
+
+def resolve(model: str, *, revision: str | None = None) -> Path:
+    """The local directory holding `model`'s config.json, tokenizer and weights.
+
+    `model` is an existing directory (returned as is) or a Hub repo id such as
+    "state-spaces/mamba-130m-hf", downloaded (or, offline, looked up in the
+    cache) at `revision` (branch, tag or commit; default "main").
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"model path '{model}' is not a directory")
+    if _looks_like_path(model):
+        raise FileNotFoundError(f"model path '{model}' does not exist")
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise FileNotFoundError(f"model '{model}' not found: not a local directory, "
+                                "and not a valid Hugging Face repo id") from None
+    if is_offline():
+        found = _from_cache(model, revision)
+        if found is None:
+            raise FileNotFoundError(f"{_label(model, revision)} not found: not a local directory, "
+                                    "and not in the Hugging Face cache (offline mode)")
+        return found
+    return _download(model, revision)
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub read it at import, or as set now."""
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(hf_constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
+
+
+def choose_files(repo_files: Iterable[str], shards: Callable[[str], list[str]]) -> list[str]:
+    """The files to fetch from a repo listing: config/tokenizer files and one weights format.
+
+    `shards(index_file)` returns the shard names an index refers to (it may
+    need to fetch the index). Raises FileNotFoundError without config.json
+    or weights, or when an index names a shard the repo does not have.
+    """
+    available = set(repo_files)
+    if CONFIG_FILES[0] not in available:
+        raise FileNotFoundError("repository has no config.json")
+    chosen = [f for f in CONFIG_FILES if f in available]
+    weights = next((f for f in WEIGHT_FORMATS if f in available), None)
+    if weights is None:
+        raise FileNotFoundError(f"repository has no weights (looked for {', '.join(WEIGHT_FORMATS)})")
+    chosen.append(weights)
+    if weights.endswith(".index.json"):
+        for shard in sorted(set(shards(weights))):
+            if shard not in available:
+                raise FileNotFoundError(f"{weights} names shard '{shard}', "
+                                        "which the repository does not have")
+            chosen.append(shard)
+    return chosen
+
+
+def _looks_like_path(model: str) -> bool:
+    """A filesystem path rather than a repo id ("name" or "org/name")."""
+    return (model.startswith((".", "/", "~", os.sep))
+            or (os.altsep is not None and model.startswith(os.altsep))
+            or "\\" in model or model.count("/") > 1
+            or (len(model) > 1 and model[1] == ":"))
+
+
+def _label(repo_id: str, revision: str | None) -> str:
+    return f"model '{repo_id}'" + (f" (revision '{revision}')" if revision else "")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def _from_cache(repo_id: str, revision: str | None) -> Path | None:
+    """The cached snapshot directory holding config.json, without network access."""
+    config = hf.try_to_load_from_cache(repo_id, CONFIG_FILES[0], revision=revision)
+    return Path(config).parent if isinstance(config, str) else None
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    """List the repo at `revision`, then fetch the chosen files at that commit."""
+    label = _label(repo_id, revision)
+    try:
+        info = hf.HfApi().model_info(repo_id, revision=revision)
+    except GatedRepoError:
+        raise PermissionError(f"{label} is gated: accept its terms on huggingface.co and "
+                              "log in (`hf auth login`)") from None
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(f"{label} not found: not a local directory, and no such "
+                                "repository on the Hugging Face Hub") from None
+    except RevisionNotFoundError:
+        raise FileNotFoundError(f"{label} not found: the repository has no such revision") from None
+    except Exception as e:  # network down, timeouts, server errors: try the cache
+        found = _from_cache(repo_id, revision)
+        if found is not None:
+            return found
+        raise ConnectionError(f"{label}: cannot reach the Hugging Face Hub ({_first_line(e)}), "
+                              "and it is not in the local cache") from None
+
+    commit = info.sha or revision  # pin the commit so all files match
+    fetched: dict[str, Path] = {}
+
+    def fetch(filename: str) -> Path:
+        if filename not in fetched:
+            try:
+                fetched[filename] = Path(hf.hf_hub_download(repo_id, filename, revision=commit))
+            except Exception as e:
+                raise ConnectionError(f"{label}: downloading {filename} failed "
+                                      f"({_first_line(e)})") from None
+        return fetched[filename]
+
+    def shards(index_file: str) -> list[str]:
+        return list(read_index(fetch(index_file)).values())
+
+    files = [s.rfilename for s in (info.siblings or [])]
+    try:
+        chosen = choose_files(files, shards)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{label}: {e}") from None
+    for name in chosen:
+        fetch(name)
+    return fetched[CONFIG_FILES[0]].parent

@@ -1,0 +1,175 @@
+"""Tokenizer (a `tokenizers` tokenizer.json) and incremental detokenization.
+
+The Mamba models use the GPT-NeoX byte-level BPE tokenizer, which adds no
+special tokens when encoding (reference doc 5.4). A token may hold only part
+of a UTF-8 character, so streamed text is held back until it is final.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import tokenizers
+
+TOKENIZER_FILE = "tokenizer.json"
+ENDOFTEXT = "<|endoftext|>"
+REPLACEMENT = "\ufffd"  # what lossy UTF-8 decoding gives for bytes that are not (yet) a char
+
+
+class Tokenizer:
+    """Encode text to ids and decode ids back, plus the model's end-of-text id."""
+
+    def __init__(self, tokenizer: tokenizers.Tokenizer, eos_token_id: int | None = None):
+        self._tok = tokenizer
+        self.eos_token_id = eos_token_id
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        """Load a tokenizer.json; eos is `<|endoftext|>` if the vocabulary has it."""
+        tok = _load(Path(path))
+        return cls(tok, _eos_from_vocab(tok))
+
+    @classmethod
+    def from_dir(cls, model_dir: str | os.PathLike) -> Tokenizer:
+        """Load `tokenizer.json` from a model directory.
+
+        The eos id comes from the first of tokenizer_config.json (`eos_token`),
+        generation_config.json and config.json (`eos_token_id`) that gives a
+        valid one, else from `<|endoftext|>` in the vocabulary, else None.
+        """
+        model_dir = Path(model_dir)
+        tok = _load(model_dir / TOKENIZER_FILE)
+        return cls(tok, _eos_from_dir(model_dir, tok))
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids the tokenizer can produce, added tokens included."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; no special tokens are added."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """Text of `ids`; special tokens are written out unless skipped."""
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
+        """An incremental decoder whose output concatenates to `decode(all ids)`."""
+        return StreamDecoder(lambda ids: self.decode(ids, skip_special_tokens))
+
+
+class StreamDecoder:
+    """Incremental detokenizer using the prefix-offset technique.
+
+    Only a short window of recent ids is kept and decoded at each step:
+    ids[:_read] were emitted and are decoded again only as context (decoders
+    may treat a window's first token specially); ids[_read:] are pending. New
+    text is emitted once the window's decoding no longer ends in U+FFFD, i.e.
+    no UTF-8 character is cut, and the window then restarts at `_read`.
+    """
+
+    # Pending ids after which a safe split point is searched for: a valid
+    # character spans at most 4 byte tokens, so only invalid bytes get here.
+    _MAX_PENDING = 8
+    _SPLIT_CANDIDATES = 4
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self._decode = decode
+        self._ids: list[int] = []
+        self._read = 0
+        self._read_text = ""  # decode(ids[:_read]), cached
+
+    def push(self, token_id: int) -> str:
+        """Add one id; return the text that became final with it (often "")."""
+        self._ids.append(int(token_id))
+        text = self._decode(self._ids)
+        if not text.endswith(REPLACEMENT) and text.startswith(self._read_text):
+            return self._advance(len(self._ids), text)
+        if len(self._ids) - self._read > self._MAX_PENDING:
+            return self._split(text)
+        return ""
+
+    def flush(self) -> str:
+        """Return whatever is still held back (lossy if it is invalid UTF-8) and reset."""
+        out = self._decode(self._ids)[len(self._read_text):] if self._ids else ""
+        self._ids, self._read, self._read_text = [], 0, ""
+        return out
+
+    def _advance(self, read: int, text: str) -> str:
+        """Emit the text of ids[:read] (decoded: `text`) beyond what was emitted."""
+        out = text[len(self._read_text):]
+        # ids[_read:read] become the next window's context; older ids are done.
+        del self._ids[:self._read]
+        self._read = read - self._read
+        self._read_text = self._decode(self._ids[:self._read])
+        return out
+
+    def _split(self, text: str) -> str:
+        """Emit up to a recent id boundary whose text can no longer change.
+
+        A boundary j is final when decoding the two sides separately gives
+        the same text as decoding them together: then no later byte can join
+        a character before j. Only a few recent boundaries are tried, keeping
+        the cost per token bounded.
+        """
+        ids = self._ids
+        stop = max(self._read, len(ids) - self._SPLIT_CANDIDATES - 1)
+        for j in range(len(ids) - 1, stop, -1):
+            head = self._decode(ids[:j])
+            if head.startswith(self._read_text) and head + self._decode(ids[j:]) == text:
+                return self._advance(j, head)
+        return ""
+
+
+def _load(path: Path) -> tokenizers.Tokenizer:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tokenizer file not found")
+    try:
+        return tokenizers.Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on bad files
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: cannot load tokenizer ({msg})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None if the file does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    return data if isinstance(data, dict) else None
+
+
+def _valid_id(value: Any, tok: tokenizers.Tokenizer) -> int | None:
+    """An eos id from a config value (int, or list of ints: the first)."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value < tok.get_vocab_size(with_added_tokens=True) else None
+
+
+def _eos_from_vocab(tok: tokenizers.Tokenizer) -> int | None:
+    return tok.token_to_id(ENDOFTEXT)
+
+
+def _eos_from_dir(model_dir: Path, tok: tokenizers.Tokenizer) -> int | None:
+    tok_cfg = _read_json(model_dir / "tokenizer_config.json") or {}
+    eos = tok_cfg.get("eos_token")
+    if isinstance(eos, dict):  # older files store an AddedToken object
+        eos = eos.get("content")
+    if isinstance(eos, str) and tok.token_to_id(eos) is not None:
+        return tok.token_to_id(eos)
+    for name in ("generation_config.json", "config.json"):
+        found = _valid_id((_read_json(model_dir / name) or {}).get("eos_token_id"), tok)
+        if found is not None:
+            return found
+    return _eos_from_vocab(tok)

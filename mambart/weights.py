@@ -1,0 +1,128 @@
+"""Checkpoint tensor names -> internal names and shapes, validated before C++.
+
+One table per family (reference doc 1.6). The internal names are what the
+C++ model reads; every tensor is checked against the table first, so a bad
+checkpoint fails here with the tensor's name and both shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import RawTensor
+from .config import ModelConfig
+
+# The one naming difference between the families (doc 1.6).
+EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
+LM_HEAD = "lm_head.weight"
+_MAX_LISTED = 5  # unexpected names quoted in an error
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One row of a name table."""
+
+    source: str                    # name in the checkpoint
+    internal: str                  # name the C++ model reads
+    stored: tuple[int, ...]        # shape in the checkpoint
+    shape: tuple[int, ...]         # shape handed to C++ (a reshape of `stored`)
+
+
+def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
+    """The Mamba-1 tensors this config needs, in load order."""
+    D, V, E = config.d_model, config.vocab_size, config.d_inner
+    N, K, R = config.d_state, config.d_conv, config.dt_rank
+
+    def spec(source: str, internal: str, *shape: int) -> TensorSpec:
+        return TensorSpec(source, internal, shape, shape)
+
+    table = [
+        spec(EMBEDDING_NAMES[config.naming], "embedding", V, D),
+        spec("backbone.norm_f.weight", "norm_f", D),
+    ]
+    if not config.tie_embeddings:
+        table.append(spec(LM_HEAD, "lm_head", V, D))
+    for i in range(config.n_layer):
+        src, dst = f"backbone.layers.{i}.", f"layers.{i}."
+        mixer = src + "mixer."
+        table.append(spec(src + "norm.weight", dst + "norm", D))
+        table.append(spec(mixer + "in_proj.weight", dst + "in_proj", 2 * E, D))
+        if config.use_bias:
+            table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", 2 * E))
+        # Depthwise conv weight is stored (E, 1, K); the middle axis is 1.
+        table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight", (E, 1, K), (E, K)))
+        if config.use_conv_bias:
+            table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", E))
+        table += [
+            spec(mixer + "x_proj.weight", dst + "x_proj", R + 2 * N, E),
+            spec(mixer + "dt_proj.weight", dst + "dt_proj", E, R),
+            spec(mixer + "dt_proj.bias", dst + "dt_proj_bias", E),
+            spec(mixer + "A_log", dst + "A_log", E, N),
+            spec(mixer + "D", dst + "D", E),
+            spec(mixer + "out_proj.weight", dst + "out_proj", D, E),
+        ]
+        if config.use_bias:
+            table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
+    return table
+
+
+_TABLES = {"mamba": mamba1_table}
+
+
+def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray]:
+    """Validate a checkpoint against the config and return float32 arrays by internal name.
+
+    Arrays are C-contiguous float32; F32 tensors stay zero-copy (read-only
+    views on the checkpoint's mmap). Raises a one-line ValueError naming the
+    first missing tensor, a wrong shape (with both shapes), or tensors the
+    model does not use.
+    """
+    table_fn = _TABLES.get(config.family)
+    if table_fn is None:
+        raise ValueError(f"no weight table for model family {config.family!r}")
+    table = table_fn(config)
+    tensors = _with_embedding_alias(tensors, config)
+
+    out: dict[str, np.ndarray] = {}
+    for spec in table:
+        raw = tensors.get(spec.source)
+        if raw is None:
+            raise ValueError(f"missing tensor '{spec.source}'")
+        if tuple(raw.shape) != spec.stored:
+            raise ValueError(f"tensor '{raw.name}' has shape {_fmt(raw.shape)}, "
+                             f"expected {_fmt(spec.stored)}")
+        array = raw.float32().reshape(spec.shape)
+        out[spec.internal] = np.ascontiguousarray(array)  # no copy when already contiguous
+
+    used = {spec.source for spec in table}
+    if config.tie_embeddings:
+        used.add(LM_HEAD)  # tied: the embedding is the head; a stored copy is ignored
+    extra = sorted(name for name in tensors if name not in used)
+    if extra:
+        listed = ", ".join(f"'{name}'" for name in extra[:_MAX_LISTED])
+        more = f" and {len(extra) - _MAX_LISTED} more" if len(extra) > _MAX_LISTED else ""
+        raise ValueError(f"{len(extra)} unexpected tensor(s) for a {config.n_layer}-layer "
+                         f"model: {listed}{more}")
+    return out
+
+
+def _with_embedding_alias(tensors: dict[str, RawTensor],
+                          config: ModelConfig) -> dict[str, RawTensor]:
+    """Accept the other family's embedding name, as transformers' load hook does.
+
+    A config in one layout next to weights saved in the other differs only
+    in `embedding` vs `embeddings` (doc 1.6).
+    """
+    wanted = EMBEDDING_NAMES[config.naming]
+    other = next(n for k, n in EMBEDDING_NAMES.items() if k != config.naming)
+    if wanted in tensors or other not in tensors:
+        return tensors
+    renamed = dict(tensors)
+    renamed[wanted] = renamed.pop(other)
+    return renamed
+
+
+def _fmt(shape) -> str:
+    """(80, 1536) style, also for 1-D shapes: (1536)."""
+    return "(" + ", ".join(str(d) for d in shape) + ")"
