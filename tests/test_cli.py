@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,8 +14,9 @@ SUMMARY = [
 
 
 def run(*args, stdin=None):
+    # Run outside the source tree, so the installed package is the one imported.
     return subprocess.run([sys.executable, "-m", "mambart", *args], input=stdin, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tempfile.gettempdir())
 
 
 def test_generate_streams_and_prints_summary(small_model_dir):

@@ -1,6 +1,7 @@
 """The runtime never imports torch or transformers."""
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 
@@ -15,6 +16,7 @@ def test_runtime_does_not_import_torch(small_model_dir):
         assert not bad, bad
         print("clean")
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "clean"
