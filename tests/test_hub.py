@@ -19,7 +19,6 @@ import pytest
 
 from mambart import hub
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -231,8 +230,7 @@ SCRIPT = textwrap.dedent("""
 def run_offline(tmp_path, calls, **env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "cache"),
-               HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9",
-               PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+               HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
     env.update(env_extra)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(calls)], env=env,
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
