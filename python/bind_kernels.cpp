@@ -51,7 +51,7 @@ View view(const char* op, const char* name, const py::array& a, const Shape& exp
   if (layout == kContiguous) {
     MAMBART_CHECK(a.flags() & py::array::c_style, "[", op, "] ", name,
                   " must be C-contiguous, got strides ", str(Shape(a.strides(), a.strides() + a.ndim())));
-  } else {
+  } else if (a.size() > 0) {  // (empty arrays may carry zero strides)
     // (rows, cols) with unit inner stride; the row stride is free (>= 0).
     const int64_t s0 = a.strides(0), s1 = a.strides(1);
     MAMBART_CHECK((cols <= 1 || s1 == 4) && s0 >= 0 && s0 % 4 == 0, "[", op, "] ", name,

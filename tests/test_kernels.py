@@ -389,3 +389,17 @@ def test_elementwise_shapes(isa):
     assert_close(out, ref.gate_silu(x, z))
     with pytest.raises(ValueError, match=r"\[gate_silu\] z has shape \(3, 4\), expected \(3, 4, 5\)"):
         K_.gate_silu(x, z[:, :, 0].copy())
+
+
+def test_empty_inputs(isa):
+    """Zero tokens leave states untouched; K = 0 gives y = bias."""
+    z = np.zeros
+    y = K_.matmul(z((2, 0), np.float32), z((3, 0), np.float32), np.arange(3, dtype=np.float32))
+    assert_close(y, np.tile(np.arange(3), (2, 1)))
+    state = np.ones((9, 4), np.float32)
+    assert K_.conv1d_prefill(z((0, 9), np.float32), state.copy(), None, state).shape == (0, 9)
+    assert (state == 1).all()
+    state = np.ones((9, 16), np.float32)
+    e, t = z(9, np.float32), z((0, 9), np.float32)
+    y = K_.scan_prefill(t, t, e, -state, z((0, 16), np.float32), z((0, 16), np.float32), e, None, state)
+    assert y.shape == (0, 9) and (state == 1).all()
