@@ -70,7 +70,7 @@ void dot_tile(const MatmulParams& p, int64_t m, int64_t n) {
   }
 }
 
-// The tile for the last mr < kMR rows of an x block.
+// A tile of mr <= kMR rows (fewer only at the end of an x block).
 template <int NR>
 void dot_tile_rows(const MatmulParams& p, int64_t m, int64_t mr, int64_t n) {
   static_assert(kMR <= 4, "extend the switch with kMR");
@@ -88,8 +88,8 @@ void dot_tile_rows(const MatmulParams& p, int64_t m, int64_t mr, int64_t n) {
 // tiles of [n0, n1) pass over them, so w is re-read once per block, not per
 // row.
 void matmul(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t K = p.K > 0 ? p.K : 1;
-  const int64_t mb = std::max<int64_t>(kMR, (128 * 1024 / 4) / K / kMR * kMR);
+  const int64_t row = std::max<int64_t>(p.K, 1);  // floats per x row
+  const int64_t mb = std::max<int64_t>(kMR, (128 * 1024 / 4) / row / kMR * kMR);
   for (int64_t m0 = 0; m0 < p.M; m0 += mb) {
     const int64_t m1 = std::min(p.M, m0 + mb);
     int64_t n = n0;
