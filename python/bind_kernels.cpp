@@ -1,3 +1,264 @@
-#include "bindings.h"
+// _core.kernels: each entry of the active CPU kernel table over numpy
+// float32 arrays, run single-threaded over the full range (for tests and
+// experiments; the model calls the table directly). Plus the ISA hooks
+// _core.isa(), _core.available_isas(), _core.set_isa(name).
+//
+// Arrays are taken as they are, never copied or cast: 2-D token-row inputs
+// and outputs may be row-strided views (unit inner stride), e.g. B and C as
+// column slices of one (L, R+2N) x_proj output; weights, states and
+// elementwise arrays must be C-contiguous. States are updated in place.
+// Outputs are new arrays unless `out` is given.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
-void bind_kernels(py::module_& m) {}
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "check.h"
+#include "cpu/isa.h"
+
+namespace {
+
+using namespace mambart;
+using Shape = std::vector<int64_t>;
+
+std::string str(const Shape& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+// A float32 array as a kernel sees it: data, shape, row stride in elements.
+struct View {
+  float* data;
+  Shape shape;
+  int64_t ld;
+};
+
+enum Layout { kContiguous, kRowStrided };
+
+View view(const char* op, const char* name, const py::array& a, const Shape& expected,
+          Layout layout, bool writable = false) {
+  Shape shape(a.shape(), a.shape() + a.ndim());
+  MAMBART_CHECK(a.dtype().is(py::dtype::of<float>()), "[", op, "] ", name,
+                " must be float32, got ", std::string(py::str(a.dtype())));
+  MAMBART_CHECK(shape == expected, "[", op, "] ", name, " has shape ", str(shape), ", expected ",
+                str(expected));
+  MAMBART_CHECK(!writable || a.writeable(), "[", op, "] ", name, " must be writeable");
+  const int64_t cols = shape.empty() ? 1 : shape.back();
+  int64_t ld = cols;
+  if (layout == kContiguous) {
+    MAMBART_CHECK(a.flags() & py::array::c_style, "[", op, "] ", name,
+                  " must be C-contiguous, got strides ", str(Shape(a.strides(), a.strides() + a.ndim())));
+  } else if (a.size() > 0) {  // (empty arrays may carry zero strides)
+    // (rows, cols) with unit inner stride; the row stride is free (>= 0).
+    const int64_t s0 = a.strides(0), s1 = a.strides(1);
+    MAMBART_CHECK((cols <= 1 || s1 == 4) && s0 >= 0 && s0 % 4 == 0, "[", op, "] ", name,
+                  " needs unit inner stride and a non-negative row stride, got strides (", s0,
+                  ", ", s1, ") bytes");
+    if (shape[0] > 1) ld = s0 / 4;
+  }
+  return {static_cast<float*>(const_cast<void*>(a.data())), shape, ld};
+}
+
+// Optional input: nullptr when None.
+const float* optional(const char* op, const char* name, const py::object& o, const Shape& expected,
+                      Layout layout, int64_t* ld = nullptr) {
+  if (o.is_none()) return nullptr;
+  View v = view(op, name, o.cast<py::array>(), expected, layout);
+  if (ld) *ld = v.ld;
+  return v.data;
+}
+
+// The output: `out` if given (checked), else a new C-contiguous array.
+py::array output(const char* op, const py::object& out, const Shape& shape, Layout layout,
+                 int64_t* ld) {
+  py::array a = out.is_none() ? py::array_t<float>(shape) : out.cast<py::array>();
+  View v = view(op, "out", a, shape, layout, true);
+  *ld = v.ld;
+  return a;
+}
+
+float* ptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+
+template <typename Params, typename Fn>
+void run(Fn fn, const Params& p, int64_t end) {
+  py::gil_scoped_release nogil;
+  fn(p, 0, end);
+}
+
+py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
+                 const py::object& out) {
+  const char* op = "matmul";
+  MAMBART_CHECK(x.ndim() == 2 && w.ndim() == 2, "[matmul] x and w must be 2-D, got shapes ",
+                str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
+                str(Shape(w.shape(), w.shape() + w.ndim())));
+  const int64_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
+  MatmulParams p{};
+  View vx = view(op, "x", x, {M, K}, kRowStrided);
+  View vw = view(op, "w", w, {N, K}, kContiguous);
+  p.x = vx.data, p.ldx = vx.ld, p.w = vw.data;
+  p.bias = optional(op, "bias", bias, {N}, kContiguous);
+  py::array y = output(op, out, {M, N}, kRowStrided, &p.ldy);
+  p.y = ptr(y), p.M = M, p.N = N, p.K = K;
+  run(cpu_kernels().matmul, p, N);
+  return y;
+}
+
+py::array rmsnorm(const py::array& residual, const py::array& weight, const py::object& add,
+                  float eps, const py::object& out) {
+  const char* op = "rmsnorm";
+  MAMBART_CHECK(residual.ndim() == 2, "[rmsnorm] residual must be 2-D (rows, dim), got shape ",
+                str(Shape(residual.shape(), residual.shape() + residual.ndim())));
+  const int64_t rows = residual.shape(0), dim = residual.shape(1);
+  RmsnormParams p{};
+  p.residual = view(op, "residual", residual, {rows, dim}, kContiguous, true).data;
+  p.weight = view(op, "weight", weight, {dim}, kContiguous).data;
+  p.add = optional(op, "add", add, {rows, dim}, kContiguous);
+  int64_t ld;
+  py::array y = output(op, out, {rows, dim}, kContiguous, &ld);
+  p.out = ptr(y), p.rows = rows, p.dim = dim, p.eps = eps;
+  run(cpu_kernels().rmsnorm, p, rows);
+  return y;
+}
+
+// conv1d_prefill: x (L, C), state (C, K).  conv1d_step: x (batch, C), state (batch, C, K).
+py::array conv1d(bool step, const py::array& x, const py::array& w, const py::object& bias,
+                 const py::array& state, const py::object& out) {
+  const char* op = step ? "conv1d_step" : "conv1d_prefill";
+  MAMBART_CHECK(x.ndim() == 2 && w.ndim() == 2, "[", op, "] x and w must be 2-D, got shapes ",
+                str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
+                str(Shape(w.shape(), w.shape() + w.ndim())));
+  const int64_t rows = x.shape(0), C = x.shape(1), K = w.shape(1);
+  MAMBART_CHECK(K >= 1, "[", op, "] w has shape ", str(Shape{w.shape(0), K}), ", needs at least one tap");
+  Conv1dParams p{};
+  View vx = view(op, "x", x, {rows, C}, kRowStrided);
+  p.x = vx.data, p.ldx = vx.ld;
+  p.w = view(op, "w", w, {C, K}, kContiguous).data;
+  p.bias = optional(op, "bias", bias, {C}, kContiguous);
+  const Shape state_shape = step ? Shape{rows, C, K} : Shape{C, K};
+  p.state = view(op, "state", state, state_shape, kContiguous, true).data;
+  py::array y = output(op, out, {rows, C}, kRowStrided, &p.ldy);
+  p.y = ptr(y), p.C = C, p.K = K;
+  p.batch = step ? rows : 1;
+  p.seqlen = step ? 1 : rows;
+  run(step ? cpu_kernels().conv1d_step : cpu_kernels().conv1d_prefill, p, C);
+  return y;
+}
+
+// scan_prefill: token rows are L time steps, state (E, N).
+// scan_step: token rows are the batch, state (batch, E, N).
+py::array scan(bool step, const py::array& x, const py::array& dt, const py::array& dt_bias,
+               const py::array& A, const py::array& B, const py::array& C, const py::array& D,
+               const py::object& z, const py::array& state, const py::object& out) {
+  const char* op = step ? "scan_step" : "scan_prefill";
+  MAMBART_CHECK(x.ndim() == 2 && A.ndim() == 2, "[", op, "] x and A must be 2-D, got shapes ",
+                str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
+                str(Shape(A.shape(), A.shape() + A.ndim())));
+  const int64_t rows = x.shape(0), E = x.shape(1), N = A.shape(1);
+  ScanParams p{};
+  View vx = view(op, "x", x, {rows, E}, kRowStrided);
+  View vdt = view(op, "dt", dt, {rows, E}, kRowStrided);
+  View vb = view(op, "B", B, {rows, N}, kRowStrided);
+  View vc = view(op, "C", C, {rows, N}, kRowStrided);
+  p.x = vx.data, p.ldx = vx.ld, p.dt = vdt.data, p.lddt = vdt.ld;
+  p.B = vb.data, p.ldb = vb.ld, p.C = vc.data, p.ldc = vc.ld;
+  p.dt_bias = view(op, "dt_bias", dt_bias, {E}, kContiguous).data;
+  p.A = view(op, "A", A, {E, N}, kContiguous).data;
+  p.D = view(op, "D", D, {E}, kContiguous).data;
+  p.z = optional(op, "z", z, {rows, E}, kRowStrided, &p.ldz);
+  const Shape state_shape = step ? Shape{rows, E, N} : Shape{E, N};
+  p.state = view(op, "state", state, state_shape, kContiguous, true).data;
+  py::array y = output(op, out, {rows, E}, kRowStrided, &p.ldy);
+  p.y = ptr(y), p.E = E, p.N = N;
+  p.batch = step ? rows : 1;
+  p.seqlen = step ? 1 : rows;
+  run(step ? cpu_kernels().scan_step : cpu_kernels().scan_prefill, p, E);
+  return y;
+}
+
+// silu / softplus (z unused) and gate_silu: any shape, C-contiguous.
+using ElementwiseFn = void (*)(const ElementwiseParams&, int64_t, int64_t);
+py::array elementwise(const char* op, ElementwiseFn fn, const py::array& x, const py::object& z,
+                      const py::object& out) {
+  const Shape shape(x.shape(), x.shape() + x.ndim());
+  ElementwiseParams p{};
+  p.x = view(op, "x", x, shape, kContiguous).data;
+  p.z = optional(op, "z", z, shape, kContiguous);
+  int64_t ld;
+  py::array y = output(op, out, shape, kContiguous, &ld);
+  p.y = ptr(y), p.n = static_cast<int64_t>(x.size());
+  run(fn, p, p.n);
+  return y;
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  m.def("isa", [] { return std::string(cpu_kernels().isa); },
+        "Name of the active CPU kernel table ('scalar', 'avx2').");
+  m.def("available_isas", &available_isas, "ISAs this machine can run, best last.");
+  m.def("set_isa", &set_isa, py::arg("name"),
+        "Use the named CPU kernel table from now on (a test hook; do not call while a model runs).");
+
+  auto k = m.def_submodule("kernels", "The active CPU kernel table over float32 numpy arrays.");
+  const auto none = py::none();
+  k.def("matmul", &matmul, py::arg("x"), py::arg("w"), py::arg("bias") = none,
+        py::arg("out") = none, "y (M, N) = x (M, K) @ w (N, K).T + bias (N).");
+  k.def("rmsnorm", &rmsnorm, py::arg("residual"), py::arg("weight"), py::arg("add") = none,
+        py::arg("eps") = 1e-5f, py::arg("out") = none,
+        "residual (rows, dim) += add (in place); returns residual / rms(residual) * weight.");
+  k.def(
+      "conv1d_prefill",
+      [](const py::array& x, const py::array& w, const py::object& bias, const py::array& state,
+         const py::object& out) { return conv1d(false, x, w, bias, state, out); },
+      py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("state"), py::arg("out") = none,
+      "silu(causal conv of x (L, C) with w (C, K) + bias), continuing from state (C, K), "
+      "which is updated in place.");
+  k.def(
+      "conv1d_step",
+      [](const py::array& x, const py::array& w, const py::object& bias, const py::array& state,
+         const py::object& out) { return conv1d(true, x, w, bias, state, out); },
+      py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("state"), py::arg("out") = none,
+      "One token per row: x (batch, C), state (batch, C, K) updated in place.");
+  k.def(
+      "scan_prefill",
+      [](const py::array& x, const py::array& dt, const py::array& dt_bias, const py::array& A,
+         const py::array& B, const py::array& C, const py::array& D, const py::object& z,
+         const py::array& state, const py::object& out) {
+        return scan(false, x, dt, dt_bias, A, B, C, D, z, state, out);
+      },
+      py::arg("x"), py::arg("dt"), py::arg("dt_bias"), py::arg("A"), py::arg("B"), py::arg("C"),
+      py::arg("D"), py::arg("z"), py::arg("state"), py::arg("out") = none,
+      "Selective scan over L tokens: x, dt, z (L, E); B, C (L, N); A (E, N); dt_bias, D (E); "
+      "state (E, N) updated in place; z may be None.");
+  k.def(
+      "scan_step",
+      [](const py::array& x, const py::array& dt, const py::array& dt_bias, const py::array& A,
+         const py::array& B, const py::array& C, const py::array& D, const py::object& z,
+         const py::array& state, const py::object& out) {
+        return scan(true, x, dt, dt_bias, A, B, C, D, z, state, out);
+      },
+      py::arg("x"), py::arg("dt"), py::arg("dt_bias"), py::arg("A"), py::arg("B"), py::arg("C"),
+      py::arg("D"), py::arg("z"), py::arg("state"), py::arg("out") = none,
+      "One token per row: x, dt, z (batch, E); B, C (batch, N); state (batch, E, N).");
+  k.def(
+      "silu",
+      [](const py::array& x, const py::object& out) {
+        return elementwise("silu", cpu_kernels().silu, x, py::none(), out);
+      },
+      py::arg("x"), py::arg("out") = none, "x * sigmoid(x).");
+  k.def(
+      "softplus",
+      [](const py::array& x, const py::object& out) {
+        return elementwise("softplus", cpu_kernels().softplus, x, py::none(), out);
+      },
+      py::arg("x"), py::arg("out") = none, "x > 20 ? x : log1p(exp(x)).");
+  k.def(
+      "gate_silu",
+      [](const py::array& x, const py::array& z, const py::object& out) {
+        return elementwise("gate_silu", cpu_kernels().gate_silu, x, z, out);
+      },
+      py::arg("x"), py::arg("z"), py::arg("out") = none, "x * silu(z).");
+}

@@ -38,3 +38,85 @@ void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
 
 }  // namespace scalar
 }  // namespace mambart
+
+#include "cpu/simd_math.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+MAMBART_AVX2_BEGIN
+
+namespace mambart {
+namespace avx2 {
+
+// Vectorised across 8 channels. w and state are (C, K) per channel, so a tap
+// of 8 channels sits at stride K: gathered once per block and call, kept in
+// registers while the block walks time, scattered back at the end.
+inline __m256 load_taps(const float* tap, int64_t K) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_i32gather_ps(tap, _mm256_mullo_epi32(lane, _mm256_set1_epi32(static_cast<int>(K))), 4);
+}
+
+inline void store_taps(float* tap, int64_t K, __m256 v) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  for (int i = 0; i < 8; ++i) tap[i * K] = lanes[i];
+}
+
+// Channels [c, c+8) of token rows row0 .. row0+steps-1 (x and y row
+// strides), continuing from state (8, K) of those channels.
+template <int K>
+void conv_block(const Conv1dParams& p, int64_t c, int64_t row0, int64_t steps, float* state) {
+  __m256 win[K], w[K];  // win[k] = x[t - K + 1 + k] once token t is shifted in
+  for (int k = 0; k < K; ++k) {
+    win[k] = load_taps(state + k, K);
+    w[k] = load_taps(p.w + c * K + k, K);
+  }
+  const __m256 bias = p.bias ? _mm256_loadu_ps(p.bias + c) : _mm256_setzero_ps();
+  for (int64_t r = row0; r < row0 + steps; ++r) {
+    for (int k = 0; k + 1 < K; ++k) win[k] = win[k + 1];
+    win[K - 1] = _mm256_loadu_ps(p.x + r * p.ldx + c);
+    __m256 acc = bias;
+    for (int k = 0; k < K; ++k) acc = _mm256_fmadd_ps(w[k], win[k], acc);
+    _mm256_storeu_ps(p.y + r * p.ldy + c, silu(acc));
+  }
+  for (int k = 0; k < K; ++k) store_taps(state + k, K, win[k]);
+}
+
+using ConvBlock = void (*)(const Conv1dParams&, int64_t, int64_t, int64_t, float*);
+
+// Real models use K = 4 (d_conv); other widths up to 4 are cheap to keep.
+// nullptr: no SIMD block for this K, the scalar kernel does the call.
+ConvBlock conv_block_for(int64_t K) {
+  switch (K) {
+    case 1: return conv_block<1>;
+    case 2: return conv_block<2>;
+    case 3: return conv_block<3>;
+    case 4: return conv_block<4>;
+    default: return nullptr;
+  }
+}
+
+// Full 8-channel blocks in SIMD, the remaining < 8 channels by the scalar kernel.
+void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  const ConvBlock block = conv_block_for(p.K);
+  int64_t c = c0;
+  if (block)
+    for (; c + 8 <= c1; c += 8) block(p, c, 0, p.seqlen, p.state + c * p.K);
+  scalar::conv1d_prefill(p, c, c1);
+}
+
+void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  const ConvBlock block = conv_block_for(p.K);
+  int64_t c8 = c0;
+  if (block) {
+    c8 = c0 + (c1 - c0) / 8 * 8;
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t c = c0; c < c8; c += 8) block(p, c, b, 1, p.state + (b * p.C + c) * p.K);
+  }
+  scalar::conv1d_step(p, c8, c1);
+}
+
+}  // namespace avx2
+}  // namespace mambart
+
+MAMBART_AVX2_END
+#endif  // x86-64

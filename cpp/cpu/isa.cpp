@@ -1,9 +1,19 @@
 // The one CPU dispatch point: see isa.h.
 #include "cpu/isa.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 
 #include "check.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(_MSC_VER)
+#include <intrin.h>
+#else
+#include <cpuid.h>
+#endif
+#endif
 
 namespace mambart {
 
@@ -22,36 +32,135 @@ const CpuKernels kScalar = {
     scalar::gate_silu,
 };
 
-const CpuKernels* table_for(const std::string& name) {
-  if (name == "scalar") return &kScalar;
+#if defined(__x86_64__) || defined(_M_X64)
+
+const CpuKernels kAvx2 = {
+    "avx2",
+    avx2::matmul,
+    avx2::rmsnorm,
+    avx2::conv1d_prefill,
+    avx2::conv1d_step,
+    avx2::scan_prefill,
+    avx2::scan_step,
+    avx2::silu,
+    avx2::softplus,
+    avx2::gate_silu,
+};
+
+// cpuid(leaf, subleaf) -> {eax, ebx, ecx, edx}; zeros if the leaf is absent.
+void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
+  r[0] = r[1] = r[2] = r[3] = 0;
+#if defined(_MSC_VER)
+  int max_regs[4], regs[4];
+  __cpuid(max_regs, static_cast<int>(leaf & 0x80000000u));
+  if (static_cast<uint32_t>(max_regs[0]) < leaf) return;
+  __cpuidex(regs, static_cast<int>(leaf), static_cast<int>(subleaf));
+  for (int i = 0; i < 4; ++i) r[i] = static_cast<uint32_t>(regs[i]);
+#else
+  if (__get_cpuid_max(leaf & 0x80000000u, nullptr) < leaf) return;
+  __cpuid_count(leaf, subleaf, r[0], r[1], r[2], r[3]);
+#endif
+}
+
+// XCR0: which register states the OS saves on a context switch.
+uint64_t xgetbv0() {
+#if defined(_MSC_VER)
+  return _xgetbv(0);
+#else
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+#endif
+}
+
+// AVX2 + FMA usable: the CPU has them (leaf 1 ECX: FMA bit 12, OSXSAVE 27,
+// AVX 28; leaf 7 EBX: AVX2 bit 5) and the OS saves the ymm registers
+// (XCR0 bits 1 = SSE and 2 = AVX state). OSXSAVE is checked before XGETBV,
+// which faults without it.
+bool has_avx2_fma() {
+  uint32_t r1[4], r7[4];
+  cpuid(1, 0, r1);
+  const uint32_t ecx = r1[2];
+  const bool fma = ecx & (1u << 12), osxsave = ecx & (1u << 27), avx = ecx & (1u << 28);
+  if (!(fma && osxsave && avx)) return false;
+  if ((xgetbv0() & 0x6) != 0x6) return false;
+  cpuid(7, 0, r7);
+  return r7[1] & (1u << 5);
+}
+
+#endif  // x86-64
+
+// Every table this build has, worst first, with whether this machine runs it.
+// (neon goes here for arm64: a kNeon table and `true`.)
+struct Entry {
+  const CpuKernels* table;
+  bool usable;
+};
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> all = {
+      {&kScalar, true},
+#if defined(__x86_64__) || defined(_M_X64)
+      {&kAvx2, has_avx2_fma()},
+#endif
+  };
+  return all;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+// The usable table called `name`; throws naming what would have worked.
+const CpuKernels* find(const std::string& name, const char* source) {
+  std::vector<std::string> known;
+  for (const Entry& e : entries()) {
+    if (name == e.table->isa) {
+      MAMBART_CHECK(e.usable, "[isa] ", source, "'", name,
+                    "' is not supported by this CPU (available: ", join(available_isas()), ")");
+      return e.table;
+    }
+    known.push_back(e.table->isa);
+  }
+  MAMBART_CHECK(false, "[isa] ", source, "'", name, "' is not a known ISA (known: ", join(known), ")");
   return nullptr;
 }
 
+// MAMBART_CPU_ISA if set, else the best usable table.
 const CpuKernels* detect() {
   const char* forced = std::getenv("MAMBART_CPU_ISA");
-  if (forced && *forced) {
-    const CpuKernels* t = table_for(forced);
-    MAMBART_CHECK(t, "[isa] MAMBART_CPU_ISA=", forced, " is not available on this machine");
-    return t;
-  }
-  return &kScalar;
+  if (forced && *forced) return find(forced, "MAMBART_CPU_ISA=");
+  const CpuKernels* best = &kScalar;
+  for (const Entry& e : entries())
+    if (e.usable) best = e.table;
+  return best;
 }
 
-const CpuKernels*& active() {
-  static const CpuKernels* table = detect();
-  return table;
-}
+// Set on first use (a bad MAMBART_CPU_ISA throws there, and again on every
+// use until set_isa picks a valid one). Concurrent first uses detect the
+// same table, so a plain atomic is enough.
+std::atomic<const CpuKernels*> g_active{nullptr};
 
 }  // namespace
 
-const CpuKernels& cpu_kernels() { return *active(); }
-
-void set_isa(const std::string& name) {
-  const CpuKernels* t = table_for(name);
-  MAMBART_CHECK(t, "[isa] '", name, "' is not available on this machine");
-  active() = t;
+const CpuKernels& cpu_kernels() {
+  const CpuKernels* t = g_active.load(std::memory_order_acquire);
+  if (!t) {
+    t = detect();
+    g_active.store(t, std::memory_order_release);
+  }
+  return *t;
 }
 
-std::vector<std::string> available_isas() { return {"scalar"}; }
+void set_isa(const std::string& name) { g_active.store(find(name, ""), std::memory_order_release); }
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (const Entry& e : entries())
+    if (e.usable) names.push_back(e.table->isa);
+  return names;
+}
 
 }  // namespace mambart

@@ -1,0 +1,95 @@
+"""float64 numpy references, written from the reference doc (mamba-inference.md).
+
+Kernel-level functions are named after the kernels they check. Stateful ones
+take the state and return (y, new_state) instead of updating in place.
+Shapes in numpy order: L tokens, E (or C) channels, N state size, K taps.
+"""
+import numpy as np
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def silu(x):
+    """x * sigmoid(x), with sigmoid(x) = exp(-log(1 + exp(-x))) (no overflow)."""
+    x = _f64(x)
+    return x * np.exp(-np.logaddexp(0.0, -x))
+
+
+def softplus(x):
+    """log1p(exp(x)) for x <= 20, x above (PyTorch's threshold, doc section 0)."""
+    x = _f64(x)
+    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def gate_silu(x, z):
+    return _f64(x) * silu(z)
+
+
+def matmul(x, w, bias=None):
+    """y (M, N) = x (M, K) @ w (N, K).T + bias (N): a PyTorch Linear."""
+    y = _f64(x) @ _f64(w).T
+    return y if bias is None else y + _f64(bias)
+
+
+def rmsnorm(residual, weight, add=None, eps=1e-5):
+    """Doc 4.1: r = residual (+ add); returns (r / sqrt(mean(r^2) + eps) * weight, r)."""
+    r = _f64(residual) if add is None else _f64(residual) + _f64(add)
+    y = r / np.sqrt(np.mean(r * r, axis=-1, keepdims=True) + eps) * _f64(weight)
+    return y, r
+
+
+def conv1d_prefill(x, w, bias, state):
+    """Doc 2.1 steps 2-3 continuing from a conv state (2.2).
+
+    x (L, C); w (C, K), w[:, K-1] multiplies the current token; state (C, K)
+    holds the K previous inputs, oldest first. Returns (silu(conv + bias)
+    (L, C), the last K inputs of state ++ x as (C, K)).
+    """
+    x, w, state = _f64(x), _f64(w), _f64(state)
+    L, K = x.shape[0], w.shape[1]
+    seq = np.concatenate([state.T, x], axis=0)  # (K + L, C); x_t at row K + t
+    y = np.zeros_like(x)
+    for t in range(L):
+        y[t] = np.sum(w.T * seq[t + 1 : t + 1 + K], axis=0)
+    if bias is not None:
+        y += _f64(bias)
+    return silu(y), seq[L:].T.copy()
+
+
+def conv1d_step(x, w, bias, state):
+    """One token per sequence: x (batch, C), state (batch, C, K)."""
+    outs = [conv1d_prefill(x[b : b + 1], w, bias, state[b]) for b in range(len(x))]
+    return np.concatenate([y for y, _ in outs]), np.stack([s for _, s in outs])
+
+
+def scan_prefill(x, dt, dt_bias, A, B, C, D, z, state):
+    """Doc 2.1 steps 5-9 from state h (E, N):
+
+    delta_t = softplus(dt_t + dt_bias)
+    h = exp(delta_t A) * h + (delta_t x_t) B_t      (E, N)
+    y_t = h @ C_t + D x_t, then * silu(z_t) unless z is None
+    x, dt, z (L, E); B, C (L, N); A (E, N); dt_bias, D (E).
+    Returns (y (L, E), h).
+    """
+    x, dt, A, B, C, D = map(_f64, (x, dt, A, B, C, D))
+    h = _f64(state).copy()
+    delta = softplus(dt + _f64(dt_bias))
+    y = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        h = np.exp(delta[t][:, None] * A) * h + (delta[t] * x[t])[:, None] * B[t][None, :]
+        y[t] = h @ C[t] + D * x[t]
+    if z is not None:
+        y *= silu(z)
+    return y, h
+
+
+def scan_step(x, dt, dt_bias, A, B, C, D, z, state):
+    """One token per sequence: x, dt, z (batch, E); B, C (batch, N); state (batch, E, N)."""
+    outs = []
+    for b in range(len(x)):
+        zb = None if z is None else z[b : b + 1]
+        outs.append(scan_prefill(x[b : b + 1], dt[b : b + 1], dt_bias, A, B[b : b + 1],
+                                 C[b : b + 1], D, zb, state[b]))
+    return np.concatenate([y for y, _ in outs]), np.stack([h for _, h in outs])

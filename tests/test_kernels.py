@@ -1,0 +1,405 @@
+"""CPU kernels against tests/reference.py, on every ISA this machine runs."""
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import reference as ref
+from mambart import _core
+
+K_ = _core.kernels
+ISAS = _core.available_isas()
+DEFAULT_ISA = _core.isa()
+SIZES = (1, 7, 8, 9, 31, 33, 257)  # straddle the 8-float SIMD width
+BATCH = (1, 3)
+TOL = {np.dtype(np.float32): 1e-5}
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(DEFAULT_ISA)
+
+
+def assert_close(got, want, per_element=False):
+    """max|got - want| / max|want| <= TOL[got.dtype] (per element if asked).
+
+    NaNs must sit at the same places; equal values (infinities included) count
+    as exact.
+    """
+    got = np.asarray(got)
+    tol = TOL[got.dtype]
+    got, want = got.astype(np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg="NaN positions differ")
+    exact = (got == want) | np.isnan(want)
+    assert np.all(np.isfinite(want[~exact])), "infinities differ"
+    tiny = np.finfo(np.float64).tiny
+    diff, scale = np.abs(got[~exact] - want[~exact]), np.abs(want[~exact])
+    if per_element:
+        err = np.max(diff / np.maximum(scale, tiny), initial=0.0)
+    else:
+        finite = np.abs(want[np.isfinite(want)])
+        err = diff.max(initial=0.0) / max(finite.max(initial=0.0), tiny)
+    assert err <= tol, f"relative error {err:.3g} > {tol:g}"
+
+
+def rand(rng, *shape, scale=1.0, shift=0.0):
+    return (rng.standard_normal(shape) * scale + shift).astype(np.float32)
+
+
+# ---------------------------------------------------------------- ISA choice
+
+
+def _cpu_has_avx2_fma():
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("cannot read CPU flags")
+    return "avx2" in flags and "fma" in flags
+
+
+def test_available_isas():
+    assert ISAS[0] == "scalar"
+    if _cpu_has_avx2_fma():
+        assert "avx2" in ISAS
+    if not os.environ.get("MAMBART_CPU_ISA"):
+        assert DEFAULT_ISA == ISAS[-1]
+
+
+def test_set_isa_unknown(isa):
+    with pytest.raises(ValueError, match="bogus"):
+        _core.set_isa("bogus")
+    assert _core.isa() == isa
+
+
+def _run_with_isa(value):
+    env = dict(os.environ, MAMBART_CPU_ISA=value)
+    code = "from mambart import _core; print(_core.isa())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("name", ISAS)
+def test_env_selects_isa(name):
+    r = _run_with_isa(name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == name
+
+
+def test_env_unknown_isa_errors():
+    r = _run_with_isa("bogus")
+    assert r.returncode == 1  # a Python exception, not a crash
+    assert "ValueError" in r.stderr and "MAMBART_CPU_ISA" in r.stderr and "bogus" in r.stderr
+
+
+# ---------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize("K", SIZES)
+@pytest.mark.parametrize("M", BATCH)
+def test_matmul(isa, M, K):
+    rng = np.random.default_rng(K * 10 + M)
+    x, w, b = rand(rng, M, K), rand(rng, 13, K), rand(rng, 13)
+    assert_close(K_.matmul(x, w, b), ref.matmul(x, w, b))
+
+
+@pytest.mark.parametrize("M", (1, 2, 3, 4, 5, 8, 9))
+@pytest.mark.parametrize("N", (1, 3, 4, 5, 9))
+def test_matmul_tiles(isa, M, N):
+    rng = np.random.default_rng(M * 10 + N)
+    x, w = rand(rng, M, 33), rand(rng, N, 33)
+    assert_close(K_.matmul(x, w), ref.matmul(x, w))
+
+
+@pytest.mark.parametrize("M, N, K", [(70, 100, 300), (37, 45, 1100), (1, 3072, 768)])
+def test_matmul_blocks(isa, M, N, K):
+    rng = np.random.default_rng(M + N + K)
+    x, w, b = rand(rng, M, K), rand(rng, N, K), rand(rng, N)
+    assert_close(K_.matmul(x, w, b), ref.matmul(x, w, b))
+
+
+def test_matmul_strided(isa):
+    rng = np.random.default_rng(1)
+    xz = rand(rng, 5, 90)
+    x = xz[:, 10:43]  # row stride 90, offset 10
+    w, b = rand(rng, 11, 33), rand(rng, 11)
+    out = np.full((5, 30), np.nan, np.float32)
+    y = K_.matmul(x, w, b, out=out[:, 4:15])
+    assert_close(y, ref.matmul(x, w, b))
+    assert np.isnan(out[:, :4]).all() and np.isnan(out[:, 15:]).all()
+
+
+def test_matmul_shape_errors():
+    x, w = np.zeros((2, 8), np.float32), np.zeros((3, 9), np.float32)
+    with pytest.raises(ValueError, match=r"\[matmul\] w has shape \(3, 9\), expected \(3, 8\)"):
+        K_.matmul(x, w)
+    with pytest.raises(ValueError, match=r"\[matmul\] x must be float32"):
+        K_.matmul(x.astype(np.float64), w[:, :8].copy())
+    with pytest.raises(ValueError, match=r"\[matmul\] w must be C-contiguous"):
+        K_.matmul(x, np.zeros((3, 16), np.float32)[:, ::2])
+
+
+# ---------------------------------------------------------------- rmsnorm
+
+
+@pytest.mark.parametrize("with_add", (False, True))
+@pytest.mark.parametrize("dim", SIZES)
+@pytest.mark.parametrize("rows", BATCH)
+def test_rmsnorm(isa, rows, dim, with_add):
+    rng = np.random.default_rng(dim * 10 + rows)
+    residual, weight = rand(rng, rows, dim, scale=3.0), rand(rng, dim)
+    add = rand(rng, rows, dim) if with_add else None
+    want, want_residual = ref.rmsnorm(residual, weight, add, eps=1e-5)
+    got = K_.rmsnorm(residual, weight, add, eps=1e-5)
+    assert_close(got, want)
+    assert_close(residual, want_residual)
+
+
+# ---------------------------------------------------------------- conv1d
+
+
+@pytest.mark.parametrize("L", (1, 6))
+@pytest.mark.parametrize("K", (1, 2, 3, 4))
+@pytest.mark.parametrize("C", SIZES)
+def test_conv1d_prefill(isa, C, K, L):
+    rng = np.random.default_rng(C * 100 + K * 10 + L)
+    x, w, b, state = rand(rng, L, C), rand(rng, C, K), rand(rng, C), rand(rng, C, K)
+    want, want_state = ref.conv1d_prefill(x, w, b, state)
+    assert_close(K_.conv1d_prefill(x, w, b, state), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("K", (1, 2, 3, 4))
+@pytest.mark.parametrize("C", SIZES)
+@pytest.mark.parametrize("batch", BATCH)
+def test_conv1d_step(isa, batch, C, K):
+    rng = np.random.default_rng(C * 100 + K * 10 + batch)
+    x, w, b, state = rand(rng, batch, C), rand(rng, C, K), rand(rng, C), rand(rng, batch, C, K)
+    want, want_state = ref.conv1d_step(x, w, b, state)
+    assert_close(K_.conv1d_step(x, w, b, state), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("K", (1, 2, 3, 4))
+def test_conv1d_state_handoff(isa, K):
+    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a zero state."""
+    rng = np.random.default_rng(K)
+    C, L1, L = 33, 2, 7
+    x, w = rand(rng, L, C), rand(rng, C, K)
+    s_full = np.zeros((C, K), np.float32)
+    y_full = K_.conv1d_prefill(x, w, None, s_full)
+    want, want_state = ref.conv1d_prefill(x, w, None, np.zeros((C, K)))
+    assert_close(y_full, want)
+    assert_close(s_full, want_state)
+
+    s = np.zeros((C, K), np.float32)
+    y = np.concatenate([K_.conv1d_prefill(x[:L1], w, None, s), K_.conv1d_prefill(x[L1:], w, None, s)])
+    assert_close(y, y_full)
+    assert_close(s, s_full)
+
+    s = np.zeros((1, C, K), np.float32)
+    ys = [K_.conv1d_prefill(x[:L1], w, None, s[0])]
+    ys += [K_.conv1d_step(x[t : t + 1], w, None, s) for t in range(L1, L)]
+    assert_close(np.concatenate(ys), y_full)
+    assert_close(s[0], s_full)
+
+
+def test_conv1d_strided(isa):
+    """x is the first half of an in_proj output row, y written into a wider buffer."""
+    rng = np.random.default_rng(2)
+    E, K, L = 19, 4, 5
+    xz, w, b, state = rand(rng, L, 2 * E), rand(rng, E, K), rand(rng, E), rand(rng, E, K)
+    want, want_state = ref.conv1d_prefill(xz[:, :E], w, b, state)
+    buf = np.zeros((L, 3 * E), np.float32)
+    K_.conv1d_prefill(xz[:, :E], w, b, state, out=buf[:, E : 2 * E])
+    assert_close(buf[:, E : 2 * E], want)
+    assert_close(state, want_state)
+    assert not buf[:, :E].any() and not buf[:, 2 * E :].any()
+
+
+# ---------------------------------------------------------------- scan
+
+
+def scan_inputs(rng, rows, E, N, dt_shift=-1.0):
+    return dict(
+        x=rand(rng, rows, E),
+        dt=rand(rng, rows, E, scale=0.5, shift=dt_shift),
+        dt_bias=rand(rng, E, scale=0.1),
+        A=-np.exp(rand(rng, E, N, scale=0.5)),
+        B=rand(rng, rows, N),
+        C=rand(rng, rows, N),
+        D=rand(rng, E),
+        z=rand(rng, rows, E),
+    )
+
+
+@pytest.mark.parametrize("E", SIZES)
+@pytest.mark.parametrize("N", (16,))
+def test_scan_prefill(isa, E, N):
+    rng = np.random.default_rng(E)
+    a = scan_inputs(rng, 5, E, N)
+    state = rand(rng, E, N)
+    want, want_state = ref.scan_prefill(**a, state=state)
+    assert_close(K_.scan_prefill(**a, state=state), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("N", (1, 7, 8, 9, 17, 33))
+@pytest.mark.parametrize("with_z", (False, True))
+def test_scan_prefill_state_sizes(isa, N, with_z):
+    rng = np.random.default_rng(N)
+    a = scan_inputs(rng, 4, 11, N)
+    if not with_z:
+        a["z"] = None
+    state = rand(rng, 11, N)
+    want, want_state = ref.scan_prefill(**a, state=state)
+    assert_close(K_.scan_prefill(**a, state=state), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("with_z", (False, True))
+@pytest.mark.parametrize("E", SIZES)
+@pytest.mark.parametrize("batch", BATCH)
+def test_scan_step(isa, batch, E, with_z):
+    rng = np.random.default_rng(E * 10 + batch)
+    a = scan_inputs(rng, batch, E, 16)
+    if not with_z:
+        a["z"] = None
+    state = rand(rng, batch, E, 16)
+    want, want_state = ref.scan_step(**a, state=state)
+    assert_close(K_.scan_step(**a, state=state), want)
+    assert_close(state, want_state)
+
+
+def test_scan_state_handoff(isa):
+    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a zero state."""
+    rng = np.random.default_rng(3)
+    E, N, L, L1 = 33, 16, 7, 3
+    a = scan_inputs(rng, L, E, N)
+    rows = lambda lo, hi: {k: (v[lo:hi] if k in ("x", "dt", "B", "C", "z") else v) for k, v in a.items()}
+
+    s_full = np.zeros((E, N), np.float32)
+    y_full = K_.scan_prefill(**a, state=s_full)
+    want, want_state = ref.scan_prefill(**a, state=np.zeros((E, N)))
+    assert_close(y_full, want)
+    assert_close(s_full, want_state)
+
+    s = np.zeros((E, N), np.float32)
+    y = np.concatenate([K_.scan_prefill(**rows(0, L1), state=s), K_.scan_prefill(**rows(L1, L), state=s)])
+    assert_close(y, y_full)
+    assert_close(s, s_full)
+
+    s = np.zeros((1, E, N), np.float32)
+    ys = [K_.scan_prefill(**rows(0, L1), state=s[0])]
+    ys += [K_.scan_step(**rows(t, t + 1), state=s) for t in range(L1, L)]
+    assert_close(np.concatenate(ys), y_full)
+    assert_close(s[0], s_full)
+
+
+@pytest.mark.parametrize("step", (False, True))
+def test_scan_strided(isa, step):
+    """dt, B, C are column slices of one projection output row, x and z halves of in_proj's."""
+    rng = np.random.default_rng(4)
+    rows, E, N = 3, 21, 16
+    xz = rand(rng, rows, 2 * E)
+    proj = rand(rng, rows, E + 2 * N + 5)
+    a = scan_inputs(rng, rows, E, N)
+    a.update(x=xz[:, :E], z=xz[:, E:], dt=proj[:, :E], B=proj[:, E : E + N], C=proj[:, E + N : E + 2 * N])
+    state = rand(rng, *((rows, E, N) if step else (E, N)))
+    fn, rfn = (K_.scan_step, ref.scan_step) if step else (K_.scan_prefill, ref.scan_prefill)
+    want, want_state = rfn(**a, state=state)
+    out = np.zeros((rows, E + 3), np.float32)
+    fn(**a, state=state, out=out[:, 3:])
+    assert_close(out[:, 3:], want)
+    assert_close(state, want_state)
+
+
+def test_scan_softplus_threshold(isa):
+    """dt + dt_bias around 20, where softplus switches to the identity, and far beyond."""
+    rng = np.random.default_rng(5)
+    E, N = 12, 16
+    a = scan_inputs(rng, 2, E, N)
+    a["dt_bias"] = np.zeros(E, np.float32)
+    a["dt"] = np.array([[19.9, 19.999, 20.0, 20.001, 20.1, -20.0, -100.0, 25, 1e4, -1e4, 0.0, 1.0]] * 2,
+                       np.float32)
+    a["A"] = -np.exp(rand(rng, E, N, scale=0.5, shift=-4.0))  # keep exp(delta A) away from 0
+    state = rand(rng, E, N)
+    want, want_state = ref.scan_prefill(**a, state=state)
+    assert_close(K_.scan_prefill(**a, state=state), want)
+    assert_close(state, want_state)
+
+
+def test_scan_shape_errors():
+    rng = np.random.default_rng(6)
+    a = scan_inputs(rng, 2, 8, 16)
+    with pytest.raises(ValueError, match=r"\[scan_prefill\] state has shape \(8, 15\), expected \(8, 16\)"):
+        K_.scan_prefill(**a, state=np.zeros((8, 15), np.float32))
+    a["B"] = a["B"][:, :4]
+    with pytest.raises(ValueError, match=r"\[scan_step\] B has shape \(2, 4\), expected \(2, 16\)"):
+        K_.scan_step(**a, state=np.zeros((2, 8, 16), np.float32))
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_elementwise(isa, n):
+    rng = np.random.default_rng(n)
+    x, z = rand(rng, n, scale=5.0), rand(rng, n, scale=5.0)
+    assert_close(K_.silu(x), ref.silu(x))
+    assert_close(K_.softplus(x), ref.softplus(x))
+    assert_close(K_.gate_silu(x, z), ref.gate_silu(x, z))
+
+
+EXTREMES = np.array([100, -100, 20, -20, np.nextafter(20, 21), np.nextafter(20, 19), 19.5, 20.5,
+                     -1e4, 1e4, 88, 89, -88, -89, -104, 0, -0.0, 1e-7, -1e-7, np.inf, -np.inf],
+                    np.float32)
+
+
+def test_activation_extremes(isa):
+    x = EXTREMES
+    assert_close(K_.softplus(x), ref.softplus(x))
+    finite = x[np.isfinite(x)]  # silu(-inf) is -inf * 0
+    assert_close(K_.silu(finite), ref.silu(finite))
+    assert_close(K_.gate_silu(np.ones_like(finite), finite), ref.silu(finite))
+    nan = np.full(9, np.nan, np.float32)
+    assert np.isnan(K_.silu(nan)).all() and np.isnan(K_.softplus(nan)).all()
+
+
+def test_activation_accuracy(isa):
+    """Every normal-range result within 1e-5 relative of float64, not just the largest."""
+    x = np.linspace(-85.0, 30.0, 20001, dtype=np.float32)
+    assert_close(K_.softplus(x), ref.softplus(x), per_element=True)
+    assert_close(K_.silu(x), ref.silu(x), per_element=True)
+
+
+def test_elementwise_shapes(isa):
+    rng = np.random.default_rng(7)
+    x, z = rand(rng, 3, 4, 5), rand(rng, 3, 4, 5)
+    out = np.empty_like(x)
+    assert K_.gate_silu(x, z, out=out) is out
+    assert_close(out, ref.gate_silu(x, z))
+    with pytest.raises(ValueError, match=r"\[gate_silu\] z has shape \(3, 4\), expected \(3, 4, 5\)"):
+        K_.gate_silu(x, z[:, :, 0].copy())
+
+
+def test_empty_inputs(isa):
+    """Zero tokens leave states untouched; K = 0 gives y = bias."""
+    z = np.zeros
+    y = K_.matmul(z((2, 0), np.float32), z((3, 0), np.float32), np.arange(3, dtype=np.float32))
+    assert_close(y, np.tile(np.arange(3), (2, 1)))
+    state = np.ones((9, 4), np.float32)
+    assert K_.conv1d_prefill(z((0, 9), np.float32), state.copy(), None, state).shape == (0, 9)
+    assert (state == 1).all()
+    state = np.ones((9, 16), np.float32)
+    e, t = z(9, np.float32), z((0, 9), np.float32)
+    y = K_.scan_prefill(t, t, e, -state, z((0, 16), np.float32), z((0, 16), np.float32), e, None, state)
+    assert y.shape == (0, 9) and (state == 1).all()
