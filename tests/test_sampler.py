@@ -293,6 +293,23 @@ def test_make_sampler_seeds_rows():
         params.make_sampler(-1)
 
 
+def test_sampling_module_imports_without_the_extension(monkeypatch):
+    import importlib
+    import sys
+
+    import mambart
+    import mambart.sampling
+
+    monkeypatch.setitem(sys.modules, "mambart._core", None)
+    monkeypatch.delattr(mambart, "_core", raising=False)
+    module = importlib.reload(mambart.sampling)
+    params = module.SamplingParams(top_k=3, seed=1)
+    with pytest.raises(ImportError):
+        params.make_sampler()
+    monkeypatch.undo()
+    importlib.reload(mambart.sampling)
+
+
 # ---- distribution --------------------------------------------------------------
 
 SMALL = np.array([2.0, 1.5, 1.0, 0.2, -0.5, -1.0], np.float32)
