@@ -74,13 +74,21 @@ gives the same draws on every platform.)doc")
            py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
            py::arg("min_p") = 0.0, py::arg("repetition_penalty") = 1.0, py::arg("seed") = 0,
            "Validates the parameters (ValueError naming the bad one) and seeds the RNG.")
-      .def_property_readonly("temperature", [](const Sampler& s) { return s.config().temperature; })
-      .def_property_readonly("top_k", [](const Sampler& s) { return s.config().top_k; })
-      .def_property_readonly("top_p", [](const Sampler& s) { return s.config().top_p; })
-      .def_property_readonly("min_p", [](const Sampler& s) { return s.config().min_p; })
-      .def_property_readonly("repetition_penalty",
-                             [](const Sampler& s) { return s.config().repetition_penalty; })
-      .def_property_readonly("seed", [](const Sampler& s) { return s.config().seed; })
+      .def_property_readonly(
+          "temperature", [](const Sampler& s) { return s.config().temperature; },
+          "0: greedy; otherwise logits are divided by it.")
+      .def_property_readonly(
+          "top_k", [](const Sampler& s) { return s.config().top_k; },
+          "0: off; else keep scores >= the k-th largest.")
+      .def_property_readonly(
+          "top_p", [](const Sampler& s) { return s.config().top_p; }, "1: off.")
+      .def_property_readonly(
+          "min_p", [](const Sampler& s) { return s.config().min_p; }, "0: off.")
+      .def_property_readonly(
+          "repetition_penalty", [](const Sampler& s) { return s.config().repetition_penalty; },
+          "1: off.")
+      .def_property_readonly(
+          "seed", [](const Sampler& s) { return s.config().seed; }, "The seed the RNG started from.")
       .def_property_readonly("greedy", &Sampler::greedy, "True when temperature is 0.")
       .def(
           "process",

@@ -133,9 +133,10 @@ def test_top_p_removes_cumsum_equal_to_threshold():
     logits = np.zeros(4, np.float32)
     for top_p, kept in [(0.5, 2), (0.75, 3), (0.74, 3), (0.76, 4), (0.25, 1), (0.2, 1)]:
         assert np.isfinite(hf_process(logits, top_p=top_p)).sum() == kept
-        got = ours(logits, top_p=top_p)
-        # ties: the lower ids rank below and go first
-        assert np.isfinite(got).nonzero()[0].tolist() == list(range(4 - kept, 4))
+        # ties: the lower ids rank below and go first; -0.0 ties with 0.0
+        for tied in (logits, np.array([0.0, -0.0, 0.0, -0.0], np.float32)):
+            got = ours(tied, top_p=top_p)
+            assert np.isfinite(got).nonzero()[0].tolist() == list(range(4 - kept, 4))
 
 
 @pytest.mark.parametrize("vocab", [2, 7, 33, 257])
@@ -290,6 +291,23 @@ def test_make_sampler_seeds_rows():
     assert unseeded.make_sampler().rng_state != unseeded.make_sampler().rng_state
     with pytest.raises(ValueError, match="row"):
         params.make_sampler(-1)
+
+
+def test_sampling_module_imports_without_the_extension(monkeypatch):
+    import importlib
+    import sys
+
+    import mambart
+    import mambart.sampling
+
+    monkeypatch.setitem(sys.modules, "mambart._core", None)
+    monkeypatch.delattr(mambart, "_core", raising=False)
+    module = importlib.reload(mambart.sampling)
+    params = module.SamplingParams(top_k=3, seed=1)
+    with pytest.raises(ImportError):
+        params.make_sampler()
+    monkeypatch.undo()
+    importlib.reload(mambart.sampling)
 
 
 # ---- distribution --------------------------------------------------------------
