@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "kernels/conv1d.h"
+#include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
+#include "kernels/ssd.h"
 #include "tensor.h"
 
 namespace mambart {
@@ -32,10 +34,14 @@ class Backend {
   virtual void embedding(const float* table, int64_t D, const int32_t* ids, int64_t n, float* out) = 0;
   virtual void matmul(const MatmulParams& p) = 0;
   virtual void rmsnorm(const RmsnormParams& p) = 0;
+  virtual void rmsnorm_gated(const RmsnormGatedParams& p) = 0;
+  virtual void gate_silu(const ElementwiseParams& p) = 0;
   virtual void conv1d_prefill(const Conv1dParams& p) = 0;
   virtual void conv1d_step(const Conv1dParams& p) = 0;
   virtual void scan_prefill(const ScanParams& p) = 0;
   virtual void scan_step(const ScanParams& p) = 0;
+  virtual void ssd_prefill(const SsdParams& p) = 0;
+  virtual void ssd_step(const SsdParams& p) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);  // threads <= 0: physical cores

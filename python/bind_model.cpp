@@ -36,8 +36,13 @@ py::array_t<float> to_numpy(std::vector<float>&& v, std::vector<int64_t> shape) 
 }  // namespace
 
 void bind_model(py::module_& m) {
+  py::enum_<Family>(m, "Family", "Mixer family.")
+      .value("MAMBA1", Family::Mamba1)
+      .value("MAMBA2", Family::Mamba2);
+
   py::class_<ModelConfig>(m, "ModelConfig", "Sizes of a Mamba model (names as mamba_ssm's config).")
       .def(py::init<>())
+      .def_readwrite("family", &ModelConfig::family)
       .def_readwrite("d_model", &ModelConfig::d_model)
       .def_readwrite("n_layer", &ModelConfig::n_layer)
       .def_readwrite("vocab_size", &ModelConfig::vocab_size)
@@ -45,6 +50,12 @@ void bind_model(py::module_& m) {
       .def_readwrite("d_state", &ModelConfig::d_state)
       .def_readwrite("d_conv", &ModelConfig::d_conv)
       .def_readwrite("dt_rank", &ModelConfig::dt_rank)
+      .def_readwrite("n_heads", &ModelConfig::n_heads)
+      .def_readwrite("head_dim", &ModelConfig::head_dim)
+      .def_readwrite("n_groups", &ModelConfig::n_groups)
+      .def_readwrite("chunk_size", &ModelConfig::chunk_size)
+      .def_readwrite("dt_min", &ModelConfig::dt_min)
+      .def_readwrite("dt_max", &ModelConfig::dt_max)
       .def_readwrite("eps", &ModelConfig::eps)
       .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
 

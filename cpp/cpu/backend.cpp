@@ -39,6 +39,14 @@ class CpuBackend final : public Backend {
     auto fn = cpu_kernels().rmsnorm;
     pool_.parallel_for(p.rows, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.rows < 8 ? p.rows : 4);
   }
+  void rmsnorm_gated(const RmsnormGatedParams& p) override {
+    auto fn = cpu_kernels().rmsnorm_gated;
+    pool_.parallel_for(p.rows, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.rows < 8 ? p.rows : 4);
+  }
+  void gate_silu(const ElementwiseParams& p) override {
+    auto fn = cpu_kernels().gate_silu;
+    pool_.parallel_for(p.n, [&](int64_t b, int64_t e) { fn(p, b, e); }, 4096);
+  }
   void conv1d_prefill(const Conv1dParams& p) override {
     auto fn = cpu_kernels().conv1d_prefill;
     pool_.parallel_for(p.C, [&](int64_t b, int64_t e) { fn(p, b, e); }, 32);
@@ -54,6 +62,14 @@ class CpuBackend final : public Backend {
   void scan_step(const ScanParams& p) override {
     auto fn = cpu_kernels().scan_step;
     pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, 16);
+  }
+  void ssd_prefill(const SsdParams& p) override {
+    auto fn = cpu_kernels().ssd_prefill;
+    pool_.parallel_for(p.H, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);
+  }
+  void ssd_step(const SsdParams& p) override {
+    auto fn = cpu_kernels().ssd_step;
+    pool_.parallel_for(p.H, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);
   }
 
  private:

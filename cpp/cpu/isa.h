@@ -10,6 +10,7 @@
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
+#include "kernels/ssd.h"
 
 namespace mambart {
 
@@ -17,10 +18,13 @@ struct CpuKernels {
   const char* isa;
   void (*matmul)(const MatmulParams&, int64_t, int64_t);
   void (*rmsnorm)(const RmsnormParams&, int64_t, int64_t);
+  void (*rmsnorm_gated)(const RmsnormGatedParams&, int64_t, int64_t);
   void (*conv1d_prefill)(const Conv1dParams&, int64_t, int64_t);
   void (*conv1d_step)(const Conv1dParams&, int64_t, int64_t);
   void (*scan_prefill)(const ScanParams&, int64_t, int64_t);
   void (*scan_step)(const ScanParams&, int64_t, int64_t);
+  void (*ssd_prefill)(const SsdParams&, int64_t, int64_t);
+  void (*ssd_step)(const SsdParams&, int64_t, int64_t);
   void (*silu)(const ElementwiseParams&, int64_t, int64_t);
   void (*softplus)(const ElementwiseParams&, int64_t, int64_t);
   void (*gate_silu)(const ElementwiseParams&, int64_t, int64_t);

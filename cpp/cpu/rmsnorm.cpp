@@ -1,6 +1,7 @@
 // rmsnorm with fused residual add. See kernels/rmsnorm.h.
 #include <cmath>
 
+#include "kernels/elementwise.h"
 #include "kernels/rmsnorm.h"
 
 namespace mambart {
@@ -18,6 +19,21 @@ void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1) {
     const float scale = 1.0f / std::sqrt(ss / static_cast<float>(p.dim) + p.eps);
     float* out = p.out + r * p.dim;
     for (int64_t i = 0; i < p.dim; ++i) out[i] = res[i] * scale * p.weight[i];
+  }
+}
+
+void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* x = p.x + r * p.ldx;
+    const float* z = p.z + r * p.ldz;
+    float* out = p.out + r * p.ldout;
+    for (int64_t i = 0; i < p.dim; ++i) out[i] = x[i] * silu_ref(z[i]);
+    for (int64_t g0 = 0; g0 < p.dim; g0 += p.group) {
+      float ss = 0.0f;
+      for (int64_t i = g0; i < g0 + p.group; ++i) ss += out[i] * out[i];
+      const float scale = 1.0f / std::sqrt(ss / static_cast<float>(p.group) + p.eps);
+      for (int64_t i = g0; i < g0 + p.group; ++i) out[i] = out[i] * scale * p.weight[i];
+    }
   }
 }
 

@@ -21,7 +21,29 @@ struct RmsnormParams {
   float eps;
 };
 
-namespace scalar { void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1); }
-namespace avx2 { void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1); }
+// Gated RMSNorm of Mamba-2 (reference doc 3.1 step 8, norm_before_gate false):
+//
+//   v = x[r] * silu(z[r]);  per group of `group` channels:  out = v / sqrt(mean(v^2) + eps) * weight
+//
+//   x (rows, dim) row stride ldx; z (rows, dim) row stride ldz; out (rows, dim)
+//   row stride ldout; weight (dim); dim a multiple of group.
+struct RmsnormGatedParams {
+  const float* x;
+  const float* z;
+  const float* weight;
+  float* out;
+  int64_t rows, dim, group;
+  float eps;
+  int64_t ldx, ldz, ldout;
+};
+
+namespace scalar {
+void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
+void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
+}
+namespace avx2 {
+void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
+void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
+}
 
 }  // namespace mambart

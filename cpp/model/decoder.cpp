@@ -14,8 +14,8 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   MAMBART_CHECK(batch >= 1, "[decoder] batch must be >= 1, got ", batch);
   const ModelConfig& c = model_->config();
   Backend& be = model_->backend();
-  conv_ = be.zeros({c.n_layer, batch, c.d_inner, c.d_conv});
-  ssm_ = be.zeros({c.n_layer, batch, c.d_inner, c.d_state});
+  conv_ = be.zeros({c.n_layer, batch, c.conv_channels(), c.d_conv});
+  ssm_ = be.zeros({c.n_layer, batch, c.ssm_state_size()});
   ws_ = model_->make_workspace(std::max(batch, kPrefillChunk));
   logits_.assign(static_cast<size_t>(batch * c.vocab_size), 0.0f);
   history_.resize(static_cast<size_t>(batch));
@@ -24,8 +24,8 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
 void Decoder::reset() {
   const ModelConfig& c = model_->config();
   Backend& be = model_->backend();
-  conv_ = be.zeros({c.n_layer, batch_, c.d_inner, c.d_conv});
-  ssm_ = be.zeros({c.n_layer, batch_, c.d_inner, c.d_state});
+  conv_ = be.zeros({c.n_layer, batch_, c.conv_channels(), c.d_conv});
+  ssm_ = be.zeros({c.n_layer, batch_, c.ssm_state_size()});
   for (auto& h : history_) h.clear();
   has_logits_ = false;
 }
@@ -33,7 +33,7 @@ void Decoder::reset() {
 // Layer states of one row (row >= 0), or of the whole batch (row < 0).
 std::vector<LayerState> Decoder::row_states(int64_t row) const {
   const ModelConfig& c = model_->config();
-  const int64_t conv_row = c.d_inner * c.d_conv, ssm_row = c.d_inner * c.d_state;
+  const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size();
   const int64_t r = std::max<int64_t>(row, 0);
   std::vector<LayerState> states(static_cast<size_t>(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {

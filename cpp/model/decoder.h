@@ -49,7 +49,7 @@ class Decoder {
 
   std::shared_ptr<const Model> model_;
   int64_t batch_;
-  Tensor conv_, ssm_;  // (n_layer, batch, E, K), (n_layer, batch, E, N)
+  Tensor conv_, ssm_;  // (n_layer, batch, conv_channels, K), (n_layer, batch, ssm_state_size)
   Workspace ws_;       // prefill chunks and steps share it
   std::vector<float> logits_;
   std::vector<float> scratch_;  // device-to-host staging for one row of logits

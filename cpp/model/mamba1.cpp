@@ -2,8 +2,31 @@
 // function serves both: only the conv and scan kernels differ, because a
 // prefill walks time inside one sequence while a step advances a batch.
 #include "model/model.h"
+#include "model/weight_table.h"
 
 namespace mambart {
+
+void Model::load_mamba1_layers(WeightTable& w) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
+  layers_.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    Mamba1Layer& L = layers_[static_cast<size_t>(i)];
+    L.norm = w.get(p + "norm", {D});
+    L.in_proj = w.get(p + "in_proj", {2 * E, D});
+    L.in_proj_bias = w.get(p + "in_proj_bias", {2 * E}, false);
+    L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
+    L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
+    L.x_proj = w.get(p + "x_proj", {R + 2 * N, E});
+    L.dt_proj = w.get(p + "dt_proj", {E, R});
+    L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
+    L.A = w.negative_exp(p + "A_log", {E, N});
+    L.D = w.get(p + "D", {E});
+    L.out_proj = w.get(p + "out_proj", {D, E});
+    L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
+  }
+}
 
 void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const LayerState& state,
                          Workspace& ws) const {

@@ -1,6 +1,7 @@
 // A Mamba language model: sizes, weights on a backend, and the forward
 // pass over a block of rows. The graph is written once over backend.h.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -12,16 +13,33 @@
 
 namespace mambart {
 
+class WeightTable;
+
+enum class Family { Mamba1, Mamba2 };
+
 struct ModelConfig {
+  Family family = Family::Mamba1;
   int64_t d_model = 0;     // D
   int64_t n_layer = 0;
   int64_t vocab_size = 0;  // V: rows of the embedding and the head (padded)
   int64_t d_inner = 0;     // E
   int64_t d_state = 0;     // N
   int64_t d_conv = 0;      // K
-  int64_t dt_rank = 0;     // R
+  int64_t dt_rank = 0;     // R (Mamba-1)
+  int64_t n_heads = 0;     // H (Mamba-2)
+  int64_t head_dim = 0;    // P (Mamba-2), H * P = E
+  int64_t n_groups = 0;    // G (Mamba-2): B/C groups, also the gated norm's groups
+  int64_t chunk_size = 64; // Mamba-2 prefill chunk (rounding only)
+  float dt_min = 0.0f, dt_max = INFINITY;  // Mamba-2 prefill clamp of delta
   float eps = 1e-5f;
   bool tie_embeddings = true;
+
+  // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
+  int64_t conv_channels() const { return family == Family::Mamba1 ? d_inner : d_inner + 2 * n_groups * d_state; }
+  // Floats of SSM state per sequence and layer: (E, N) or (H, P, N).
+  int64_t ssm_state_size() const { return d_inner * d_state; }
+  // Columns of in_proj's output: [x | z] or [z | xBC | dt].
+  int64_t in_proj_rows() const { return family == Family::Mamba1 ? 2 * d_inner : 2 * d_inner + 2 * n_groups * d_state + n_heads; }
 };
 
 struct Mamba1Layer {
@@ -39,11 +57,25 @@ struct Mamba1Layer {
   Tensor out_proj_bias;  // (D) or undefined
 };
 
+struct Mamba2Layer {
+  Tensor norm;           // (D)
+  Tensor in_proj;        // (2E + 2GN + H, D): rows give [z | xBC | dt]
+  Tensor in_proj_bias;   // or undefined
+  Tensor conv1d_weight;  // (E + 2GN, K)
+  Tensor conv1d_bias;    // (E + 2GN) or undefined
+  Tensor dt_bias;        // (H)
+  Tensor A;              // (H) = -exp(A_log)
+  Tensor D;              // (H), or (E) with one value per channel
+  Tensor gated_norm;     // (E), or undefined: then y * silu(z) without a norm
+  Tensor out_proj;       // (D, E)
+  Tensor out_proj_bias;  // (D) or undefined
+};
+
 // Per-row recurrent state of one layer lives in the decoder; the forward
 // pass gets pointers to it.
 struct LayerState {
-  float* conv;  // (batch, E, K)
-  float* ssm;   // (batch, E, N)
+  float* conv;  // (batch, conv_channels, K)
+  float* ssm;   // (batch, E, N) or (batch, H, P, N)
 };
 
 // Activations for up to `rows` rows at once.
@@ -52,11 +84,12 @@ struct Workspace {
   Tensor residual;  // (rows, D)
   Tensor normed;    // (rows, D)
   Tensor mixed;     // (rows, D)    mixer output, added to the residual by the next norm
-  Tensor xz;        // (rows, 2E)   in_proj output
-  Tensor xc;        // (rows, E)    conv output
-  Tensor x_dbl;     // (rows, R+2N) x_proj output
-  Tensor dt;        // (rows, E)
-  Tensor y;         // (rows, E)
+  Tensor xz;        // (rows, in_proj_rows) in_proj output
+  Tensor xc;        // (rows, conv_channels) conv output
+  Tensor x_dbl;     // (rows, R+2N) x_proj output (Mamba-1)
+  Tensor dt;        // (rows, E) dt_proj output (Mamba-1)
+  Tensor y;         // (rows, E)   scan output
+  Tensor y_norm;    // (rows, E)   gated norm output (Mamba-2)
 };
 
 class Model {
@@ -84,13 +117,18 @@ class Model {
  private:
   void mamba1_block(const Mamba1Layer& layer, int64_t n, bool prefill, const LayerState& state,
                     Workspace& ws) const;
+  void mamba2_block(const Mamba2Layer& layer, int64_t n, bool prefill, const LayerState& state,
+                    Workspace& ws) const;
+  void load_mamba1_layers(WeightTable& w);
+  void load_mamba2_layers(WeightTable& w);
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;
   Tensor embedding_;  // (V, D)
   Tensor norm_f_;     // (D)
   Tensor lm_head_;    // (V, D): the embedding when tied
-  std::vector<Mamba1Layer> layers_;
+  std::vector<Mamba1Layer> layers_;    // Mamba-1 models
+  std::vector<Mamba2Layer> layers2_;   // Mamba-2 models
 };
 
 }  // namespace mambart

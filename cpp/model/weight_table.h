@@ -1,0 +1,67 @@
+// Looks weights up by internal name (mambart/weights.py), checks dtype and
+// shape, and uploads them to the backend; reports tensors left unused.
+#pragma once
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "check.h"
+
+namespace mambart {
+
+class WeightTable {
+ public:
+  WeightTable(const std::map<std::string, Tensor>& weights, Backend& backend)
+      : weights_(weights), backend_(backend) {}
+
+  // Shape of the named tensor; empty if absent.
+  std::vector<int64_t> shape_of(const std::string& name) const {
+    auto it = weights_.find(name);
+    return it == weights_.end() ? std::vector<int64_t>{} : it->second.shape();
+  }
+
+  // The named host tensor, checked against `shape`; undefined if absent and
+  // not required.
+  Tensor host(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
+    auto it = weights_.find(name);
+    if (it == weights_.end()) {
+      MAMBART_CHECK(!required, "[model] missing tensor '", name, "'");
+      return Tensor();
+    }
+    const Tensor& t = it->second;
+    MAMBART_CHECK(t.dtype() == DType::F32, "[model] tensor '", name, "' has dtype ", dtype_name(t.dtype()),
+                  ", expected f32");
+    MAMBART_CHECK(t.shape() == shape, "[model] tensor '", name, "' has shape ", shape_str(t.shape()),
+                  ", expected ", shape_str(shape));
+    used_ += 1;
+    return t;
+  }
+
+  // The same, uploaded to the backend.
+  Tensor get(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
+    Tensor t = host(name, shape, required);
+    return t.defined() ? backend_.upload(t) : t;
+  }
+
+  // -exp(A_log), computed once in f32 (reference doc 7.1), uploaded.
+  Tensor negative_exp(const std::string& name, const std::vector<int64_t>& shape) {
+    Tensor a_log = host(name, shape);
+    Tensor A = Tensor::zeros(shape);
+    for (int64_t i = 0; i < A.numel(); ++i) A.data<float>()[i] = -std::exp(a_log.data<float>()[i]);
+    return backend_.upload(A);
+  }
+
+  void check_all_used() const {
+    MAMBART_CHECK(used_ == weights_.size(), "[model] ", weights_.size() - used_,
+                  " tensor(s) were not used by the model; the weights do not match the config");
+  }
+
+ private:
+  const std::map<std::string, Tensor>& weights_;
+  Backend& backend_;
+  size_t used_ = 0;
+};
+
+}  // namespace mambart
