@@ -18,7 +18,8 @@ def _generate_parser(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a prompt",
                        description="Generate text from a prompt; text on stdout, timings on stderr.")
     g.add_argument("--model", "-m", required=True, help="local directory or Hugging Face hub id")
-    g.add_argument("--prompt", "-p", required=True, help="prompt text, or - to read it from stdin")
+    g.add_argument("--prompt", "-p", default="",
+                   help="prompt text, or - to read it from stdin (may be empty with --load-state)")
     g.add_argument("--max-new-tokens", "--genlen", "-n", dest="max_new_tokens", type=int, default=128,
                    help="tokens to generate (default 128)")
     g.add_argument("--temperature", "-t", type=float, default=1.0,
@@ -36,6 +37,10 @@ def _generate_parser(sub) -> None:
     g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     g.add_argument("--device", default="cpu", help="cpu (default)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    g.add_argument("--save-state", metavar="FILE", default=None,
+                   help="write the state after the prompt and the generated text to FILE")
+    g.add_argument("--load-state", metavar="FILE", default=None,
+                   help="continue from a state saved with --save-state (its random stream included)")
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -45,13 +50,15 @@ def _run_generate(args: argparse.Namespace) -> int:
     model = mambart.load(args.model, device=args.device, threads=args.threads, revision=args.revision)
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-                          seed=args.seed, stop=args.stop)
+                          seed=args.seed, stop=args.stop, state=args.load_state)
     for piece in stream:
         sys.stdout.write(piece)
         sys.stdout.flush()
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     sys.stdout.flush()
+    if args.save_state:
+        stream.decoder.save_state(args.save_state)
     lines = [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
     print("\n".join(lines), file=sys.stderr)
     return 0

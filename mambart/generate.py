@@ -44,27 +44,35 @@ def generate_ids(
     prompts: Sequence[Sequence[int]],
     params: SamplingParams,
     max_new_tokens: int,
-    vocab_limit: int,
     stats: GenerationStats,
 ) -> Iterator[np.ndarray]:
-    """Yield the next token of every row, (batch,) int32, max_new_tokens times.
+    """Yield the next token of every row, (batch,) int32, up to max_new_tokens times.
 
-    Rows keep going after an end-of-text token; callers decide what a row's
-    end is. The decoder is prefilled here from its current state.
+    Prefills `prompts` (one per row) from the decoder's current state; with
+    no prompts (every one empty) it continues from the state's own logits.
+    Each yielded token is fed back before the next one is sampled, so when
+    the caller exhausts the iterator the state covers every token. Rows
+    keep going after an end-of-text token; callers decide what a row's end is.
     """
-    samplers = [params.make_sampler(row) for row in range(len(prompts))]
+    if len(prompts) != decoder.batch:
+        raise ValueError(f"{len(prompts)} prompts for a decoder of batch {decoder.batch}")
+    decoder.set_sampling(params)
     t0 = time.perf_counter()
-    decoder.prefill([list(p) for p in prompts])
+    if any(len(p) for p in prompts):
+        if not all(len(p) for p in prompts):
+            raise ValueError("give every row a prompt, or none to continue a saved state")
+        decoder.prefill(prompts)
+    elif not decoder.has_logits:
+        raise ValueError("prompt is empty and there is no state to continue from")
     t1 = time.perf_counter()
     stats.prefill_tokens = sum(len(p) for p in prompts)
     stats.prefill_seconds = t1 - t0
     for i in range(max_new_tokens):
-        tokens = np.asarray(decoder.sample(samplers, vocab_limit), dtype=np.int32)
+        tokens = decoder.sample()
         stats.decode_tokens = (i + 1) * len(prompts)
         stats.decode_seconds = time.perf_counter() - t1
         yield tokens
-        if i + 1 < max_new_tokens:
-            decoder.step(tokens.tolist())
+        decoder.step(tokens)
 
 
 class TextStream:
@@ -83,12 +91,12 @@ class TextStream:
         prompt_ids: Sequence[int],
         params: SamplingParams,
         max_new_tokens: int,
-        vocab_limit: int,
         stop: Sequence[str] = (),
     ) -> None:
         self.stats = GenerationStats()
         self.token_ids: list[int] = []
-        self._pieces = self._run(decoder, tokenizer, prompt_ids, params, max_new_tokens, vocab_limit, list(stop))
+        self.decoder = decoder
+        self._pieces = self._run(decoder, tokenizer, prompt_ids, params, max_new_tokens, list(stop))
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces
@@ -96,12 +104,12 @@ class TextStream:
     def __next__(self) -> str:
         return next(self._pieces)
 
-    def _run(self, decoder, tokenizer, prompt_ids, params, max_new_tokens, vocab_limit, stop) -> Iterator[str]:
+    def _run(self, decoder, tokenizer, prompt_ids, params, max_new_tokens, stop) -> Iterator[str]:
         detok = tokenizer.stream_decoder()
         eos = tokenizer.eos_token_id
         held = ""  # text not yet emitted: it may be the start of a stop string
         self.stats.stop_reason = "length"
-        for tokens in generate_ids(decoder, [prompt_ids], params, max_new_tokens, vocab_limit, self.stats):
+        for tokens in generate_ids(decoder, [prompt_ids], params, max_new_tokens, self.stats):
             token = int(tokens[0])
             if eos is not None and token == eos:
                 self.stats.stop_reason = "eos"

@@ -1,6 +1,8 @@
 """`mambart.load()` and the `Model` it returns."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 from . import _core
 from .checkpoint import read_checkpoint
 from .config import ModelConfig, load_config
+from .decoder import Decoder
 from .generate import GenerationStats, TextStream, generate_ids
 from .hub import resolve
 from .sampling import SamplingParams
@@ -25,12 +28,14 @@ class Model:
     `tokenizer`, `logits()`, `decoder()`.
     """
 
-    def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path,
-                 load_seconds: float = 0.0) -> None:
+    def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path, *,
+                 name: str, fingerprint: str, load_seconds: float = 0.0) -> None:
         self._core = core
         self.config = config
         self.tokenizer = tokenizer
         self.path = path
+        self.name = name                # as given to load(): hub id or path
+        self.fingerprint = fingerprint  # identifies the weights in saved states
         self.load_seconds = load_seconds
 
     @property
@@ -46,19 +51,40 @@ class Model:
         """Ids that can be sampled: the tokenizer's, never the head's padding rows."""
         return max(1, min(self.tokenizer.vocab_size, self.config.vocab_size))
 
-    def decoder(self, batch: int = 1) -> "_core.Decoder":
+    def decoder(self, batch: int = 1) -> Decoder:
         """A fresh recurrent state for `batch` sequences (prefill / step / sample)."""
-        return _core.Decoder(self._core, batch)
+        return Decoder(self, batch)
+
+    def load_state(self, state: bytes | str | os.PathLike) -> Decoder:
+        """A decoder restored from `Decoder.save_state()` bytes or a file of them."""
+        from .state import load as load_state
+
+        if isinstance(state, (bytes, bytearray, memoryview)):
+            return load_state(self, bytes(state))
+        with open(state, "rb") as f:
+            return load_state(self, f.read())
+
+    def _decoder_for(self, state, batch: int) -> Decoder:
+        if state is None:
+            return self.decoder(batch)
+        decoder = state if isinstance(state, Decoder) else self.load_state(state)
+        if decoder.model is not self and decoder.model.fingerprint != self.fingerprint:
+            raise ValueError("the decoder belongs to another model")
+        if decoder.batch != batch:
+            raise ValueError(f"the state holds {decoder.batch} sequences, {batch} prompts given")
+        return decoder
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits of every position, shape (len(token_ids), vocab_size), float32."""
         ids = _as_id_list(token_ids)
         return self.decoder(1).prefill([ids], all_logits=True)
 
-    def encode(self, prompt: str) -> list[int]:
+    def encode(self, prompt: str, allow_empty: bool = False) -> list[int]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
         if prompt == "":
+            if allow_empty:
+                return []
             raise ValueError("prompt is empty")
         ids = self.tokenizer.encode(prompt)
         if not ids:
@@ -67,47 +93,50 @@ class Model:
 
     def stream(self, prompt: str, max_new_tokens: int = 128, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
-               seed: int | None = None, stop: Sequence[str] = ()) -> TextStream:
+               seed: int | None = None, stop: Sequence[str] = (), state=None) -> TextStream:
         """Generate from `prompt`, yielding text pieces as they become final.
 
         Sampling follows `SamplingParams` (every filter off by default;
-        temperature 0 is greedy). The returned iterator's `.stats` holds
-        token counts and timings once it has run.
+        temperature 0 is greedy). `state` continues a saved state (bytes, a
+        file, or a Decoder, which is updated in place); the prompt may then
+        be empty. The returned iterator's `.stats` holds token counts and
+        timings, and `.decoder` the state, once it has run.
         """
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repetition_penalty=repetition_penalty, seed=seed)
         _check_max_new_tokens(max_new_tokens)
         stop = _check_stop(stop)
-        ids = self.encode(prompt)
-        return TextStream(self.decoder(1), self.tokenizer, ids, params, max_new_tokens, self.vocab_limit, stop)
+        ids = self.encode(prompt, allow_empty=state is not None)
+        return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop)
 
     def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 128, *, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
-                 seed: int | None = None, stop: Sequence[str] = ()) -> str | list[str]:
+                 seed: int | None = None, stop: Sequence[str] = (), state=None) -> str | list[str]:
         """Generated text for one prompt (a str), or for a list of prompts run as one batch.
 
         Row i of a batch samples with seed + i, so row 0 equals a single run
-        with the same seed.
+        with the same seed. `state` as for `stream()`.
         """
         kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                      repetition_penalty=repetition_penalty, seed=seed, stop=stop)
+                      repetition_penalty=repetition_penalty, seed=seed, stop=stop, state=state)
         if isinstance(prompt, str):
             return "".join(self.stream(prompt, max_new_tokens, **kwargs))
         return self._generate_batch(list(prompt), max_new_tokens, **kwargs)
 
-    def _generate_batch(self, prompts: list[str], max_new_tokens: int, *, stop: Sequence[str] = (),
+    def _generate_batch(self, prompts: list[str], max_new_tokens: int, *, stop: Sequence[str] = (), state=None,
                         **sampling) -> list[str]:
         if not prompts:
             raise ValueError("no prompts given")
         params = SamplingParams(**sampling)
         _check_max_new_tokens(max_new_tokens)
         stop = _check_stop(stop)
-        ids = [self.encode(p) for p in prompts]
+        ids = [self.encode(p, allow_empty=state is not None) for p in prompts]
+        decoder = self._decoder_for(state, len(prompts))
         eos = self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         stats = GenerationStats()
-        for tokens in generate_ids(self.decoder(len(prompts)), ids, params, max_new_tokens, self.vocab_limit, stats):
+        for tokens in generate_ids(decoder, ids, params, max_new_tokens, stats):
             for row, token in enumerate(tokens.tolist()):
                 if done[row]:
                     continue
@@ -170,12 +199,28 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     tokenizer = Tokenizer.from_dir(path)
     weights = load_weights(read_checkpoint(path), config)
     core = _core.Model(_core_config(config), weights, threads or 0)
-    return Model(core, config, tokenizer, path, time.perf_counter() - start)
+    return Model(core, config, tokenizer, path, name=str(model), fingerprint=_fingerprint(config, weights),
+                 load_seconds=time.perf_counter() - start)
+
+
+def _fingerprint(config: ModelConfig, weights: dict[str, np.ndarray]) -> str:
+    """Identifies a model cheaply: its sizes, and the first bytes of every tensor."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].reshape(-1)[:64].tobytes())
+    return h.hexdigest()[:32]
 
 
 def _core_config(config: ModelConfig) -> "_core.ModelConfig":
     c = _core.ModelConfig()
-    for name in ("d_model", "n_layer", "vocab_size", "d_inner", "d_state", "d_conv", "dt_rank", "eps",
-                 "tie_embeddings"):
+    for name in ("d_model", "n_layer", "vocab_size", "d_inner", "d_state", "d_conv", "eps", "tie_embeddings"):
         setattr(c, name, getattr(config, name))
+    if config.family == "mamba2":
+        c.family = _core.Family.MAMBA2
+        for name in ("n_heads", "head_dim", "n_groups", "dt_min", "dt_max"):
+            setattr(c, name, getattr(config, name))
+        # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
+    else:
+        c.dt_rank = config.dt_rank
     return c

@@ -105,5 +105,29 @@ void bind_model(py::module_& m) {
             return to_numpy(std::move(copy), {d.batch(), V});
           },
           "The current (batch, V) logits, a copy.")
-      .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.");
+      .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.")
+      .def_property_readonly("has_logits", &Decoder::has_logits)
+      .def(
+          "conv_state",
+          [](const Decoder& d) {
+            const ModelConfig& c = d.model().config();
+            return to_numpy(d.conv_state(), {c.n_layer, d.batch(), c.conv_channels(), c.d_conv});
+          },
+          "Conv state, (n_layer, batch, conv_channels, d_conv), a copy.")
+      .def(
+          "ssm_state",
+          [](const Decoder& d) {
+            const ModelConfig& c = d.model().config();
+            return to_numpy(d.ssm_state(), {c.n_layer, d.batch(), c.ssm_state_size()});
+          },
+          "SSM state, (n_layer, batch, ssm_state_size), a copy.")
+      .def(
+          "restore",
+          [](Decoder& d, const F32Array& conv, const F32Array& ssm, const F32Array& logits,
+             const std::vector<std::vector<int32_t>>& history) {
+            auto vec = [](const F32Array& a) { return std::vector<float>(a.data(), a.data() + a.size()); };
+            d.restore(vec(conv), vec(ssm), vec(logits), history);
+          },
+          py::arg("conv"), py::arg("ssm"), py::arg("logits"), py::arg("history"),
+          "Put back a saved state (float32 arrays of the conv_state/ssm_state/logits sizes; logits empty if none).");
 }

@@ -100,7 +100,7 @@ def test_decoder_misuse(model):
     with pytest.raises(ValueError, match="is empty"):
         dec.prefill([[1], []])
     with pytest.raises(ValueError, match="no logits yet"):
-        dec.sample([mambart.SamplingParams().make_sampler()] * 2, 10)
+        dec.sample()
     with pytest.raises(ValueError):
         model.logits([])
 

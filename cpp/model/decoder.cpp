@@ -106,4 +106,38 @@ std::vector<int32_t> Decoder::sample(const std::vector<Sampler*>& samplers, int6
   return out;
 }
 
+
+std::vector<float> Decoder::conv_state() const {
+  std::vector<float> out(static_cast<size_t>(conv_.numel()));
+  model_->backend().to_host(conv_.data<float>(), out.data(), conv_.numel());
+  return out;
+}
+
+std::vector<float> Decoder::ssm_state() const {
+  std::vector<float> out(static_cast<size_t>(ssm_.numel()));
+  model_->backend().to_host(ssm_.data<float>(), out.data(), ssm_.numel());
+  return out;
+}
+
+void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
+                      const std::vector<std::vector<int32_t>>& history) {
+  const int64_t V = model_->config().vocab_size;
+  MAMBART_CHECK(static_cast<int64_t>(conv.size()) == conv_.numel(), "[restore] conv state has ", conv.size(),
+                " values, expected ", conv_.numel(), " ", shape_str(conv_.shape()));
+  MAMBART_CHECK(static_cast<int64_t>(ssm.size()) == ssm_.numel(), "[restore] ssm state has ", ssm.size(),
+                " values, expected ", ssm_.numel(), " ", shape_str(ssm_.shape()));
+  MAMBART_CHECK(logits.empty() || static_cast<int64_t>(logits.size()) == batch_ * V, "[restore] logits have ",
+                logits.size(), " values, expected ", batch_ * V);
+  MAMBART_CHECK(static_cast<int64_t>(history.size()) == batch_, "[restore] ", history.size(),
+                " histories for a decoder of batch ", batch_);
+  for (const auto& h : history)
+    for (int32_t t : h) MAMBART_CHECK(t >= 0 && t < V, "[restore] token id ", t, " is out of range [0, ", V, ")");
+  // Host to backend memory: the CPU backend's tensors are host memory.
+  std::copy(conv.begin(), conv.end(), conv_.data<float>());
+  std::copy(ssm.begin(), ssm.end(), ssm_.data<float>());
+  has_logits_ = !logits.empty();
+  if (has_logits_) logits_ = logits;
+  history_ = history;
+}
+
 }  // namespace mambart

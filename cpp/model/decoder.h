@@ -44,6 +44,15 @@ class Decoder {
   // Tokens fed to each row so far (repetition penalty history).
   const std::vector<int32_t>& history(int64_t row) const { return history_.at(static_cast<size_t>(row)); }
 
+  // The recurrent state, for saving: conv (n_layer, batch, conv_channels, K)
+  // and ssm (n_layer, batch, ssm_state_size), host copies.
+  std::vector<float> conv_state() const;
+  std::vector<float> ssm_state() const;
+  // Puts a saved state back. logits may be empty (no logits yet); sizes are
+  // checked against this decoder.
+  void restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
+               const std::vector<std::vector<int32_t>>& history);
+
  private:
   std::vector<LayerState> row_states(int64_t row) const;
 

@@ -1,0 +1,143 @@
+"""Saved states: save -> load -> continue equals one uninterrupted run."""
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+import mambart
+from models import make_mamba
+
+
+@pytest.fixture(scope="module")
+def model(small_model_dir):
+    return mambart.load(small_model_dir[0], threads=2)
+
+
+SAMPLING = [dict(temperature=0), dict(temperature=0.9, top_k=50, repetition_penalty=1.3, seed=11)]
+
+
+@pytest.mark.parametrize("sampling", SAMPLING, ids=["greedy", "sampled"])
+@pytest.mark.parametrize("first", [0, 6])
+def test_continue_single(model, sampling, first):
+    whole = model.stream("def fibonacci(n):", 20, **sampling)
+    "".join(whole)
+    part = model.stream("def fibonacci(n):", first, **sampling)
+    "".join(part)
+    saved = part.decoder.save_state()
+    rest = model.stream("", 20 - first, state=saved, **sampling)
+    "".join(rest)
+    assert part.token_ids + rest.token_ids == whole.token_ids
+    assert rest.decoder.history(0) == whole.decoder.history(0)
+
+
+@pytest.mark.parametrize("sampling", SAMPLING, ids=["greedy", "sampled"])
+def test_continue_batch(model, sampling):
+    prompts = ["Mamba is", "import numpy as np", "x"]
+    whole = model.decoder(3)
+    model.generate(prompts, 16, state=whole, **sampling)
+    part = model.decoder(3)
+    model.generate(prompts, 7, state=part, **sampling)
+    restored = model.load_state(part.save_state())
+    model.generate([""] * 3, 9, state=restored, **sampling)
+    for row in range(3):
+        assert restored.history(row) == whole.history(row)
+
+
+def test_more_prompt_after_a_state(model):
+    """A loaded state plus more text equals the whole text at once."""
+    ids = model.tokenizer.encode("The quick brown fox")
+    dec = model.decoder(1)
+    dec.prefill([ids[:2]])
+    again = model.load_state(dec.save_state())
+    again.prefill([ids[2:]])
+    direct = model.decoder(1)
+    direct.prefill([ids])
+    assert abs(again.logits() - direct.logits()).max() <= 1e-5 * abs(direct.logits()).max()
+
+
+def test_state_file_roundtrip(model, tmp_path):
+    dec = model.decoder(1)
+    dec.prefill([[1, 2, 3]])
+    path = tmp_path / "s.state"
+    data = dec.save_state(path)
+    assert path.read_bytes() == data
+    assert model.load_state(path).history(0) == [1, 2, 3]
+
+
+def test_wrong_model_is_refused(model, tmp_path):
+    path = tmp_path / "other"
+    make_mamba(path, hidden_size=32, num_hidden_layers=2, state_size=8, vocab_size=320, seed=99)
+    other = mambart.load(path)
+    dec = other.decoder(1)
+    dec.prefill([[4, 5]])
+    with pytest.raises(ValueError, match="saved from model"):
+        model.load_state(dec.save_state())
+
+
+def corrupt_cases(data):
+    n = struct.unpack("<Q", data[8:16])[0]
+    header = json.loads(data[16:16 + n])
+    bad_json = data[:16] + b"!" + data[17:]
+    header["arrays"][0][1][-1] += 1
+    head = json.dumps(header).encode()
+    bad_shape = data[:8] + struct.pack("<Q", len(head)) + head + data[16 + n:]
+    return {
+        "truncated": (data[: len(data) - 10], "truncated"),
+        "truncated header": (data[:20], "truncated"),
+        "magic": (b"GARBAGE!" + data[8:], "not a mambart state"),
+        "empty": (b"", "not a mambart state"),
+        "json": (bad_json, "corrupt"),
+        "shape": (bad_shape, "truncated|trailing|conv state"),
+        "trailing": (data + b"xx", "trailing"),
+    }
+
+
+@pytest.mark.parametrize("case", ["truncated", "truncated header", "magic", "empty", "json", "shape", "trailing"])
+def test_corrupt_state_is_refused(model, case):
+    dec = model.decoder(1)
+    dec.prefill([[1, 2, 3]])
+    data, message = corrupt_cases(dec.save_state())[case]
+    with pytest.raises(ValueError, match=message):
+        model.load_state(data)
+
+
+def run_cli(*args):
+    r = subprocess.run([sys.executable, "-m", "mambart", "generate", *args], capture_output=True, text=True,
+                       timeout=120, cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def state_history(path):
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[8:16])[0]
+    return json.loads(data[16:16 + n])["history"], data
+
+
+@pytest.mark.parametrize("first", [0, 5])
+def test_cli_save_then_load_equals_one_run(small_model_dir, tmp_path, first):
+    path = str(small_model_dir[0])
+    common = ["--model", path, "--temperature", "0.8", "--top-p", "0.95", "--seed", "21"]
+    run_cli(*common, "--prompt", "Mamba is", "-n", "12", "--save-state", str(tmp_path / "whole"))
+    out1 = run_cli(*common, "--prompt", "Mamba is", "-n", str(first), "--save-state", str(tmp_path / "a"))
+    out2 = run_cli(*common, "--load-state", str(tmp_path / "a"), "-n", str(12 - first),
+                   "--save-state", str(tmp_path / "b"))
+    whole_history, whole = state_history(tmp_path / "whole")
+    split_history, split = state_history(tmp_path / "b")
+    assert split_history == whole_history
+    assert split == whole  # the same state, logits and random stream included
+    if first == 0:
+        assert out1 == ""
+    assert len(out1) + len(out2) > 0
+
+
+def test_cli_load_state_errors(small_model_dir, tmp_path):
+    bad = tmp_path / "bad.state"
+    bad.write_bytes(b"nonsense")
+    r = subprocess.run([sys.executable, "-m", "mambart", "generate", "--model", str(small_model_dir[0]),
+                        "--load-state", str(bad)], capture_output=True, text=True, timeout=120,
+                       cwd=tempfile.gettempdir())
+    assert r.returncode == 1 and r.stderr.startswith("mambart: error:") and r.stderr.count("\n") == 1
