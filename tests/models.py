@@ -74,3 +74,70 @@ def set_model_type(path: Path, model_type: str) -> None:
     cfg = json.loads((path / "config.json").read_text())
     cfg["model_type"] = model_type
     (path / "config.json").write_text(json.dumps(cfg))
+
+
+def make_mamba2(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: int = 2, head_dim: int = 32,
+                state_size: int = 64, n_groups: int = 1, expand: int = 2, conv_kernel: int = 4,
+                vocab_size: int = 320, tie_word_embeddings: bool = True, chunk_size: int = 256,
+                dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random Mamba2ForCausalLM (and a tokenizer) to out_dir; return it in f32 (as make_mamba)."""
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Mamba2Config(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                          num_heads=expand * hidden_size // head_dim, head_dim=head_dim, state_size=state_size,
+                          n_groups=n_groups, expand=expand, conv_kernel=conv_kernel, chunk_size=chunk_size,
+                          tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = Mamba2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("norm.weight", "norm_f.weight", ".D")):
+                p.add_(0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    model = model.to(dtype)
+    model.save_pretrained(out_dir)
+    if not (out_dir / "tokenizer.json").exists():
+        train_tokenizer(out_dir, vocab_size=min(vocab_size, 300))
+    return model.float().eval()
+
+
+def save_as_mamba_ssm(hf_model, out_dir: Path, *, shards: int = 1, pad_vocab_size_multiple: int = 8,
+                      vocab_size: int | None = None) -> None:
+    """Write hf_model the way mamba_ssm publishes checkpoints: its config.json and
+    torch.save'd pytorch_model.bin (or shards with an index), original tensor
+    names, and a tied lm_head sharing the embedding's storage. vocab_size is
+    the unpadded size written to the config (default: the model's rows)."""
+    cfg = hf_model.config
+    mamba2 = cfg.model_type == "mamba2"
+    tied = bool(cfg.tie_word_embeddings)
+    if mamba2:
+        ssm_cfg = {"layer": "Mamba2", "d_state": cfg.state_size, "d_conv": cfg.conv_kernel, "expand": cfg.expand,
+                   "headdim": cfg.head_dim, "ngroups": cfg.n_groups}
+    else:
+        ssm_cfg = {"d_state": cfg.state_size, "d_conv": cfg.conv_kernel, "expand": cfg.expand,
+                   "dt_rank": cfg.time_step_rank}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps({
+        "d_model": cfg.hidden_size, "d_intermediate": 0, "n_layer": cfg.num_hidden_layers,
+        "vocab_size": vocab_size or cfg.vocab_size, "ssm_cfg": ssm_cfg, "attn_layer_idx": [], "attn_cfg": {},
+        "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+        "pad_vocab_size_multiple": pad_vocab_size_multiple, "tie_embeddings": tied,
+    }))
+    state = {}
+    for name, tensor in hf_model.state_dict().items():
+        state[name.replace("backbone.embeddings.", "backbone.embedding.")] = tensor
+    if tied:
+        state["lm_head.weight"] = state["backbone.embedding.weight"]  # one storage, two names
+    if shards == 1:
+        torch.save(state, out_dir / "pytorch_model.bin")
+        return
+    names = list(state)
+    weight_map = {}
+    for i in range(shards):
+        part = names[i::shards]
+        fname = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        torch.save({n: state[n] for n in part}, out_dir / fname)
+        weight_map.update({n: fname for n in part})
+    (out_dir / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
