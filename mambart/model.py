@@ -29,13 +29,14 @@ class Model:
     """
 
     def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path, *,
-                 name: str, fingerprint: str, load_seconds: float = 0.0) -> None:
+                 name: str, fingerprint: str, weight_bytes_per_token: int = 0, load_seconds: float = 0.0) -> None:
         self._core = core
         self.config = config
         self.tokenizer = tokenizer
         self.path = path
         self.name = name                # as given to load(): hub id or path
         self.fingerprint = fingerprint  # identifies the weights in saved states
+        self.weight_bytes_per_token = weight_bytes_per_token  # bytes a decode step reads (batch 1)
         self.load_seconds = load_seconds
 
     @property
@@ -199,8 +200,11 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     tokenizer = Tokenizer.from_dir(path)
     weights = load_weights(read_checkpoint(path), config)
     core = _core.Model(_core_config(config), weights, threads or 0)
+    # A step reads every weight once, except the embedding table, of which it
+    # reads one row (unless the head is tied to it).
+    read = sum(w.nbytes for w in weights.values()) - (0 if config.tie_embeddings else weights["embedding"].nbytes)
     return Model(core, config, tokenizer, path, name=str(model), fingerprint=_fingerprint(config, weights),
-                 load_seconds=time.perf_counter() - start)
+                 weight_bytes_per_token=read, load_seconds=time.perf_counter() - start)
 
 
 def _fingerprint(config: ModelConfig, weights: dict[str, np.ndarray]) -> str:
