@@ -116,7 +116,8 @@ def _from_cache(repo_id: str, revision: str | None) -> Path | None:
     return Path(config).parent if isinstance(config, str) else None
 
 
-def _list_repo(repo_id: str, revision: str | None, label: str, cached: Callable[[], Path | None]):
+def _list_repo(repo_id: str, revision: str | None, label: str,
+               cached: Callable[[], Path | None]):
     """The repo's model_info, or `cached()` when the Hub cannot be reached."""
     try:
         return hf.HfApi().model_info(repo_id, revision=revision)

@@ -61,7 +61,8 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         "parameters": parameters,
         "tensors": stored,
         "dtypes": dict(sorted(dtypes.items())),
-        "tokenizer": TOKENIZER_FILES[0] if has_tokenizer else f"{DEFAULT_TOKENIZER} (none in the model)",
+        "tokenizer": (TOKENIZER_FILES[0] if has_tokenizer
+                      else f"{DEFAULT_TOKENIZER} (none in the model)"),
         "files": files,
         "total_bytes": sum(files.values()),
         "cpu_isa": _core.isa(),

@@ -114,13 +114,6 @@ _ALLOWED: dict[tuple[str, str], _Global] = {
 _ALLOWED.update({("torch", name): _Global("torch", name) for name in STORAGE_DTYPES})
 
 
-class _Mark:
-    """The MARK sentinel on the stack."""
-
-
-_MARK = _Mark()
-
-
 # --- the restricted unpickler ------------------------------------------------------
 
 
@@ -554,7 +547,8 @@ class TorchArchive:
             size = os.fstat(f.fileno()).st_size
             head = f.read(4)
             if head != b"PK\x03\x04":
-                kind = "a legacy (pre-1.6) pickle" if head[:2] == b"\x80\x02" else "not a ZIP archive"
+                kind = ("a legacy (pre-1.6) pickle" if head[:2] == b"\x80\x02"
+                        else "not a ZIP archive")
                 raise self.fail(f"legacy/unsupported torch.save format ({kind}); re-save it "
                                 "with a current torch or convert it to safetensors")
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

@@ -279,11 +279,14 @@ def test_code_execution_refused(tmp_path, make, shown, protocol):
     assert marker.exists()
 
 
-def test_nothing_is_imported(tmp_path):
-    # `this` prints the Zen of Python when imported: an import would show.
-    code = ("import sys; from mambart.torch_pickle import unpickle\n"
+def test_nothing_is_imported(tmp_path, saved):
+    # `this` prints the Zen of Python when imported: an import would show. Reading
+    # a real file must not pull in torch either.
+    code = ("import sys; from mambart.torch_pickle import read_torch_bin, unpickle\n"
             "try:\n    unpickle(b'\\x80\\x02cthis\\nd\\n)R.')\nexcept ValueError as e:\n"
-            "    print(e)\nprint('this' in sys.modules, 'torch' in sys.modules)")
+            "    print(e)\n"
+            f"assert read_torch_bin({str(saved)!r})['half'].float32().shape == (3, 5)\n"
+            "print('this' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     lines = out.stdout.strip().splitlines()
