@@ -1,7 +1,7 @@
 """Checkpoint files: a validating, zero-copy safetensors reader and writer.
 
 Format and checks follow reference doc 6.1 (single file) and 6.3 (sharded
-index). Tensors are numpy views onto a read-only mmap of the file; nothing is
+index); `pytorch_model.bin` files are read by `torch_pickle` (doc 6.2). Tensors are numpy views onto a read-only mmap of the file; nothing is
 copied until a caller asks for a dtype conversion.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,6 +20,8 @@ SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
 PYTORCH_INDEX = "pytorch_model.bin.index.json"
+# Weight formats in order of preference (transformers' order, doc 6.4).
+WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
 
 MAX_HEADER_BYTES = 100_000_000  # the reference reader's limit
 _MAX_BYTES = 2**64 - 1          # offsets are u64 in the reference reader
@@ -72,25 +74,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, RawTensor]:
     Every format violation raises a one-line ValueError starting with the
     file name; the tensors' data stay on the read-only mmap.
     """
-    path = Path(path)
-    name = path.name
-
-    def fail(msg: str) -> ValueError:
-        return ValueError(f"{name}: {msg}")
-
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise fail(f"file is {size} bytes, too short for a safetensors header")
-        n = int.from_bytes(f.read(8), "little")
-        if n > MAX_HEADER_BYTES:
-            raise fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
-        if 8 + n > size:
-            raise fail(f"header length {n} runs past the end of the file ({size} bytes)")
-        header_bytes = f.read(n)
-        entries = _parse_header(header_bytes, fail)
-        buffer_size = size - 8 - n
-        layout = _check_layout(entries, buffer_size, fail)
+        n, layout = _read_layout(f, Path(path).name)
         if not layout:
             return {}
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -104,6 +89,31 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, RawTensor]:
             data = np.empty(0, dtype=np_dtype)
         tensors[key] = RawTensor(key, dtype, shape, data)
     return tensors
+
+
+def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Name -> (dtype, shape) of a .safetensors file, validated like
+    `read_safetensors` but reading only the header."""
+    with open(path, "rb") as f:
+        _, layout = _read_layout(f, Path(path).name)
+    return {key: (dtype, shape) for key, dtype, shape, _, _ in layout}
+
+
+def _read_layout(f, name: str):
+    """Header length and the validated layout (see `_check_layout`) of an open file."""
+    def fail(msg: str) -> ValueError:
+        return ValueError(f"{name}: {msg}")
+
+    size = os.fstat(f.fileno()).st_size
+    if size < 8:
+        raise fail(f"file is {size} bytes, too short for a safetensors header")
+    n = int.from_bytes(f.read(8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + n > size:
+        raise fail(f"header length {n} runs past the end of the file ({size} bytes)")
+    entries = _parse_header(f.read(n), fail)
+    return n, _check_layout(entries, size - 8 - n, fail)
 
 
 def _parse_header(raw: bytes, fail) -> dict[str, Any]:
@@ -193,24 +203,39 @@ def _check_layout(entries: dict[str, Any], buffer_size: int, fail):
 def read_checkpoint(model_dir: str | os.PathLike) -> dict[str, RawTensor]:
     """All tensors of a model directory, from the first weights format found.
 
-    Looks for `model.safetensors`, then `model.safetensors.index.json` with its
+    Looks for `model.safetensors`, `model.safetensors.index.json` with its
+    shards, `pytorch_model.bin`, then `pytorch_model.bin.index.json` with its
     shards (the order transformers uses).
     """
+    from .torch_pickle import read_torch_bin  # imports RawTensor from this module
+
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: not a directory")
     if (model_dir / SAFETENSORS_FILE).is_file():
         return read_safetensors(model_dir / SAFETENSORS_FILE)
     if (model_dir / SAFETENSORS_INDEX).is_file():
-        return _read_sharded(model_dir, SAFETENSORS_INDEX)
-    # Next release: pytorch_model.bin (torch zip + restricted unpickler, doc 6.2).
-    for legacy in (PYTORCH_FILE, PYTORCH_INDEX):
-        if (model_dir / legacy).is_file():
-            raise ValueError(f"{model_dir}: {legacy} checkpoints are not supported yet; "
-                             f"convert to {SAFETENSORS_FILE}")
+        return _read_sharded(model_dir, SAFETENSORS_INDEX, read_safetensors)
+    if (model_dir / PYTORCH_FILE).is_file():
+        return read_torch_bin(model_dir / PYTORCH_FILE)
+    if (model_dir / PYTORCH_INDEX).is_file():
+        return _read_sharded(model_dir, PYTORCH_INDEX, read_torch_bin)
     raise FileNotFoundError(
-        f"{model_dir}: no weights found (looked for {SAFETENSORS_FILE}, {SAFETENSORS_INDEX}, "
-        f"{PYTORCH_FILE}, {PYTORCH_INDEX})")
+        f"{model_dir}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def weight_files(model_dir: str | os.PathLike) -> list[Path]:
+    """The files `read_checkpoint` reads: one weights file, or an index and its shards."""
+    model_dir = Path(model_dir)
+    for name in WEIGHT_FILES:
+        path = model_dir / name
+        if path.is_file():
+            if not name.endswith(".index.json"):
+                return [path]
+            shards = sorted(set(read_index(path).values()))
+            return [path] + [model_dir / shard for shard in shards]
+    raise FileNotFoundError(
+        f"{model_dir}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
 
 
 def read_index(index_path: str | os.PathLike) -> dict[str, str]:
@@ -240,7 +265,8 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     return weight_map
 
 
-def _read_sharded(model_dir: Path, index_file: str) -> dict[str, RawTensor]:
+def _read_sharded(model_dir: Path, index_file: str,
+                  read_shard: Callable[[Path], dict[str, RawTensor]]) -> dict[str, RawTensor]:
     """Load every shard named by the index; each tensor from its named shard only."""
     weight_map = read_index(model_dir / index_file)
     tensors: dict[str, RawTensor] = {}
@@ -248,7 +274,7 @@ def _read_sharded(model_dir: Path, index_file: str) -> dict[str, RawTensor]:
         path = model_dir / shard
         if not path.is_file():
             raise FileNotFoundError(f"{index_file}: shard '{shard}' not found in {model_dir}")
-        for key, tensor in read_safetensors(path).items():
+        for key, tensor in read_shard(path).items():
             owner = weight_map.get(key)
             if owner is None:
                 raise ValueError(f"{index_file}: shard '{shard}' holds tensor '{key}', "

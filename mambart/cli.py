@@ -1,6 +1,7 @@
 """The `mambart` command.
 
     mambart generate --model ID_OR_PATH --prompt TEXT [options]
+    mambart info ID_OR_PATH [--revision REV]
 
 Generated text streams to stdout (only the generated text, so scripts can
 pipe it); a summary goes to stderr, one `name: ...` line per figure.
@@ -43,6 +44,21 @@ def _generate_parser(sub) -> None:
                    help="continue from a state saved with --save-state (its random stream included)")
 
 
+def _info_parser(sub) -> None:
+    i = sub.add_parser("info", help="describe a model: family, sizes, parameters, files",
+                       description="Describe a model from its config and checkpoint headers "
+                                   "(no tensor data is read).")
+    i.add_argument("model", metavar="MODEL", help="local directory or Hugging Face hub id")
+    i.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .info import describe, format_info
+
+    print(format_info(describe(args.model, revision=args.revision)))
+    return 0
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     import mambart
 
@@ -69,12 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"mambart {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _generate_parser(sub)
+    _info_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return _run_generate(args)
+        return _run_info(args) if args.command == "info" else _run_generate(args)
     except BrokenPipeError:  # the reader went away (`| head`): not an error
         return 0
     except KeyboardInterrupt:

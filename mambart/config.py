@@ -37,9 +37,13 @@ def parse_config_json(text: str) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Normalised model hyper-parameters (sizes in the reference doc's notation)."""
+    """Normalised model hyper-parameters (sizes in the reference doc's notation).
 
-    family: str            # "mamba" (Mamba-1); "mamba2" is reserved for Mamba-2
+    The Mamba-2 fields default to the values a Mamba-1 model has (0 / False /
+    no dt clamp), so Mamba-1 configs leave them out.
+    """
+
+    family: str            # "mamba" (Mamba-1) or "mamba2" (Mamba-2)
     naming: str            # tensor naming: "hf" (embeddings) or "mamba_ssm" (embedding)
     d_model: int           # D
     n_layer: int
@@ -47,11 +51,19 @@ class ModelConfig:
     d_inner: int           # E = int(expand * D)
     d_state: int           # N
     d_conv: int            # K
-    dt_rank: int           # R (Mamba-1)
-    eps: float             # epsilon of every RMSNorm
+    dt_rank: int           # R (Mamba-1); 0 for Mamba-2
+    eps: float             # epsilon of every RMSNorm (Mamba-2: the gated norm too)
     tie_embeddings: bool   # lm_head is the embedding matrix
     use_bias: bool         # in_proj / out_proj have biases
     use_conv_bias: bool    # conv1d has a bias
+    n_heads: int = 0       # H = E / P (Mamba-2)
+    head_dim: int = 0      # P (Mamba-2)
+    n_groups: int = 0      # G: B/C groups, also the gated norm's groups (Mamba-2)
+    chunk_size: int = 0    # SSD chunk length (Mamba-2; rounding only)
+    dt_min: float = 0.0    # clamp of dt after softplus in prefill (Mamba-2 dt_limit)
+    dt_max: float = math.inf
+    gated_norm: bool = False   # Mamba-2 gated RMSNorm before out_proj (mixer.norm.weight)
+    d_has_hdim: bool = False   # Mamba-2 D has one value per channel (E) instead of per head (H)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-serialisable)."""
@@ -128,9 +140,46 @@ def _parse_hf_mamba1(raw: dict[str, Any]) -> ModelConfig:
 
 
 def _parse_hf_mamba2(raw: dict[str, Any]) -> ModelConfig:
-    # Next release: Mamba-2 adds fields (headdim, ngroups, ...) to ModelConfig
-    # and a parser here; detection already routes to this function.
-    raise ValueError("Mamba-2 models (model_type 'mamba2') are not supported yet")
+    """transformers Mamba2Config (doc 1.4); defaults are that class's (n_groups 8!).
+
+    `norm_before_gate` / `rms_norm` keys are not read by transformers'
+    Mamba2Mixer (always gate-then-norm, always the gated RMSNorm), so neither here.
+    """
+    d_model = _size(raw, "hidden_size", 4096)
+    act = raw.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
+    d_inner = _inner(raw, "expand", 2, d_model)
+    n_heads, head_dim = _size(raw, "num_heads", 128), _size(raw, "head_dim", 64)
+    if d_inner != n_heads * head_dim:
+        raise ValueError(f"hidden_size * expand ({d_inner}) != num_heads * head_dim "
+                         f"({n_heads} * {head_dim} = {n_heads * head_dim})")
+    n_groups = _size(raw, "n_groups", 8)
+    _check_groups(n_heads, n_groups, "num_heads", "n_groups")
+    dt_min, dt_max = _dt_limit(raw, "time_step_limit")
+    return ModelConfig(
+        family="mamba2",
+        naming="hf",
+        d_model=d_model,
+        n_layer=_size(raw, "num_hidden_layers", 64),
+        vocab_size=_size(raw, "vocab_size", 32768),
+        d_inner=d_inner,
+        d_state=_size(raw, "state_size", 128),
+        d_conv=_size(raw, "conv_kernel", 4),
+        dt_rank=0,
+        eps=_eps(raw, "layer_norm_epsilon", 1e-5),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False),  # Mamba-2's default
+        use_bias=_flag(raw, "use_bias", False),
+        use_conv_bias=_flag(raw, "use_conv_bias", True),
+        n_heads=n_heads,
+        head_dim=head_dim,
+        n_groups=n_groups,
+        chunk_size=_size(raw, "chunk_size", 256),
+        dt_min=dt_min,
+        dt_max=dt_max,
+        gated_norm=True,
+        d_has_hdim=False,
+    )
 
 
 _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
@@ -156,10 +205,9 @@ def _parse_mamba_ssm(raw: dict[str, Any]) -> ModelConfig:
     if d_intermediate:
         raise ValueError(
             f"d_intermediate {d_intermediate!r} > 0 (an MLP sub-block per layer) is not supported")
-    if layer == "Mamba2":
-        raise ValueError("Mamba-2 models (ssm_cfg layer 'Mamba2') are not supported yet")
-    if layer != "Mamba1":
-        raise ValueError(f"unsupported mixer layer {layer!r} in ssm_cfg (supported: 'Mamba1')")
+    if layer not in ("Mamba1", "Mamba2"):
+        raise ValueError(f"unsupported mixer layer {layer!r} in ssm_cfg "
+                         "(supported: 'Mamba1', 'Mamba2')")
     if not _flag(raw, "rms_norm", True):
         raise ValueError("rms_norm false (LayerNorm blocks) is not supported")
 
@@ -167,20 +215,54 @@ def _parse_mamba_ssm(raw: dict[str, Any]) -> ModelConfig:
     vocab = _size(raw, "vocab_size", 50277)
     multiple = _size(raw, "pad_vocab_size_multiple", 8)
     vocab += (multiple - vocab % multiple) % multiple  # mamba_ssm pads the rows
-    return ModelConfig(
-        family="mamba",
+    common = dict(
         naming="mamba_ssm",
         d_model=d_model,
         n_layer=_size(raw, "n_layer", 64),
         vocab_size=vocab,
         d_inner=_inner(ssm_cfg, "expand", 2, d_model),
-        d_state=_size(ssm_cfg, "d_state", 16),
         d_conv=_size(ssm_cfg, "d_conv", 4),
-        dt_rank=_dt_rank(ssm_cfg, "dt_rank", d_model),
         eps=1e-5,  # hard-coded norm_epsilon in mamba_ssm; no config field
         tie_embeddings=_flag(raw, "tie_embeddings", True),
         use_bias=_flag(ssm_cfg, "bias", False),
         use_conv_bias=_flag(ssm_cfg, "conv_bias", True),
+    )
+    if layer == "Mamba1":
+        return ModelConfig(family="mamba", d_state=_size(ssm_cfg, "d_state", 16),
+                           dt_rank=_dt_rank(ssm_cfg, "dt_rank", d_model), **common)
+    return _mamba_ssm_mamba2(ssm_cfg, common)
+
+
+def _mamba_ssm_mamba2(ssm_cfg: dict[str, Any], common: dict[str, Any]) -> ModelConfig:
+    """The Mamba2 mixer's ssm_cfg (doc 1.2: d_state 128, headdim 64, ngroups 1)."""
+    d_inner = common["d_inner"]
+    d_ssm = ssm_cfg.get("d_ssm")
+    if d_ssm is not None and d_ssm != d_inner:
+        raise ValueError(f"ssm_cfg d_ssm {d_ssm!r} != d_inner {d_inner} (a gated MLP beside "
+                         "the SSM) is not supported")
+    if _flag(ssm_cfg, "norm_before_gate", False):
+        raise ValueError("ssm_cfg norm_before_gate true is not supported "
+                         "(only gate-then-norm, as published)")
+    head_dim = _size(ssm_cfg, "headdim", 64)
+    if d_inner % head_dim:
+        raise ValueError(f"d_inner {d_inner} is not a multiple of ssm_cfg headdim {head_dim}")
+    n_heads = d_inner // head_dim
+    n_groups = _size(ssm_cfg, "ngroups", 1)
+    _check_groups(n_heads, n_groups, "heads (d_inner / headdim)", "ngroups")
+    dt_min, dt_max = _dt_limit(ssm_cfg, "dt_limit")
+    return ModelConfig(
+        family="mamba2",
+        d_state=_size(ssm_cfg, "d_state", 128),
+        dt_rank=0,
+        n_heads=n_heads,
+        head_dim=head_dim,
+        n_groups=n_groups,
+        chunk_size=_size(ssm_cfg, "chunk_size", 256),
+        dt_min=dt_min,
+        dt_max=dt_max,
+        gated_norm=_flag(ssm_cfg, "rmsnorm", True),
+        d_has_hdim=_flag(ssm_cfg, "D_has_hdim", False),
+        **common,
     )
 
 
@@ -221,3 +303,21 @@ def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"'{key}' must be true or false, got {value!r}")
     return value
+
+
+def _check_groups(n_heads: int, n_groups: int, heads_key: str, groups_key: str) -> None:
+    # Consecutive heads share a B/C group (doc 3), so the groups must divide the heads.
+    if n_heads % n_groups:
+        raise ValueError(f"{heads_key} {n_heads} is not a multiple of {groups_key} {n_groups}")
+
+
+def _dt_limit(raw: dict[str, Any], key: str) -> tuple[float, float]:
+    """(low, high) clamp of dt; default (0, inf); inf may be spelled as in doc 1.1."""
+    value = raw.get(key, (0.0, math.inf))
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"'{key}' must be a pair of numbers, got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if math.isnan(low) or math.isnan(high) or low < 0 or high < low or math.isinf(low):
+        raise ValueError(f"'{key}' must satisfy 0 <= low <= high, got {value!r}")
+    return low, high

@@ -1,7 +1,8 @@
 """Model resolution: a local directory, or a Hugging Face Hub repo id.
 
 For a repo id only the files inference needs are fetched (reference doc 6.4):
-config, tokenizer files, generation defaults and one weights format. With
+config, tokenizer files, generation defaults and one weights format. Models
+without a tokenizer get one from `resolve_tokenizer` (doc 5.4). With
 HF_HUB_OFFLINE=1 only the local Hugging Face cache is used. Failures raise
 one-line OSError subclasses (FileNotFoundError, PermissionError,
 ConnectionError) instead of huggingface_hub's long messages.
@@ -28,6 +29,10 @@ CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "generation_config.json")
 # Weight formats in order of preference (transformers' order); the first wins.
 WEIGHT_FORMATS = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
+# Fetched from a tokenizer repo (tokenizer.json is required), and the repo used
+# when a model ships no tokenizer (doc 5.4).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+DEFAULT_TOKENIZER = "EleutherAI/gpt-neox-20b"
 
 
 def resolve(model: str, *, revision: str | None = None) -> Path:
@@ -111,11 +116,11 @@ def _from_cache(repo_id: str, revision: str | None) -> Path | None:
     return Path(config).parent if isinstance(config, str) else None
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
-    """List the repo at `revision`, then fetch the chosen files at that commit."""
-    label = _label(repo_id, revision)
+def _list_repo(repo_id: str, revision: str | None, label: str,
+               cached: Callable[[], Path | None]):
+    """The repo's model_info, or `cached()` when the Hub cannot be reached."""
     try:
-        info = hf.HfApi().model_info(repo_id, revision=revision)
+        return hf.HfApi().model_info(repo_id, revision=revision)
     except GatedRepoError:
         raise PermissionError(f"{label} is gated: accept its terms on huggingface.co and "
                               "log in (`hf auth login`)") from None
@@ -125,13 +130,15 @@ def _download(repo_id: str, revision: str | None) -> Path:
     except RevisionNotFoundError:
         raise FileNotFoundError(f"{label} not found: the repository has no such revision") from None
     except Exception as e:  # network down, timeouts, server errors: try the cache
-        found = _from_cache(repo_id, revision)
+        found = cached()
         if found is not None:
             return found
         raise ConnectionError(f"{label}: cannot reach the Hugging Face Hub ({_first_line(e)}), "
                               "and it is not in the local cache") from None
 
-    commit = info.sha or revision  # pin the commit so all files match
+
+def _fetcher(repo_id: str, commit: str | None, label: str) -> Callable[[str], Path]:
+    """hf_hub_download of one file at `commit`, memoised, with a one-line error."""
     fetched: dict[str, Path] = {}
 
     def fetch(filename: str) -> Path:
@@ -143,6 +150,17 @@ def _download(repo_id: str, revision: str | None) -> Path:
                                       f"({_first_line(e)})") from None
         return fetched[filename]
 
+    return fetch
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    """List the repo at `revision`, then fetch the chosen files at that commit."""
+    label = _label(repo_id, revision)
+    info = _list_repo(repo_id, revision, label, lambda: _from_cache(repo_id, revision))
+    if isinstance(info, Path):
+        return info
+    fetch = _fetcher(repo_id, info.sha or revision, label)  # pin the commit so all files match
+
     def shards(index_file: str) -> list[str]:
         return list(read_index(fetch(index_file)).values())
 
@@ -153,4 +171,86 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise FileNotFoundError(f"{label}: {e}") from None
     for name in chosen:
         fetch(name)
-    return fetched[CONFIG_FILES[0]].parent
+    return fetch(CONFIG_FILES[0]).parent
+
+
+# --- tokenizer -------------------------------------------------------------------------
+
+
+def resolve_tokenizer(model_dir: str | os.PathLike, tokenizer: str | None = None) -> Path:
+    """The directory holding the tokenizer.json to use for the model in `model_dir`.
+
+    An explicit `tokenizer` (a directory, a path to a tokenizer.json, or a Hub
+    repo id) wins; else the model directory's own tokenizer.json; else
+    `EleutherAI/gpt-neox-20b`, the tokenizer of every published Mamba model
+    (doc 5.4), which original state-spaces repos do not ship. Only tokenizer
+    files are fetched from the Hub (offline: the cache), never weights.
+    """
+    if tokenizer is not None:
+        return _explicit_tokenizer(str(tokenizer))
+    model_dir = Path(model_dir)
+    if (model_dir / TOKENIZER_FILES[0]).is_file():
+        return model_dir
+    try:
+        return _hub_tokenizer(DEFAULT_TOKENIZER)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"no tokenizer: {_model_label(model_dir)} has no {TOKENIZER_FILES[0]}, and the "
+            f"default tokenizer '{DEFAULT_TOKENIZER}' is unavailable ({e}); "
+            "pass a tokenizer directory or repo id") from None
+
+
+def _explicit_tokenizer(tokenizer: str) -> Path:
+    path = Path(tokenizer).expanduser()
+    if path.is_dir():
+        if not (path / TOKENIZER_FILES[0]).is_file():
+            raise FileNotFoundError(f"tokenizer directory '{tokenizer}' has no "
+                                    f"{TOKENIZER_FILES[0]}")
+        return path
+    if path.is_file():
+        if path.name != TOKENIZER_FILES[0]:
+            raise FileNotFoundError(f"tokenizer file '{tokenizer}' must be named "
+                                    f"{TOKENIZER_FILES[0]}")
+        return path.parent
+    if _looks_like_path(tokenizer) or tokenizer.endswith(".json"):
+        raise FileNotFoundError(f"tokenizer path '{tokenizer}' does not exist")
+    try:
+        validate_repo_id(tokenizer)
+    except HFValidationError:
+        raise FileNotFoundError(f"tokenizer '{tokenizer}' not found: not a local path, and not "
+                                "a valid Hugging Face repo id") from None
+    return _hub_tokenizer(tokenizer)
+
+
+def _hub_tokenizer(repo_id: str) -> Path:
+    """Fetch (offline: look up) only the tokenizer files of a Hub repo."""
+    label = f"tokenizer '{repo_id}'"
+
+    def cached() -> Path | None:
+        found = hf.try_to_load_from_cache(repo_id, TOKENIZER_FILES[0])
+        return Path(found).parent if isinstance(found, str) else None
+
+    if is_offline():
+        found = cached()
+        if found is None:
+            raise FileNotFoundError(f"{label} is not in the Hugging Face cache (offline mode)")
+        return found
+    info = _list_repo(repo_id, None, label, cached)
+    if isinstance(info, Path):
+        return info
+    files = {s.rfilename for s in (info.siblings or [])}
+    if TOKENIZER_FILES[0] not in files:
+        raise FileNotFoundError(f"{label}: the repository has no {TOKENIZER_FILES[0]}")
+    fetch = _fetcher(repo_id, info.sha, label)
+    for name in TOKENIZER_FILES:
+        if name in files:
+            fetch(name)
+    return fetch(TOKENIZER_FILES[0]).parent
+
+
+def _model_label(model_dir: Path) -> str:
+    """'org/name' for a Hugging Face cache snapshot, else the directory itself."""
+    for part in model_dir.parts:
+        if part.startswith("models--") and part.count("--") >= 2:
+            return "'" + part[len("models--"):].replace("--", "/", 1) + "'"
+    return f"'{model_dir}'"

@@ -15,7 +15,7 @@ from .checkpoint import read_checkpoint
 from .config import ModelConfig, load_config
 from .decoder import Decoder
 from .generate import GenerationStats, TextStream, generate_ids
-from .hub import resolve
+from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 from .weights import load_weights
@@ -183,12 +183,14 @@ def _check_stop(stop: Sequence[str]) -> list[str]:
 
 
 def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = None, *,
-         revision: str | None = None) -> Model:
+         revision: str | None = None, tokenizer: str | None = None) -> Model:
     """Load a Mamba model from a local directory or a Hugging Face hub id.
 
     device: "cpu". threads: worker threads (default: the physical cores).
-    Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the local
-    cache is used.
+    tokenizer: a directory, tokenizer.json path or hub id; default: the
+    model's own, else EleutherAI/gpt-neox-20b (original mamba_ssm repos ship
+    none). Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the
+    local cache is used.
     """
     if device != "cpu":
         raise ValueError(f"device {device!r} is not supported by this build (supported: 'cpu')")
@@ -197,13 +199,13 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     start = time.perf_counter()
     path = resolve(str(model), revision=revision)
     config = load_config(path)
-    tokenizer = Tokenizer.from_dir(path)
+    tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
     core = _core.Model(_core_config(config), weights, threads or 0)
     # A step reads every weight once, except the embedding table, of which it
     # reads one row (unless the head is tied to it).
     read = sum(w.nbytes for w in weights.values()) - (0 if config.tie_embeddings else weights["embedding"].nbytes)
-    return Model(core, config, tokenizer, path, name=str(model), fingerprint=_fingerprint(config, weights),
+    return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
                  weight_bytes_per_token=read, load_seconds=time.perf_counter() - start)
 
 

@@ -1,6 +1,6 @@
 """Checkpoint tensor names -> internal names and shapes, validated before C++.
 
-One table per family (reference doc 1.6). The internal names are what the
+One table per family (reference doc 1.6): Mamba-1 and Mamba-2. The internal names are what the
 C++ model reads; every tensor is checked against the table first, so a bad
 checkpoint fails here with the tensor's name and both shapes.
 """
@@ -67,7 +67,47 @@ def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
     return table
 
 
-_TABLES = {"mamba": mamba1_table}
+def mamba2_table(config: ModelConfig) -> list[TensorSpec]:
+    """The Mamba-2 tensors this config needs, in load order (doc 1.6, 3.1)."""
+    D, V, E = config.d_model, config.vocab_size, config.d_inner
+    N, K, H, G = config.d_state, config.d_conv, config.n_heads, config.n_groups
+    conv_dim = E + 2 * G * N               # the conv runs over [x | B | C]
+    proj_dim = 2 * E + 2 * G * N + H       # in_proj rows: [z | xBC | dt]
+
+    def spec(source: str, internal: str, *shape: int) -> TensorSpec:
+        return TensorSpec(source, internal, shape, shape)
+
+    table = [
+        spec(EMBEDDING_NAMES[config.naming], "embedding", V, D),
+        spec("backbone.norm_f.weight", "norm_f", D),
+    ]
+    if not config.tie_embeddings:
+        table.append(spec(LM_HEAD, "lm_head", V, D))
+    for i in range(config.n_layer):
+        src, dst = f"backbone.layers.{i}.", f"layers.{i}."
+        mixer = src + "mixer."
+        table.append(spec(src + "norm.weight", dst + "norm", D))
+        table.append(spec(mixer + "in_proj.weight", dst + "in_proj", proj_dim, D))
+        if config.use_bias:
+            table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", proj_dim))
+        table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight",
+                                (conv_dim, 1, K), (conv_dim, K)))
+        if config.use_conv_bias:
+            table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", conv_dim))
+        table += [
+            spec(mixer + "dt_bias", dst + "dt_bias", H),
+            spec(mixer + "A_log", dst + "A_log", H),
+            spec(mixer + "D", dst + "D", E if config.d_has_hdim else H),
+        ]
+        if config.gated_norm:
+            table.append(spec(mixer + "norm.weight", dst + "gated_norm", E))
+        table.append(spec(mixer + "out_proj.weight", dst + "out_proj", D, E))
+        if config.use_bias:
+            table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
+    return table
+
+
+_TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table}
 
 
 def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray]:

@@ -312,10 +312,12 @@ def test_bad_index(tmp_path, text):
         read_checkpoint(tmp_path)
 
 
-def test_pytorch_bin_not_supported_yet(tmp_path):
+def test_pytorch_bin_is_read_after_safetensors(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match="pytorch_model.bin checkpoints are not supported yet"):
+    with pytest.raises(ValueError, match="^pytorch_model.bin: not a complete ZIP archive"):
         read_checkpoint(tmp_path)
+    write_safetensors(tmp_path / "model.safetensors", {"a": np.zeros(1, np.float32)})
+    assert set(read_checkpoint(tmp_path)) == {"a"}
 
 
 def test_no_weights(tmp_path):

@@ -1,4 +1,5 @@
-"""config.json parsing and family detection (reference doc 1.1-1.3)."""
+"""config.json parsing and family detection (reference doc 1.1-1.4)."""
+import dataclasses
 import json
 import math
 
@@ -104,10 +105,9 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 
 
 @pytest.mark.parametrize("raw, match", [
-    ({"model_type": "mamba2"}, "Mamba-2 .*not supported yet"),
     ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2'\)"),
-    (dict(SSM_130M, ssm_cfg={"layer": "Mamba2"}), "Mamba-2 .*not supported yet"),
-    (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}), "unsupported mixer layer 'Mamba3'"),
+    (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
+     r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),
     (dict(SSM_130M, d_intermediate=512), "d_intermediate 512"),
     (dict(SSM_130M, rms_norm=False), "LayerNorm"),
@@ -144,3 +144,145 @@ def test_invalid_json_names_file(tmp_path, text):
     with pytest.raises(ValueError) as info:
         load_config(path)
     assert str(info.value).startswith(str(path))
+
+
+# --- Mamba-2 -----------------------------------------------------------------------
+
+# An AntonV/mamba2-130m-hf style config as older transformers wrote it (bare Infinity).
+HF2_130M_TEXT = """{
+  "model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"],
+  "hidden_size": 768, "num_hidden_layers": 24, "vocab_size": 50288, "num_heads": 24,
+  "head_dim": 64, "n_groups": 1, "state_size": 128, "expand": 2, "conv_kernel": 4,
+  "chunk_size": 256, "use_bias": false, "use_conv_bias": true, "layer_norm_epsilon": 1e-05,
+  "time_step_limit": [0.0, Infinity], "tie_word_embeddings": true, "norm_before_gate": false,
+  "rms_norm": true, "hidden_act": "silu", "bos_token_id": 0, "eos_token_id": 0,
+  "pad_token_id": 0, "time_step_rank": 48
+}"""
+
+# The state-spaces/mamba2-130m config (original mamba_ssm format).
+SSM2_130M = {
+    "d_model": 768, "d_intermediate": 0, "n_layer": 24, "vocab_size": 50277,
+    "ssm_cfg": {"layer": "Mamba2"}, "attn_layer_idx": [], "attn_cfg": {}, "rms_norm": True,
+    "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 16,
+    "tie_embeddings": True,
+}
+
+MAMBA2_130M = ModelConfig(
+    family="mamba2", naming="hf", d_model=768, n_layer=24, vocab_size=50288, d_inner=1536,
+    d_state=128, d_conv=4, dt_rank=0, eps=1e-5, tie_embeddings=True, use_bias=False,
+    use_conv_bias=True, n_heads=24, head_dim=64, n_groups=1, chunk_size=256, dt_min=0.0,
+    dt_max=math.inf, gated_norm=True, d_has_hdim=False)
+
+
+def test_mamba1_has_mamba2_fields_at_rest(tmp_path):
+    cfg = load_config(write(tmp_path, HF_130M))
+    assert (cfg.n_heads, cfg.head_dim, cfg.n_groups, cfg.chunk_size) == (0, 0, 0, 0)
+    assert (cfg.dt_min, cfg.dt_max, cfg.gated_norm, cfg.d_has_hdim) == (0.0, math.inf, False, False)
+
+
+def test_hf_mamba2_bare_infinity(tmp_path):
+    cfg = load_config(write(tmp_path, HF2_130M_TEXT))
+    assert cfg == MAMBA2_130M
+    assert json.loads(json.dumps(cfg.to_dict()))["dt_max"] == math.inf
+
+
+def test_hf_mamba2_float_object_and_defaults(tmp_path):
+    # transformers 5 writes {"__float__": "Infinity"}; n_groups and tie default to 8 / false.
+    raw = json.loads(HF2_130M_TEXT.replace("Infinity", '{"__float__": "Infinity"}'))
+    assert raw["time_step_limit"] == [0.0, {"__float__": "Infinity"}]
+    del raw["n_groups"], raw["tie_word_embeddings"]
+    cfg = load_config(write(tmp_path, raw))
+    assert cfg.n_groups == 8 and cfg.tie_embeddings is False and cfg.dt_max == math.inf
+
+
+def test_hf_mamba2_from_transformers(tmp_path):
+    from transformers import Mamba2Config
+
+    Mamba2Config(hidden_size=48, num_heads=12, head_dim=8, n_groups=3, state_size=16,
+                 num_hidden_layers=3, vocab_size=100, expand=2, chunk_size=64,
+                 time_step_limit=(0.01, float("inf")), use_bias=True,
+                 layer_norm_epsilon=1e-6).save_pretrained(tmp_path)
+    assert '"__float__": "Infinity"' in (tmp_path / "config.json").read_text()
+    cfg = load_config(tmp_path)
+    assert (cfg.family, cfg.naming, cfg.d_model, cfg.d_inner, cfg.n_layer) == \
+        ("mamba2", "hf", 48, 96, 3)
+    assert (cfg.n_heads, cfg.head_dim, cfg.n_groups, cfg.d_state, cfg.chunk_size) == \
+        (12, 8, 3, 16, 64)
+    assert (cfg.dt_min, cfg.dt_max, cfg.eps, cfg.use_bias) == (0.01, math.inf, 1e-6, True)
+    assert (cfg.dt_rank, cfg.gated_norm, cfg.tie_embeddings) == (0, True, False)
+
+
+def test_hf_mamba2_all_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, {"model_type": "mamba2"}))
+    assert (cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.d_inner, cfg.d_state) == \
+        (4096, 64, 32768, 8192, 128)
+    assert (cfg.n_heads, cfg.head_dim, cfg.n_groups, cfg.chunk_size) == (128, 64, 8, 256)
+
+
+def test_mamba_ssm_mamba2_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, SSM2_130M))
+    assert cfg == dataclasses.replace(MAMBA2_130M, naming="mamba_ssm")
+
+
+def test_mamba_ssm_mamba2_vocab_padding(tmp_path):
+    raw = dict(SSM2_130M, vocab_size=50277, pad_vocab_size_multiple=16)
+    assert load_config(write(tmp_path, raw)).vocab_size == 50288   # 50277 -> 50288
+    raw = dict(SSM2_130M, vocab_size=33)
+    assert load_config(write(tmp_path, raw)).vocab_size == 48
+
+
+def test_mamba_ssm_mamba2_options(tmp_path):
+    raw = dict(SSM2_130M, d_model=64, tie_embeddings=False, ssm_cfg={
+        "layer": "Mamba2", "d_state": 16, "d_conv": 3, "expand": 3, "headdim": 16,
+        "ngroups": 4, "d_ssm": 192, "D_has_hdim": True, "rmsnorm": False,
+        "norm_before_gate": False, "dt_limit": [0.001, 0.1], "chunk_size": 32,
+        "bias": True, "conv_bias": False, "dt_min": 0.5, "A_init_range": [1, 16]})
+    cfg = load_config(write(tmp_path, raw))
+    assert (cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.n_heads, cfg.head_dim) == (192, 16, 3, 12, 16)
+    assert (cfg.n_groups, cfg.chunk_size, cfg.dt_min, cfg.dt_max) == (4, 32, 0.001, 0.1)
+    assert (cfg.d_has_hdim, cfg.gated_norm, cfg.tie_embeddings) == (True, False, False)
+    assert (cfg.use_bias, cfg.use_conv_bias, cfg.eps, cfg.dt_rank) == (True, False, 1e-5, 0)
+
+
+def test_mamba_ssm_dt_limit_infinity_text(tmp_path):
+    text = json.dumps(dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "dt_limit": [0.0, 99]}))
+    cfg = load_config(write(tmp_path, text.replace("99", "Infinity")))
+    assert (cfg.dt_min, cfg.dt_max) == (0.0, math.inf)
+
+
+HF2 = json.loads(HF2_130M_TEXT)
+
+
+@pytest.mark.parametrize("raw, match", [
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "d_ssm": 1024}),
+     "ssm_cfg d_ssm 1024 != d_inner 1536"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "norm_before_gate": True}),
+     "norm_before_gate true is not supported"),
+    (dict(SSM2_130M, rms_norm=False), r"rms_norm false \(LayerNorm blocks\)"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba3"}), "unsupported mixer layer 'Mamba3'"),
+    (dict(SSM2_130M, attn_layer_idx=[9, 18]), "attention layers"),
+    (dict(SSM2_130M, d_intermediate=3072), "d_intermediate 3072 > 0"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "headdim": 100}),
+     "d_inner 1536 is not a multiple of ssm_cfg headdim 100"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "ngroups": 5}),
+     r"heads \(d_inner / headdim\) 24 is not a multiple of ngroups 5"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "dt_limit": [0.1, 0.01]}),
+     r"'dt_limit' must satisfy 0 <= low <= high, got \[0.1, 0.01\]"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "dt_limit": 5}), "'dt_limit' must be a pair"),
+    (dict(SSM2_130M, ssm_cfg={"layer": "Mamba2", "D_has_hdim": 1}),
+     "'D_has_hdim' must be true or false"),
+    (dict(HF2, num_heads=20), r"hidden_size \* expand \(1536\) != num_heads \* head_dim "
+     r"\(20 \* 64 = 1280\)"),
+    (dict(HF2, n_groups=5), "num_heads 24 is not a multiple of n_groups 5"),
+    (dict(HF2, time_step_limit=[0.0, float("nan")]), "'time_step_limit' must satisfy"),
+    (dict(HF2, time_step_limit=[-1.0, 1.0]), "'time_step_limit' must satisfy"),
+    (dict(HF2, time_step_limit=[0.0]), "'time_step_limit' must be a pair of numbers"),
+    (dict(HF2, chunk_size=0), "'chunk_size' must be a positive integer, got 0"),
+    (dict(HF2, hidden_act="gelu"), "hidden_act 'gelu'"),
+])
+def test_rejected_mamba2_configs(tmp_path, raw, match):
+    path = write(tmp_path, raw)
+    with pytest.raises(ValueError, match=match) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "\n" not in msg

@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 import huggingface_hub
+import numpy as np
 import pytest
 
 from mambart import hub
@@ -84,6 +85,13 @@ def test_choose_bin_only_without_safetensors():
         ["config.json", "pytorch_model.bin"]
 
 
+def test_choose_sharded_bin_without_safetensors():
+    shards = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+    files = ["config.json", "README.md", "pytorch_model.bin.index.json", *shards]
+    assert hub.choose_files(files, lambda index: shards) == [
+        "config.json", "pytorch_model.bin.index.json", *shards]
+
+
 @pytest.mark.parametrize("files, shard_names, message", [
     (["model.safetensors", "tokenizer.json"], [], "repository has no config.json"),
     (["config.json", "tokenizer.json"], [], "repository has no weights"),
@@ -112,6 +120,7 @@ class FakeHub:
         self.root, self.files, self.error = root, files, error
         self.contents = contents or {}
         self.downloads = []
+        self.repos = set()
 
     def install(self, monkeypatch):
         fake = self
@@ -126,6 +135,7 @@ class FakeHub:
         def download(repo_id, filename, revision=None):
             assert revision == COMMIT  # every file from the one listed commit
             fake.downloads.append(filename)
+            fake.repos.add(repo_id)
             path = fake.root / "snapshots" / revision / filename
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(fake.contents.get(filename, "{}"))
@@ -283,3 +293,160 @@ def test_offline_variable_read_at_call_time(monkeypatch, value, expected):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", value)
     assert hub.is_offline() is expected
+
+
+
+# --- tokenizer resolution ------------------------------------------------------------------
+
+
+@pytest.fixture
+def tok_dir(tmp_path):
+    d = tmp_path / "tok"
+    d.mkdir()
+    (d / "tokenizer.json").write_text("{}")
+    return d
+
+
+def no_hub(*args, **kwargs):
+    raise AssertionError("the Hub must not be consulted")
+
+
+def test_tokenizer_explicit_forms(tmp_path, tok_dir, monkeypatch):
+    monkeypatch.setattr(hub, "_hub_tokenizer", no_hub)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "tokenizer.json").write_text("{}")
+    assert hub.resolve_tokenizer(model_dir, str(tok_dir)) == tok_dir          # explicit wins
+    assert hub.resolve_tokenizer(model_dir, str(tok_dir / "tokenizer.json")) == tok_dir
+    assert hub.resolve_tokenizer(model_dir, None) == model_dir                 # then the model's
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "empty", "tokenizer directory '.*empty' has no tokenizer.json"),
+    (lambda d: d / "tok" / "vocab.txt", "tokenizer file '.*vocab.txt' must be named tokenizer.json"),
+    (lambda d: d / "missing" / "tokenizer.json", "tokenizer path '.*' does not exist"),
+    (lambda d: "my-tokenizer.json", "tokenizer path 'my-tokenizer.json' does not exist"),
+    (lambda d: "org/na me", "tokenizer 'org/na me' not found: not a local path, and not a valid"),
+])
+def test_tokenizer_explicit_errors(tmp_path, tok_dir, monkeypatch, make, message):
+    monkeypatch.setattr(hub, "_hub_tokenizer", no_hub)
+    (tmp_path / "empty").mkdir()
+    (tok_dir / "vocab.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="^" + message) as info:
+        hub.resolve_tokenizer(tmp_path, str(make(tmp_path)))
+    assert "\n" not in str(info.value)
+
+
+TOKENIZER_REPO = EXTRAS + ["model.safetensors", "pytorch_model.bin", "merges.txt"]
+
+
+def test_tokenizer_hub_id_fetches_only_tokenizer_files(tmp_path, monkeypatch):
+    fake = FakeHub(tmp_path, TOKENIZER_REPO)
+    fake.install(monkeypatch)
+    out = hub.resolve_tokenizer(tmp_path, "org/tok")
+    assert out == tmp_path / "snapshots" / COMMIT
+    assert sorted(fake.downloads) == ["special_tokens_map.json", "tokenizer.json",
+                                      "tokenizer_config.json"]
+    assert fake.repos == {"org/tok"}
+
+
+def test_tokenizer_fallback_to_gpt_neox(tmp_path, monkeypatch):
+    fake = FakeHub(tmp_path / "hub", ["tokenizer.json", "tokenizer_config.json", "README.md"])
+    fake.install(monkeypatch)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    assert hub.resolve_tokenizer(model_dir) == tmp_path / "hub" / "snapshots" / COMMIT
+    assert sorted(fake.downloads) == ["tokenizer.json", "tokenizer_config.json"]
+    assert fake.repos == {"EleutherAI/gpt-neox-20b"}
+
+
+def test_tokenizer_fallback_repo_without_tokenizer(tmp_path, monkeypatch):
+    FakeHub(tmp_path, ["config.json", "README.md"]).install(monkeypatch)
+    with pytest.raises(FileNotFoundError) as info:
+        hub.resolve_tokenizer(tmp_path / "snapshots")
+    msg = str(info.value)
+    assert msg.startswith(f"no tokenizer: '{tmp_path / 'snapshots'}' has no tokenizer.json, "
+                          "and the default tokenizer 'EleutherAI/gpt-neox-20b' is unavailable")
+    assert "the repository has no tokenizer.json" in msg and "\n" not in msg
+
+
+def save_mamba_ssm_bin(out_dir: Path, hf_model) -> Path:
+    """A tiny original-format Mamba-1 repo: config.json (unpadded vocab), a torch.save
+    pytorch_model.bin with mamba_ssm names and the tied head on the embedding's
+    storage, and no tokenizer."""
+    import torch
+
+    cfg = hf_model.config
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sd = {k.replace("backbone.embeddings.", "backbone.embedding."): v
+          for k, v in hf_model.state_dict().items()}
+    sd["lm_head.weight"] = sd["backbone.embedding.weight"].detach()
+    torch.save(sd, out_dir / "pytorch_model.bin")
+    (out_dir / "config.json").write_text(json.dumps({
+        "d_model": cfg.hidden_size, "n_layer": cfg.num_hidden_layers,
+        "vocab_size": cfg.vocab_size - 3, "ssm_cfg": {"d_state": cfg.state_size},
+        "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+        "pad_vocab_size_multiple": 8}))
+    return out_dir
+
+
+def test_load_bin_model_with_explicit_tokenizer(tmp_path, small_model_dir, monkeypatch):
+    """End to end: an original-format .bin model, tokenizer from elsewhere, logits as HF."""
+    import mambart
+    from models import hf_logits
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    hf_dir, hf_model = small_model_dir
+    model_dir = save_mamba_ssm_bin(tmp_path / "mamba-tiny", hf_model)
+    with pytest.raises(FileNotFoundError, match="no tokenizer: .*mamba-tiny' has no "
+                       "tokenizer.json, and the default tokenizer 'EleutherAI/gpt-neox-20b'"):
+        mambart.load(model_dir)  # offline in tests, nothing cached
+    model = mambart.load(model_dir, tokenizer=str(hf_dir))
+    assert model.config.naming == "mamba_ssm" and model.config.vocab_size == 320
+    ids = model.tokenizer.encode("def fibonacci(n):")
+    np.testing.assert_allclose(model.logits(ids), hf_logits(hf_model, ids), rtol=1e-4, atol=1e-4)
+
+
+def test_offline_fallback_tokenizer_from_cache(tmp_path, small_model_dir):
+    """No tokenizer in the model repo: gpt-neox-20b's comes from the cache, and the
+    model's cached snapshot is named by its repo id in errors."""
+    hf_dir, hf_model = small_model_dir
+    cache = tmp_path / "cache"
+    model_repo = cache / "models--state-spaces--mamba-tiny"
+    (model_repo / "refs").mkdir(parents=True)
+    (model_repo / "refs" / "main").write_text(COMMIT)
+    save_mamba_ssm_bin(model_repo / "snapshots" / COMMIT, hf_model)
+    script = textwrap.dedent("""
+        import json, sys, mambart
+        try:
+            model = mambart.load("state-spaces/mamba-tiny")
+            print(json.dumps(["ok", str(model.tokenizer.vocab_size), model.generate(
+                "def", max_new_tokens=3, temperature=0)]))
+        except Exception as e:
+            print(json.dumps([type(e).__name__, str(e)]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1",
+               HF_ENDPOINT="http://127.0.0.1:9")
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    status, message = run()
+    assert status == "FileNotFoundError"
+    assert message.startswith("no tokenizer: 'state-spaces/mamba-tiny' has no tokenizer.json, "
+                              "and the default tokenizer 'EleutherAI/gpt-neox-20b' is unavailable "
+                              "(tokenizer 'EleutherAI/gpt-neox-20b' is not in the Hugging Face "
+                              "cache (offline mode))")
+    tok_repo = cache / "models--EleutherAI--gpt-neox-20b"
+    (tok_repo / "refs").mkdir(parents=True)
+    (tok_repo / "refs" / "main").write_text(OTHER_COMMIT)
+    (tok_repo / "snapshots" / OTHER_COMMIT).mkdir(parents=True)
+    (tok_repo / "snapshots" / OTHER_COMMIT / "tokenizer.json").write_text(
+        (hf_dir / "tokenizer.json").read_text())
+    status, vocab, text = run()
+    assert status == "ok", vocab
+    assert int(vocab) == 300 and isinstance(text, str)
