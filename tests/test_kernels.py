@@ -479,6 +479,22 @@ def test_ssd_extreme_dt(isa, step):
     assert_close(state, want_state)
 
 
+@pytest.mark.parametrize("big", (300.0, 1e4))
+def test_ssd_prefill_large_decay(isa, big):
+    """One token with a huge delta early in a chunk, ordinary ones after: the later tokens'
+    decays exp(s_i - s_j) must come from sums of delta A over (j, i], not from the difference
+    of two cumulative sums near -big (which loses ~1e-4 relative at big = 1e4)."""
+    rng = np.random.default_rng(16)
+    H, P, N, L = 2, 8, 16, 64
+    a = ssd_inputs(rng, L, H, P, 1, N, dt_shift=-2.0)
+    a["dt_bias"] = np.zeros(H, np.float32)
+    a["dt"][1] = big
+    state = rand(rng, H, P, N)
+    want, want_state = ref.ssd_recurrent(**a, state=state, groups=1)
+    assert_close(K_.ssd_prefill(**a, state=state, groups=1, chunk=64), want)
+    assert_close(state, want_state)
+
+
 @pytest.mark.parametrize("step", (False, True))
 def test_ssd_strided(isa, step):
     """x, B, C are column slices of one conv output row, dt a slice of in_proj's; y into a wider buffer."""

@@ -17,7 +17,8 @@ static float dot(const float* a, const float* b, int64_t n) {
 
 void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1) {
   const int64_t P = p.P, N = p.N, heads_per_group = p.H / p.G;
-  std::vector<float> delta(static_cast<size_t>(p.chunk)), s(static_cast<size_t>(p.chunk));
+  std::vector<float> delta(static_cast<size_t>(p.chunk)), a(static_cast<size_t>(p.chunk)),
+      s(static_cast<size_t>(p.chunk));
   for (int64_t h = h0; h < h1; ++h) {
     const int64_t g = h / heads_per_group;
     float* S = p.state + h * P * N;  // (P, N)
@@ -27,22 +28,27 @@ void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1) {
       auto Bm = [&](int64_t i) { return p.B + (c0 + i) * p.ldb + g * N; };
       auto Cm = [&](int64_t i) { return p.C + (c0 + i) * p.ldc + g * N; };
 
-      // delta_i, and s_i = sum_{j<=i} delta_j A: the chunk's cumulative log-decay.
+      // delta_i, a_i = delta_i A, and s_i = sum_{j<=i} a_j: the chunk's cumulative log-decay.
       for (int64_t i = 0; i < q; ++i) {
         const float d = softplus_ref(p.dt[(c0 + i) * p.lddt + h] + p.dt_bias[h]);
         delta[i] = std::min(std::max(d, p.dt_min), p.dt_max);
-        s[i] = (i ? s[i - 1] : 0.0f) + delta[i] * p.A[h];
+        a[i] = delta[i] * p.A[h];
+        s[i] = (i ? s[i - 1] : 0.0f) + a[i];
       }
 
       // y_i = sum_{j<=i} (C_i·B_j) exp(s_i - s_j) delta_j x_j      (intra-chunk)
       //     + exp(s_i) S C_i                                      (carried state)
       //     + D x_i
+      // s_i - s_j is summed as a_i + ... + a_{j+1} (the reference's segsum): subtracting two
+      // cumulative sums loses the small difference once one token has made s large
+      // (delta |A| = 1e4 early in a chunk: 2.5e-4 relative error in y).
       for (int64_t i = 0; i < q; ++i) {
         float* y = p.y + (c0 + i) * p.ldy + h * P;
         const float carry = std::exp(s[i]);
         for (int64_t pp = 0; pp < P; ++pp) y[pp] = carry * dot(S + pp * N, Cm(i), N);
-        for (int64_t j = 0; j <= i; ++j) {
-          const float w = dot(Cm(i), Bm(j), N) * std::exp(s[i] - s[j]) * delta[j];
+        float seg = 0.0f;  // s_i - s_j
+        for (int64_t j = i; j >= 0; seg += a[j], --j) {
+          const float w = dot(Cm(i), Bm(j), N) * std::exp(seg) * delta[j];
           for (int64_t pp = 0; pp < P; ++pp) y[pp] += w * X(j)[pp];
         }
         for (int64_t pp = 0; pp < P; ++pp) y[pp] += (p.d_per_channel ? p.D[h * P + pp] : p.D[h]) * X(i)[pp];
@@ -51,8 +57,9 @@ void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1) {
       // S = exp(s_last) S + sum_j exp(s_last - s_j) delta_j x_j B_jᵀ
       const float decay = std::exp(s[q - 1]);
       for (int64_t k = 0; k < P * N; ++k) S[k] *= decay;
-      for (int64_t j = 0; j < q; ++j) {
-        const float w = std::exp(s[q - 1] - s[j]) * delta[j];
+      float seg = 0.0f;  // s_last - s_j, summed as above
+      for (int64_t j = q - 1; j >= 0; seg += a[j], --j) {
+        const float w = std::exp(seg) * delta[j];
         for (int64_t pp = 0; pp < P; ++pp)
           for (int64_t n = 0; n < N; ++n) S[pp * N + n] += w * X(j)[pp] * Bm(j)[n];
       }
