@@ -11,6 +11,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,66 @@ py::array scan(bool step, const py::array& x, const py::array& dt, const py::arr
   return y;
 }
 
+// ssd_prefill: token rows are L time steps, state (H, P, N).
+// ssd_step: token rows are the batch, state (batch, H, P, N).
+// H, P, N come from the state, G from `groups`; D is (H) or (H*P).
+py::array ssd(bool step, const py::array& x, const py::array& dt, const py::array& dt_bias,
+              const py::array& A, const py::array& B, const py::array& C, const py::array& D,
+              const py::array& state, int64_t groups, int64_t chunk, float dt_min, float dt_max,
+              const py::object& out) {
+  const char* op = step ? "ssd_step" : "ssd_prefill";
+  const int64_t sdim = step ? 4 : 3;
+  MAMBART_CHECK(x.ndim() == 2 && state.ndim() == sdim, "[", op, "] x must be 2-D and state ", sdim,
+                "-D, got shapes ", str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
+                str(Shape(state.shape(), state.shape() + state.ndim())));
+  const int64_t rows = x.shape(0), H = state.shape(sdim - 3), P = state.shape(sdim - 2),
+                N = state.shape(sdim - 1);
+  MAMBART_CHECK(groups >= 1 && H % groups == 0, "[", op, "] groups must divide the ", H,
+                " heads, got ", groups);
+  MAMBART_CHECK(chunk >= 1, "[", op, "] chunk must be at least 1, got ", chunk);
+  const int64_t G = groups;
+  SsdParams p{};
+  View vx = view(op, "x", x, {rows, H * P}, kRowStrided);
+  View vdt = view(op, "dt", dt, {rows, H}, kRowStrided);
+  View vb = view(op, "B", B, {rows, G * N}, kRowStrided);
+  View vc = view(op, "C", C, {rows, G * N}, kRowStrided);
+  p.x = vx.data, p.ldx = vx.ld, p.dt = vdt.data, p.lddt = vdt.ld;
+  p.B = vb.data, p.ldb = vb.ld, p.C = vc.data, p.ldc = vc.ld;
+  p.dt_bias = view(op, "dt_bias", dt_bias, {H}, kContiguous).data;
+  p.A = view(op, "A", A, {H}, kContiguous).data;
+  p.d_per_channel = D.ndim() == 1 && D.shape(0) == H * P && P != 1;
+  p.D = view(op, "D", D, {p.d_per_channel ? H * P : H}, kContiguous).data;
+  const Shape state_shape = step ? Shape{rows, H, P, N} : Shape{H, P, N};
+  p.state = view(op, "state", state, state_shape, kContiguous, true).data;
+  py::array y = output(op, out, {rows, H * P}, kRowStrided, &p.ldy);
+  p.y = ptr(y), p.H = H, p.P = P, p.G = G, p.N = N, p.chunk = chunk;
+  p.dt_min = dt_min, p.dt_max = dt_max;
+  p.batch = step ? rows : 1;
+  p.seqlen = step ? 1 : rows;
+  run(step ? cpu_kernels().ssd_step : cpu_kernels().ssd_prefill, p, H);
+  return y;
+}
+
+// rmsnorm_gated: x, z, out (rows, dim) row-strided; weight (dim); dim a multiple of group.
+py::array rmsnorm_gated(const py::array& x, const py::array& z, const py::array& weight,
+                        int64_t group, float eps, const py::object& out) {
+  const char* op = "rmsnorm_gated";
+  MAMBART_CHECK(x.ndim() == 2, "[rmsnorm_gated] x must be 2-D (rows, dim), got shape ",
+                str(Shape(x.shape(), x.shape() + x.ndim())));
+  const int64_t rows = x.shape(0), dim = x.shape(1);
+  MAMBART_CHECK(group >= 1 && dim % group == 0, "[rmsnorm_gated] group must divide dim ", dim,
+                ", got ", group);
+  RmsnormGatedParams p{};
+  View vx = view(op, "x", x, {rows, dim}, kRowStrided);
+  View vz = view(op, "z", z, {rows, dim}, kRowStrided);
+  p.x = vx.data, p.ldx = vx.ld, p.z = vz.data, p.ldz = vz.ld;
+  p.weight = view(op, "weight", weight, {dim}, kContiguous).data;
+  py::array y = output(op, out, {rows, dim}, kRowStrided, &p.ldout);
+  p.out = ptr(y), p.rows = rows, p.dim = dim, p.group = group, p.eps = eps;
+  run(cpu_kernels().rmsnorm_gated, p, rows);
+  return y;
+}
+
 // silu / softplus (z unused) and gate_silu: any shape, C-contiguous.
 using ElementwiseFn = void (*)(const ElementwiseParams&, int64_t, int64_t);
 py::array elementwise(const char* op, ElementwiseFn fn, const py::array& x, const py::object& z,
@@ -243,6 +304,35 @@ void bind_kernels(py::module_& m) {
       py::arg("x"), py::arg("dt"), py::arg("dt_bias"), py::arg("A"), py::arg("B"), py::arg("C"),
       py::arg("D"), py::arg("z"), py::arg("state"), py::arg("out") = none,
       "One token per row: x, dt, z (batch, E); B, C (batch, N); state (batch, E, N).");
+  k.def("rmsnorm_gated", &rmsnorm_gated, py::arg("x"), py::arg("z"), py::arg("weight"),
+        py::arg("group"), py::arg("eps") = 1e-5f, py::arg("out") = none,
+        "v = x * silu(z), x and z (rows, dim); each run of `group` channels of v divided by its "
+        "rms, times weight (dim).");
+  const float inf = std::numeric_limits<float>::infinity();
+  k.def(
+      "ssd_prefill",
+      [](const py::array& x, const py::array& dt, const py::array& dt_bias, const py::array& A,
+         const py::array& B, const py::array& C, const py::array& D, const py::array& state,
+         int64_t groups, int64_t chunk, float dt_min, float dt_max, const py::object& out) {
+        return ssd(false, x, dt, dt_bias, A, B, C, D, state, groups, chunk, dt_min, dt_max, out);
+      },
+      py::arg("x"), py::arg("dt"), py::arg("dt_bias"), py::arg("A"), py::arg("B"), py::arg("C"),
+      py::arg("D"), py::arg("state"), py::arg("groups"), py::arg("chunk"), py::arg("dt_min") = 0.0f,
+      py::arg("dt_max") = inf, py::arg("out") = none,
+      "Mamba-2 SSD over L tokens in chunks of `chunk`: x (L, H*P); dt (L, H); dt_bias, A (H); "
+      "B, C (L, groups*N); D (H) or (H*P); state (H, P, N) updated in place. "
+      "delta = clamp(softplus(dt + dt_bias), dt_min, dt_max).");
+  k.def(
+      "ssd_step",
+      [](const py::array& x, const py::array& dt, const py::array& dt_bias, const py::array& A,
+         const py::array& B, const py::array& C, const py::array& D, const py::array& state,
+         int64_t groups, const py::object& out) {
+        return ssd(true, x, dt, dt_bias, A, B, C, D, state, groups, 1, 0.0f, 0.0f, out);
+      },
+      py::arg("x"), py::arg("dt"), py::arg("dt_bias"), py::arg("A"), py::arg("B"), py::arg("C"),
+      py::arg("D"), py::arg("state"), py::arg("groups"), py::arg("out") = none,
+      "One token per row: x (batch, H*P); dt (batch, H); B, C (batch, groups*N); "
+      "state (batch, H, P, N). delta = softplus(dt + dt_bias), not clamped.");
   k.def(
       "silu",
       [](const py::array& x, const py::object& out) {

@@ -93,3 +93,46 @@ def scan_step(x, dt, dt_bias, A, B, C, D, z, state):
         outs.append(scan_prefill(x[b : b + 1], dt[b : b + 1], dt_bias, A, B[b : b + 1],
                                  C[b : b + 1], D, zb, state[b]))
     return np.concatenate([y for y, _ in outs]), np.stack([h for _, h in outs])
+
+
+def ssd_recurrent(x, dt, dt_bias, A, B, C, D, state, groups, dt_min=0.0, dt_max=np.inf):
+    """Doc 3.1 steps 4-7, token by token (not the chunked form of 3.3), from state S (H, P, N):
+
+    delta_t = clamp(softplus(dt_t + dt_bias), dt_min, dt_max)             (H)
+    S[h] = exp(delta_t[h] A[h]) S[h] + delta_t[h] x_t[h] ⊗ B_t[g(h)]     (P, N)
+    y_t[h] = S[h] @ C_t[g(h)] + D x_t[h]
+    g(h) = h // (H / groups). x (L, H*P); dt (L, H); dt_bias, A (H);
+    B, C (L, groups*N); D (H) or (H*P). Returns (y (L, H*P), S).
+    """
+    x, dt, A, B, C, D = map(_f64, (x, dt, A, B, C, D))
+    S = _f64(state).copy()
+    H, P, N = S.shape
+    L = x.shape[0]
+    g = np.arange(H) // (H // groups)
+    x = x.reshape(L, H, P)
+    B, C = B.reshape(L, groups, N)[:, g], C.reshape(L, groups, N)[:, g]  # (L, H, N)
+    D = D.reshape(H, P) if D.size == H * P else D.reshape(H, 1)
+    delta = np.clip(softplus(dt + _f64(dt_bias)), dt_min, dt_max)  # (L, H)
+    y = np.zeros_like(x)
+    for t in range(L):
+        S = np.exp(delta[t] * A)[:, None, None] * S + (delta[t][:, None] * x[t])[:, :, None] * B[t][:, None, :]
+        y[t] = np.einsum("hpn,hn->hp", S, C[t]) + D * x[t]
+    return y.reshape(L, H * P), S
+
+
+def ssd_step(x, dt, dt_bias, A, B, C, D, state, groups):
+    """Doc 3.2, one token per sequence, delta not clamped: x (batch, H*P); dt (batch, H);
+    B, C (batch, groups*N); state (batch, H, P, N)."""
+    outs = [ssd_recurrent(x[b : b + 1], dt[b : b + 1], dt_bias, A, B[b : b + 1], C[b : b + 1], D,
+                          state[b], groups) for b in range(len(x))]
+    return np.concatenate([y for y, _ in outs]), np.stack([s for _, s in outs])
+
+
+def rmsnorm_gated(x, z, weight, group, eps=1e-5):
+    """Doc 3.1 step 8 (norm_before_gate false): v = x * silu(z); each run of `group`
+    channels divided by sqrt(mean(v^2) + eps); times weight. x, z (rows, dim)."""
+    v = _f64(x) * silu(z)
+    rows, dim = v.shape
+    v = v.reshape(rows, dim // group, group)
+    v = v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps)
+    return v.reshape(rows, dim) * _f64(weight)

@@ -347,6 +347,231 @@ def test_scan_shape_errors():
         K_.scan_step(**a, state=np.zeros((2, 8, 16), np.float32))
 
 
+# ---------------------------------------------------------------- ssd
+
+
+def ssd_inputs(rng, rows, H, P, G, N, dt_shift=-1.0, d_per_channel=False):
+    return dict(
+        x=rand(rng, rows, H * P),
+        dt=rand(rng, rows, H, scale=0.5, shift=dt_shift),
+        dt_bias=rand(rng, H, scale=0.1),
+        A=-np.exp(rand(rng, H, scale=0.5)),
+        B=rand(rng, rows, G * N),
+        C=rand(rng, rows, G * N),
+        D=rand(rng, H * P if d_per_channel else H),
+    )
+
+
+def ssd_rows(a, lo, hi):
+    return {k: (v[lo:hi] if k in ("x", "dt", "B", "C") else v) for k, v in a.items()}
+
+
+# (P, N) pairs straddling the 8-float width in both dimensions, and the real N = 64.
+SSD_PN = ((1, 1), (7, 9), (8, 8), (9, 17), (33, 7), (8, 64))
+
+
+@pytest.mark.parametrize("chunk", (1, 3, 8, 64))
+@pytest.mark.parametrize("L", (1, 5, 64, 70))
+@pytest.mark.parametrize("G", (1, 2))
+@pytest.mark.parametrize("P, N", SSD_PN)
+def test_ssd_prefill(isa, P, N, G, L, chunk):
+    """Chunked prefill from a non-zero state against the token-by-token recurrence."""
+    rng = np.random.default_rng(P * 1000 + N * 10 + G + L + chunk)
+    H = 2 * G
+    a = ssd_inputs(rng, L, H, P, G, N)
+    state = rand(rng, H, P, N)
+    want, want_state = ref.ssd_recurrent(**a, state=state, groups=G)
+    assert_close(K_.ssd_prefill(**a, state=state, groups=G, chunk=chunk), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("P, N", SSD_PN)
+@pytest.mark.parametrize("G", (1, 2))
+@pytest.mark.parametrize("batch", BATCH)
+def test_ssd_step(isa, batch, G, P, N):
+    rng = np.random.default_rng(P * 1000 + N * 10 + G + batch)
+    H = 3 * G
+    a = ssd_inputs(rng, batch, H, P, G, N)
+    state = rand(rng, batch, H, P, N)
+    want, want_state = ref.ssd_step(**a, state=state, groups=G)
+    assert_close(K_.ssd_step(**a, state=state, groups=G), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("G", (1, 2))
+def test_ssd_state_handoff(isa, G):
+    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a zero state,
+    with the default limits (0, inf) so that the unclamped step agrees."""
+    rng = np.random.default_rng(8 + G)
+    H, P, N, L, L1, chunk = 2 * G, 9, 17, 21, 5, 8
+    a = ssd_inputs(rng, L, H, P, G, N)
+
+    s_full = np.zeros((H, P, N), np.float32)
+    y_full = K_.ssd_prefill(**a, state=s_full, groups=G, chunk=chunk)
+    want, want_state = ref.ssd_recurrent(**a, state=np.zeros((H, P, N)), groups=G)
+    assert_close(y_full, want)
+    assert_close(s_full, want_state)
+
+    s = np.zeros((H, P, N), np.float32)
+    y = np.concatenate([K_.ssd_prefill(**ssd_rows(a, 0, L1), state=s, groups=G, chunk=chunk),
+                        K_.ssd_prefill(**ssd_rows(a, L1, L), state=s, groups=G, chunk=chunk)])
+    assert_close(y, y_full)
+    assert_close(s, s_full)
+
+    s = np.zeros((1, H, P, N), np.float32)
+    ys = [K_.ssd_prefill(**ssd_rows(a, 0, L1), state=s[0], groups=G, chunk=chunk)]
+    ys += [K_.ssd_step(**ssd_rows(a, t, t + 1), state=s, groups=G) for t in range(L1, L)]
+    assert_close(np.concatenate(ys), y_full)
+    assert_close(s[0], s_full)
+
+
+def test_ssd_prefill_dt_limits(isa):
+    """A finite (dt_min, dt_max) clamps delta in prefill, and changes the result."""
+    rng = np.random.default_rng(9)
+    H, P, N, L = 4, 8, 16, 20
+    a = ssd_inputs(rng, L, H, P, 2, N, dt_shift=0.0)
+    a["dt"] = rand(rng, L, H, scale=3.0)  # softplus spans ~0.005 .. 9
+    state = rand(rng, H, P, N)
+    s = state.copy()
+    y = K_.ssd_prefill(**a, state=s, groups=2, chunk=8, dt_min=0.05, dt_max=0.8)
+    want, want_state = ref.ssd_recurrent(**a, state=state, groups=2, dt_min=0.05, dt_max=0.8)
+    assert_close(y, want)
+    assert_close(s, want_state)
+    unclamped, _ = ref.ssd_recurrent(**a, state=state, groups=2)
+    assert np.abs(want - unclamped).max() > 0.1 * np.abs(unclamped).max()
+
+
+@pytest.mark.parametrize("step", (False, True))
+def test_ssd_d_per_channel(isa, step):
+    rng = np.random.default_rng(10)
+    H, P, N, rows = 4, 9, 8, 6
+    a = ssd_inputs(rng, rows, H, P, 2, N, d_per_channel=True)
+    state = rand(rng, *((rows, H, P, N) if step else (H, P, N)))
+    if step:
+        want, want_state = ref.ssd_step(**a, state=state, groups=2)
+        got = K_.ssd_step(**a, state=state, groups=2)
+    else:
+        want, want_state = ref.ssd_recurrent(**a, state=state, groups=2)
+        got = K_.ssd_prefill(**a, state=state, groups=2, chunk=4)
+    assert_close(got, want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("step", (False, True))
+def test_ssd_extreme_dt(isa, step):
+    """dt + dt_bias around softplus's threshold of 20, far above it (decay exp(delta A)
+    underflows to 0) and far below (delta ~ 0: the state only decays)."""
+    rng = np.random.default_rng(11)
+    H, P, N = 12, 8, 16
+    row = [19.9, 20.0, 20.001, 25.0, 1e4, -20.0, -100.0, -1e4, 0.0, 1.0, 20.1, 30.0]
+    dt = np.array([row, row[6:] + row[:6], row[::-1], row[3:] + row[:3]], np.float32)
+    a = ssd_inputs(rng, len(dt), H, P, 1, N)
+    a.update(dt=dt, dt_bias=np.zeros(H, np.float32))
+    a["A"] = -np.exp(rand(rng, H, scale=0.5, shift=-4.0))  # keep some exp(delta A) away from 0
+    state = rand(rng, *((len(dt), H, P, N) if step else (H, P, N)))
+    if step:
+        want, want_state = ref.ssd_step(**a, state=state, groups=1)
+        got = K_.ssd_step(**a, state=state, groups=1)
+    else:
+        want, want_state = ref.ssd_recurrent(**a, state=state, groups=1)
+        got = K_.ssd_prefill(**a, state=state, groups=1, chunk=3)
+    assert_close(got, want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("big", (300.0, 1e4))
+def test_ssd_prefill_large_decay(isa, big):
+    """One token with a huge delta early in a chunk, ordinary ones after: the later tokens'
+    decays exp(s_i - s_j) must come from sums of delta A over (j, i], not from the difference
+    of two cumulative sums near -big (which loses ~1e-4 relative at big = 1e4)."""
+    rng = np.random.default_rng(16)
+    H, P, N, L = 2, 8, 16, 64
+    a = ssd_inputs(rng, L, H, P, 1, N, dt_shift=-2.0)
+    a["dt_bias"] = np.zeros(H, np.float32)
+    a["dt"][1] = big
+    state = rand(rng, H, P, N)
+    want, want_state = ref.ssd_recurrent(**a, state=state, groups=1)
+    assert_close(K_.ssd_prefill(**a, state=state, groups=1, chunk=64), want)
+    assert_close(state, want_state)
+
+
+@pytest.mark.parametrize("step", (False, True))
+def test_ssd_strided(isa, step):
+    """x, B, C are column slices of one conv output row, dt a slice of in_proj's; y into a wider buffer."""
+    rng = np.random.default_rng(12)
+    rows, H, P, G, N = 5, 4, 9, 2, 17
+    E = H * P
+    xbc = rand(rng, rows, E + 2 * G * N)
+    proj = rand(rng, rows, 3 + H + 7, scale=0.5, shift=-1.0)
+    a = ssd_inputs(rng, rows, H, P, G, N)
+    a.update(x=xbc[:, :E], B=xbc[:, E : E + G * N], C=xbc[:, E + G * N :], dt=proj[:, 3 : 3 + H])
+    state = rand(rng, *((rows, H, P, N) if step else (H, P, N)))
+    out = np.zeros((rows, E + 5), np.float32)
+    if step:
+        want, want_state = ref.ssd_step(**a, state=state, groups=G)
+        K_.ssd_step(**a, state=state, groups=G, out=out[:, 5:])
+    else:
+        want, want_state = ref.ssd_recurrent(**a, state=state, groups=G)
+        K_.ssd_prefill(**a, state=state, groups=G, chunk=2, out=out[:, 5:])
+    assert_close(out[:, 5:], want)
+    assert_close(state, want_state)
+    assert not out[:, :5].any()
+
+
+def test_ssd_shape_errors():
+    rng = np.random.default_rng(13)
+    a = ssd_inputs(rng, 2, 4, 8, 2, 16)
+    state = np.zeros((4, 8, 16), np.float32)
+    with pytest.raises(ValueError, match=r"\[ssd_prefill\] groups must divide the 4 heads, got 3"):
+        K_.ssd_prefill(**a, state=state, groups=3, chunk=8)
+    with pytest.raises(ValueError, match=r"\[ssd_prefill\] chunk must be at least 1, got 0"):
+        K_.ssd_prefill(**a, state=state, groups=2, chunk=0)
+    with pytest.raises(ValueError, match=r"\[ssd_prefill\] B has shape \(2, 32\), expected \(2, 16\)"):
+        K_.ssd_prefill(**a, state=state, groups=1, chunk=8)
+    with pytest.raises(ValueError, match=r"\[ssd_step\] x must be 2-D and state 4-D"):
+        K_.ssd_step(**a, state=state, groups=2)
+    # H, P, N come from the state
+    with pytest.raises(ValueError, match=r"\[ssd_step\] B has shape \(2, 32\), expected \(2, 30\)"):
+        K_.ssd_step(**a, state=np.zeros((2, 4, 8, 15), np.float32), groups=2)
+    with pytest.raises(ValueError, match=r"\[ssd_step\] D has shape \(5,\), expected \(4,\)"):
+        K_.ssd_step(**dict(a, D=np.zeros(5, np.float32)), state=np.zeros((2, 4, 8, 16), np.float32), groups=2)
+
+
+def test_ssd_empty(isa):
+    rng = np.random.default_rng(14)
+    a = ssd_inputs(rng, 0, 2, 8, 1, 16)
+    state = np.ones((2, 8, 16), np.float32)
+    y = K_.ssd_prefill(**a, state=state, groups=1, chunk=64)
+    assert y.shape == (0, 16) and (state == 1).all()
+
+
+# ---------------------------------------------------------------- rmsnorm_gated
+
+
+@pytest.mark.parametrize("groups", (1, 4))
+@pytest.mark.parametrize("group", (1, 7, 8, 9, 33))
+@pytest.mark.parametrize("rows", BATCH)
+def test_rmsnorm_gated(isa, rows, group, groups):
+    rng = np.random.default_rng(rows * 100 + group * 10 + groups)
+    dim = group * groups
+    x, z, w = rand(rng, rows, dim, scale=3.0), rand(rng, rows, dim, scale=3.0), rand(rng, dim)
+    assert_close(K_.rmsnorm_gated(x, z, w, group), ref.rmsnorm_gated(x, z, w, group))
+
+
+def test_rmsnorm_gated_strided(isa):
+    """z and x as slices of wider rows (as in the Mamba-2 block), out into a wider buffer."""
+    rng = np.random.default_rng(15)
+    rows, dim, group = 3, 40, 10
+    zx = rand(rng, rows, 2 * dim + 6, scale=2.0)
+    z, x, w = zx[:, :dim], zx[:, dim + 3 : 2 * dim + 3], rand(rng, dim)
+    out = np.zeros((rows, dim + 4), np.float32)
+    K_.rmsnorm_gated(x, z, w, group, eps=1e-3, out=out[:, 4:])
+    assert_close(out[:, 4:], ref.rmsnorm_gated(x, z, w, group, eps=1e-3))
+    assert not out[:, :4].any()
+    with pytest.raises(ValueError, match=r"\[rmsnorm_gated\] group must divide dim 40, got 7"):
+        K_.rmsnorm_gated(x, z, w, 7)
+
+
 # ---------------------------------------------------------------- elementwise
 
 

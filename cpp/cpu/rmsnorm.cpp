@@ -77,6 +77,33 @@ void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1) {
   }
 }
 
+// Per row and group: one pass forms v = x silu(z) into out and accumulates
+// squares, one pass scales. Groups need not be multiples of 8: each ends in
+// a masked tail, so no vector straddles two groups.
+void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1) {
+  const int64_t group = p.group;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* x = p.x + r * p.ldx;
+    const float* z = p.z + r * p.ldz;
+    float* out = p.out + r * p.ldout;
+    for (int64_t g0 = 0; g0 < p.dim; g0 += group) {
+      __m256 ss = _mm256_setzero_ps();
+      for (int64_t i = g0; i < g0 + group; i += 8) {
+        const int64_t n = g0 + group - i;
+        const __m256 v = _mm256_mul_ps(load_n(x + i, n), silu(load_n(z + i, n)));
+        store_n(out + i, v, n);
+        ss = _mm256_fmadd_ps(v, v, ss);
+      }
+      const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(hsum(ss) / static_cast<float>(group) + p.eps));
+      for (int64_t i = g0; i < g0 + group; i += 8) {
+        const int64_t n = g0 + group - i;
+        const __m256 v = _mm256_mul_ps(load_n(out + i, n), scale);
+        store_n(out + i, _mm256_mul_ps(v, load_n(p.weight + i, n)), n);
+      }
+    }
+  }
+}
+
 }  // namespace avx2
 }  // namespace mambart
 
