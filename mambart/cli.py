@@ -38,6 +38,9 @@ def _generate_parser(sub) -> None:
     g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     g.add_argument("--device", default="cpu", help="cpu (default)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    g.add_argument("--tokenizer", default=None,
+                   help="tokenizer directory, tokenizer.json or hub id (default: the model's own, "
+                        "else EleutherAI/gpt-neox-20b)")
     g.add_argument("--save-state", metavar="FILE", default=None,
                    help="write the state after the prompt and the generated text to FILE")
     g.add_argument("--load-state", metavar="FILE", default=None,
@@ -63,7 +66,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     import mambart
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model = mambart.load(args.model, device=args.device, threads=args.threads, revision=args.revision)
+    model = mambart.load(args.model, device=args.device, threads=args.threads, revision=args.revision,
+                         tokenizer=args.tokenizer)
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
                           seed=args.seed, stop=args.stop, state=args.load_state)

@@ -17,3 +17,18 @@ def small_model_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("mamba-small")
     return path, make_mamba(path, hidden_size=32, num_hidden_layers=2, state_size=8, vocab_size=320)
+
+
+@pytest.fixture(scope="session")
+def small_mamba2_dir(tmp_path_factory):
+    """A small random Mamba-2 checkpoint (f32, tied, 2 groups) with a tokenizer: (path, hf_model)."""
+    from models import make_mamba2
+
+    path = tmp_path_factory.mktemp("mamba2-small")
+    return path, make_mamba2(path, hidden_size=64, head_dim=32, state_size=16, n_groups=2, vocab_size=320)
+
+
+@pytest.fixture(scope="session", params=["mamba1", "mamba2"])
+def any_model_dir(request, small_model_dir, small_mamba2_dir):
+    """Each small checkpoint in turn, Mamba-1 and Mamba-2: (path, hf_model)."""
+    return small_model_dir if request.param == "mamba1" else small_mamba2_dir

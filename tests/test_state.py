@@ -12,8 +12,8 @@ from models import make_mamba
 
 
 @pytest.fixture(scope="module")
-def model(small_model_dir):
-    return mambart.load(small_model_dir[0], threads=2)
+def model(any_model_dir):
+    return mambart.load(any_model_dir[0], threads=2)
 
 
 SAMPLING = [dict(temperature=0), dict(temperature=0.9, top_k=50, repetition_penalty=1.3, seed=11)]
@@ -118,8 +118,8 @@ def state_history(path):
 
 
 @pytest.mark.parametrize("first", [0, 5])
-def test_cli_save_then_load_equals_one_run(small_model_dir, tmp_path, first):
-    path = str(small_model_dir[0])
+def test_cli_save_then_load_equals_one_run(any_model_dir, tmp_path, first):
+    path = str(any_model_dir[0])
     common = ["--model", path, "--temperature", "0.8", "--top-p", "0.95", "--seed", "21"]
     run_cli(*common, "--prompt", "Mamba is", "-n", "12", "--save-state", str(tmp_path / "whole"))
     out1 = run_cli(*common, "--prompt", "Mamba is", "-n", str(first), "--save-state", str(tmp_path / "a"))

@@ -120,3 +120,14 @@ def test_scalar_kernels_match_too(pair):
     finally:
         _core.set_isa(default)
     assert rel_err(got, hf_logits(hf, ids)) <= 1e-4
+
+
+def test_sharded_safetensors(tmp_path):
+    """model.safetensors.index.json + shards load like the single file."""
+    hf = make_mamba(tmp_path / "one", hidden_size=32, num_hidden_layers=3, state_size=8, vocab_size=320)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="30KB")
+    shards = sorted(p.name for p in (tmp_path / "sharded").glob("model-*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    (tmp_path / "sharded" / "tokenizer.json").write_bytes((tmp_path / "one" / "tokenizer.json").read_bytes())
+    ids = random_ids(mambart.load(tmp_path / "one"), 30, 9)
+    assert rel_err(mambart.load(tmp_path / "sharded").logits(ids), hf_logits(hf, ids)) <= 1e-4
