@@ -2,6 +2,7 @@
 import os
 import platform
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -83,8 +84,9 @@ def test_set_isa_unknown(isa):
 def _run_with_isa(value):
     env = dict(os.environ, MAMBART_CPU_ISA=value)
     code = "from mambart import _core; print(_core.isa())"
+    # Outside the source tree, so the installed package is the one imported.
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("name", ISAS)
