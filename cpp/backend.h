@@ -30,8 +30,9 @@ class Backend {
   // Copies n floats to host memory.
   virtual void to_host(const float* src, float* dst, int64_t n) = 0;
 
-  // out[i, :] = table[ids[i], :], table (V, D); ids already range-checked.
-  virtual void embedding(const float* table, int64_t D, const int32_t* ids, int64_t n, float* out) = 0;
+  // out[i, :] = table[ids[i], :] as f32, table (V, D) of any weight type;
+  // ids already range-checked.
+  virtual void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* out) = 0;
   virtual void matmul(const MatmulParams& p) = 0;
   virtual void rmsnorm(const RmsnormParams& p) = 0;
   virtual void rmsnorm_gated(const RmsnormGatedParams& p) = 0;

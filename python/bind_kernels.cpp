@@ -99,11 +99,11 @@ py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
   MatmulParams p{};
   View vx = view(op, "x", x, {M, K}, kRowStrided);
   View vw = view(op, "w", w, {N, K}, kContiguous);
-  p.x = vx.data, p.ldx = vx.ld, p.w = vw.data;
+  p.x = vx.data, p.ldx = vx.ld, p.w = vw.data, p.wtype = DType::F32;
   p.bias = optional(op, "bias", bias, {N}, kContiguous);
   py::array y = output(op, out, {M, N}, kRowStrided, &p.ldy);
   p.y = ptr(y), p.M = M, p.N = N, p.K = K;
-  run(cpu_kernels().matmul, p, N);
+  run(cpu_kernels().matmul[static_cast<int>(DType::F32)], p, N);
   return y;
 }
 

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "cpu/isa.h"
+#include "kernels/quantize.h"
 #include "thread_pool.h"
 
 namespace mambart {
@@ -25,13 +26,14 @@ class CpuBackend final : public Backend {
     if (src != dst) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }
 
-  void embedding(const float* table, int64_t D, const int32_t* ids, int64_t n, float* out) override {
+  void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* out) override {
+    const int64_t D = table.dim(1), stride = row_bytes(table.dtype(), D);
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(out + i * D, table + static_cast<int64_t>(ids[i]) * D, static_cast<size_t>(D) * sizeof(float));
+      dequantize_row(table.data<char>() + ids[i] * stride, table.dtype(), D, out + i * D);
   }
 
   void matmul(const MatmulParams& p) override {
-    auto fn = cpu_kernels().matmul;
+    auto fn = cpu_kernels().matmul[static_cast<int>(p.wtype)];
     // The AVX2 kernel takes weight rows three at a time: ranges in multiples of 3.
     pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, 48);
   }

@@ -21,7 +21,7 @@ namespace {
 
 const CpuKernels kScalar = {
     "scalar",
-    scalar::matmul,
+    {scalar::matmul_f32, scalar::matmul_f16, scalar::matmul_bf16, scalar::matmul_q8, scalar::matmul_q4},
     scalar::rmsnorm,
     scalar::rmsnorm_gated,
     scalar::conv1d_prefill,
@@ -39,7 +39,7 @@ const CpuKernels kScalar = {
 
 const CpuKernels kAvx2 = {
     "avx2",
-    avx2::matmul,
+    {avx2::matmul_f32, scalar::matmul_f16, scalar::matmul_bf16, scalar::matmul_q8, scalar::matmul_q4},
     avx2::rmsnorm,
     avx2::rmsnorm_gated,
     avx2::conv1d_prefill,

@@ -16,7 +16,7 @@ namespace mambart {
 
 struct CpuKernels {
   const char* isa;
-  void (*matmul)(const MatmulParams&, int64_t, int64_t);
+  void (*matmul[5])(const MatmulParams&, int64_t, int64_t);  // indexed by the weight DType
   void (*rmsnorm)(const RmsnormParams&, int64_t, int64_t);
   void (*rmsnorm_gated)(const RmsnormGatedParams&, int64_t, int64_t);
   void (*conv1d_prefill)(const Conv1dParams&, int64_t, int64_t);

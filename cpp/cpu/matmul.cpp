@@ -1,22 +1,46 @@
 // matmul: y = x · wᵀ (+ bias). See kernels/matmul.h.
 #include <algorithm>
 
+#include <vector>
+
 #include "kernels/matmul.h"
+#include "kernels/quantize.h"
 
 namespace mambart {
 namespace scalar {
 
-void matmul(const MatmulParams& p, int64_t n0, int64_t n1) {
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
   for (int64_t m = 0; m < p.M; ++m) {
     const float* x = p.x + m * p.ldx;
     for (int64_t n = n0; n < n1; ++n) {
-      const float* w = p.w + n * p.K;
+      const float* w = static_cast<const float*>(p.w) + n * p.K;
       float acc = 0.0f;
       for (int64_t k = 0; k < p.K; ++k) acc += x[k] * w[k];
       p.y[m * p.ldy + n] = acc + (p.bias ? p.bias[n] : 0.0f);
     }
   }
 }
+
+// Other weight types: each row back to f32 (quantize.cpp defines the
+// formats), then the same dot products.
+static void matmul_dequantized(const MatmulParams& p, int64_t n0, int64_t n1) {
+  std::vector<float> w(static_cast<size_t>(p.K));
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  for (int64_t n = n0; n < n1; ++n) {
+    dequantize_row(static_cast<const char*>(p.w) + n * stride, p.wtype, p.K, w.data());
+    for (int64_t m = 0; m < p.M; ++m) {
+      const float* x = p.x + m * p.ldx;
+      float acc = 0.0f;
+      for (int64_t k = 0; k < p.K; ++k) acc += x[k] * w[k];
+      p.y[m * p.ldy + n] = acc + (p.bias ? p.bias[n] : 0.0f);
+    }
+  }
+}
+
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
 
 }  // namespace scalar
 }  // namespace mambart
@@ -57,7 +81,7 @@ template <int MR, int NR>
 void dot_tile(const MatmulParams& p, int64_t m, int64_t n) {
   const int64_t K = p.K;
   const float* x = p.x + m * p.ldx;
-  const float* w = p.w + n * K;
+  const float* w = static_cast<const float*>(p.w) + n * K;
   __m256 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -87,7 +111,7 @@ void dot_tile_rows(const MatmulParams& p, int64_t m, int64_t mr, int64_t n) {
 // x is cut into blocks of mb rows that stay in L2 (~128 KB) while all weight
 // tiles of [n0, n1) pass over them, so w is re-read once per block, not per
 // row.
-void matmul(const MatmulParams& p, int64_t n0, int64_t n1) {
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
   const int64_t row = std::max<int64_t>(p.K, 1);  // floats per x row
   const int64_t mb = std::max<int64_t>(kMR, (128 * 1024 / 4) / row / kMR * kMR);
   for (int64_t m0 = 0; m0 < p.M; m0 += mb) {

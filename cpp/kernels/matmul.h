@@ -1,28 +1,48 @@
-// matmul: y = x · wᵀ (+ bias), the one linear-layer product.
+// matmul: y = x · wᵀ (+ bias), the one linear-layer product, for every
+// weight type (formats in kernels/quantize.h).
 //
-//   x    (M, K)  activations, row stride ldx
-//   w    (N, K)  weight, PyTorch Linear layout (out_features, in_features), row-major
-//   bias (N)     or nullptr
-//   y    (M, N)  output, row stride ldy
+//   x     (M, K)  f32 activations, row stride ldx
+//   w     (N, K)  weight of type wtype, PyTorch Linear layout (out_features,
+//                 in_features): row n holds out-feature n, rows are
+//                 row_bytes(wtype, K) apart
+//   bias  (N)     f32, or nullptr
+//   y     (M, N)  f32, row stride ldy
 //
 // Decode calls it with M = batch (a matvec when M = 1), prefill with M =
 // tokens. A call computes output columns [n0, n1): the backend splits N
-// across threads, so every thread streams a disjoint slice of w.
+// across threads, so every thread streams a disjoint slice of w, once
+// whatever M is.
 #pragma once
 #include <cstdint>
+
+#include "tensor.h"
 
 namespace mambart {
 
 struct MatmulParams {
   const float* x;
-  const float* w;
+  const void* w;
+  DType wtype;
   const float* bias;
   float* y;
   int64_t M, N, K;
   int64_t ldx, ldy;
 };
 
-namespace scalar { void matmul(const MatmulParams& p, int64_t n0, int64_t n1); }
-namespace avx2 { void matmul(const MatmulParams& p, int64_t n0, int64_t n1); }
+// One function per weight type; cpu/isa.cpp indexes them by DType.
+namespace scalar {
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+}
+namespace avx2 {
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+}
 
 }  // namespace mambart

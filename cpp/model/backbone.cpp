@@ -73,7 +73,7 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
   float* residual = ws.residual.data<float>();
 
   // r = embedding[tokens]
-  backend_->embedding(embedding_.data<float>(), D, tokens, n, residual);
+  backend_->embedding(embedding_, tokens, n, residual);
 
   // r += mixer(norm(r)), with the add fused into the next norm: block l
   // adds block l-1's mixer output before normalising.
@@ -94,7 +94,7 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
 
 void Model::head(const Workspace& ws, int64_t first, int64_t rows, float* logits) const {
   const int64_t D = config_.d_model, V = config_.vocab_size;
-  backend_->matmul({ws.normed.data<float>() + first * D, lm_head_.data<float>(), nullptr, logits, rows, V, D, D, V});
+  backend_->matmul(linear(ws.normed.data<float>() + first * D, rows, D, lm_head_, Tensor(), logits, V));
 }
 
 }  // namespace mambart

@@ -41,8 +41,7 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   const int64_t batch = prefill ? 1 : n, seqlen = prefill ? n : 1;
 
   // [x; z] = in_proj(u)                                 (n, 2E)
-  be.matmul({ws.normed.data<float>(), L.in_proj.data<float>(), L.in_proj_bias.data<float>(), xz, n, 2 * E, D, D,
-             2 * E});
+  be.matmul(linear(ws.normed.data<float>(), n, D, L.in_proj, L.in_proj_bias, xz, 2 * E));
 
   // x' = silu(conv1d(x) + bias), carrying conv_state     (n, E)
   Conv1dParams conv{xz, L.conv1d_weight.data<float>(), L.conv1d_bias.data<float>(), state.conv, xc,
@@ -50,10 +49,10 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   prefill ? be.conv1d_prefill(conv) : be.conv1d_step(conv);
 
   // [dt | B | C] = x_proj(x')                            (n, R + 2N)
-  be.matmul({xc, L.x_proj.data<float>(), nullptr, x_dbl, n, xdbl_cols, E, E, xdbl_cols});
+  be.matmul(linear(xc, n, E, L.x_proj, Tensor(), x_dbl, xdbl_cols));
 
   // dt = dt_proj(dt); its bias is added inside the scan  (n, E)
-  be.matmul({x_dbl, L.dt_proj.data<float>(), nullptr, dt, n, E, R, xdbl_cols, E});
+  be.matmul(linear(x_dbl, n, xdbl_cols, L.dt_proj, Tensor(), dt, E));
 
   // h = exp(softplus(dt + dt_bias) A) h + delta B x'; y = (C·h + D x') silu(z)
   ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), x_dbl + R, x_dbl + R + N,
@@ -62,7 +61,7 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   prefill ? be.scan_prefill(scan) : be.scan_step(scan);
 
   // out = out_proj(y)                                    (n, D)
-  be.matmul({y, L.out_proj.data<float>(), L.out_proj_bias.data<float>(), ws.mixed.data<float>(), n, D, E, E, D});
+  be.matmul(linear(y, n, E, L.out_proj, L.out_proj_bias, ws.mixed.data<float>(), D));
 }
 
 }  // namespace mambart

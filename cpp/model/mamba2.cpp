@@ -40,7 +40,7 @@ void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const La
   const int64_t batch = prefill ? 1 : n, seqlen = prefill ? n : 1;
 
   // [z | xBC | dt] = in_proj(u)                         (n, 2E + 2GN + H)
-  be.matmul({ws.normed.data<float>(), L.in_proj.data<float>(), L.in_proj_bias.data<float>(), zxbcdt, n, W, D, D, W});
+  be.matmul(linear(ws.normed.data<float>(), n, D, L.in_proj, L.in_proj_bias, zxbcdt, W));
 
   // [x | B | C] = silu(conv1d(xBC) + bias), carrying conv_state   (n, E + 2GN)
   Conv1dParams conv{zxbcdt + E, L.conv1d_weight.data<float>(), L.conv1d_bias.data<float>(), state.conv, xbc,
@@ -61,7 +61,7 @@ void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const La
     for (int64_t r = 0; r < n; ++r) be.gate_silu({y + r * E, zxbcdt + r * W, gated + r * E, E});
 
   // out = out_proj(y)                                    (n, D)
-  be.matmul({gated, L.out_proj.data<float>(), L.out_proj_bias.data<float>(), ws.mixed.data<float>(), n, D, E, E, D});
+  be.matmul(linear(gated, n, E, L.out_proj, L.out_proj_bias, ws.mixed.data<float>(), D));
 }
 
 }  // namespace mambart

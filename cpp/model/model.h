@@ -92,6 +92,12 @@ struct Workspace {
   Tensor y_norm;    // (rows, E)   gated norm output (Mamba-2)
 };
 
+// y (M, N) = x (M, K) · wᵀ + bias, for a weight w (N, K) of any type.
+inline MatmulParams linear(const float* x, int64_t M, int64_t ldx, const Tensor& w, const Tensor& bias, float* y,
+                           int64_t ldy) {
+  return {x, w.data<void>(), w.dtype(), bias.data<float>(), y, M, w.dim(0), w.dim(1), ldx, ldy};
+}
+
 class Model {
  public:
   // weights: internal names (mambart/weights.py) -> f32 host tensors.

@@ -1,0 +1,42 @@
+// Weight formats and conversion from f32 (done once, at load or by
+// `mambart convert`). Only the big matrices take these types; everything
+// else stays f32.
+//
+//   F32   float[K] per row
+//   F16   IEEE binary16[K] per row; BF16 the high 16 bits of an f32, rounded to nearest even
+//   Q8    BlockQ8[ceil(K/32)] per row: w[32b + i] = d * q[i],  d = max|w| / 127 over the block
+//   Q4    BlockQ4[ceil(K/32)] per row: w[32b + i] = d * code(i) + m, code(i) in 0..15,
+//         m = min(w), d = (max(w) - min(w)) / 15 over the block; code(i) is the low
+//         nibble of q[i / 2] for even i, the high nibble for odd i
+//
+// A row's last block may be partial: its entries past K are stored as zero
+// codes and never read back into a result.
+#pragma once
+#include <cstdint>
+
+#include "tensor.h"
+
+namespace mambart {
+
+constexpr int64_t kQuantBlock = 32;
+
+struct BlockQ8 {
+  float d;
+  int8_t q[kQuantBlock];
+};
+
+struct BlockQ4 {
+  float d, m;
+  uint8_t q[kQuantBlock / 2];
+};
+
+// Bytes of one row of K weights in `type`.
+int64_t row_bytes(DType type, int64_t K);
+
+// dst (rows, K) in `type` from src (rows, K) f32; dst holds rows * row_bytes(type, K) bytes.
+void convert_rows(const float* src, int64_t rows, int64_t K, DType type, void* dst);
+
+// One row back to f32 (embedding lookups, tests).
+void dequantize_row(const void* src, DType type, int64_t K, float* dst);
+
+}  // namespace mambart
