@@ -1,10 +1,12 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 
 #include "check.h"
+#include "kernels/quantize.h"
 
 namespace mambart {
 
@@ -18,6 +20,13 @@ const char* dtype_name(DType dtype) {
     case DType::I32: return "i32";
   }
   return "?";
+}
+
+DType dtype_from_name(const std::string& name) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::I32})
+    if (name == dtype_name(t)) return t;
+  MAMBART_CHECK(false, "[tensor] unknown dtype '", name, "' (expected f32, f16, bf16, q8, q4 or i32)");
+  return DType::F32;
 }
 
 size_t dtype_size(DType dtype) {
@@ -44,6 +53,12 @@ static std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape)
     s *= shape[i];
   }
   return strides;
+}
+
+size_t Tensor::nbytes() const {
+  if (dtype_ != DType::Q8 && dtype_ != DType::Q4) return static_cast<size_t>(numel()) * dtype_size(dtype_);
+  MAMBART_CHECK(shape_.size() == 2, "[tensor] ", dtype_name(dtype_), " tensors are 2-D, got ", shape_str(shape_));
+  return static_cast<size_t>(shape_[0] * row_bytes(dtype_, shape_[1]));
 }
 
 int64_t Tensor::numel() const {

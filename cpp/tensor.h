@@ -14,6 +14,7 @@ enum class DType { F32, F16, BF16, Q8, Q4, I32 };
 enum class Device { CPU, CUDA };
 
 const char* dtype_name(DType dtype);
+DType dtype_from_name(const std::string& name);  // "f32", "bf16", ...; throws on others
 size_t dtype_size(DType dtype);  // bytes per element (0 for block types)
 std::string shape_str(const std::vector<int64_t>& shape);
 
@@ -21,7 +22,8 @@ class Tensor {
  public:
   Tensor() = default;
 
-  // Owned host storage, 64-byte aligned, zero-filled.
+  // Owned host storage, 64-byte aligned, zero-filled. Weight types of 2-D
+  // shape (N, K) get N rows of row_bytes(dtype, K) (kernels/quantize.h).
   static Tensor zeros(std::vector<int64_t> shape, DType dtype = DType::F32);
   // Borrowed storage: `owner` (may be null) is kept alive as long as the tensor.
   static Tensor borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,
@@ -35,7 +37,7 @@ class Tensor {
   int64_t dim(size_t i) const { return shape_.at(i); }
   int64_t ndim() const { return static_cast<int64_t>(shape_.size()); }
   int64_t numel() const;
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  size_t nbytes() const;  // storage bytes (block types: rows of row_bytes)
 
   template <typename T>
   T* data() const { return static_cast<T*>(data_); }

@@ -302,28 +302,32 @@ def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     return out.astype(np.uint16)
 
 
-def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray],
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray | RawTensor],
                       dtype: str | None = None,
                       metadata: dict[str, str] | None = None) -> None:
-    """Write float tensors as a .safetensors file.
+    """Write tensors as a .safetensors file.
 
-    `dtype` is "F32", "F16" or "BF16" for every tensor; None keeps float16
-    arrays as F16 and stores every other array as F32. BF16 rounds to
-    nearest even. Like the reference writer, tensors are ordered by
+    Arrays are float tensors: `dtype` is "F32", "F16" or "BF16" for every
+    one; None keeps float16 arrays as F16 and stores every other array as
+    F32. BF16 rounds to nearest even. A RawTensor is written as it is (its
+    dtype, shape and bytes). Like the reference writer, tensors are ordered by
     decreasing element size, then name, and the header is padded with spaces
     to a multiple of 8 bytes, so every tensor is aligned to its element size.
     """
     if dtype is not None and dtype not in FLOAT_DTYPES:
         raise ValueError(f"cannot write dtype {dtype!r} (use one of {', '.join(FLOAT_DTYPES)})")
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    arrays = {key: np.asarray(value) for key, value in tensors.items()}
-    kinds = {key: dtype or ("F16" if a.dtype == np.float16 else "F32")
+    arrays = {key: value if isinstance(value, RawTensor) else np.asarray(value)
+              for key, value in tensors.items()}
+    kinds = {key: a.dtype if isinstance(a, RawTensor) else dtype or ("F16" if a.dtype == np.float16 else "F32")
              for key, a in arrays.items()}
     blobs = []
     offset = 0
     for key in sorted(arrays, key=lambda k: (-_DTYPES[kinds[k]].itemsize, k)):
         array, kind = arrays[key], kinds[key]
-        if kind == "BF16":
+        if isinstance(array, RawTensor):
+            raw = np.ascontiguousarray(array.data)
+        elif kind == "BF16":
             raw = float32_to_bf16_bits(array)
         else:
             raw = np.ascontiguousarray(array, dtype=_DTYPES[kind])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +64,7 @@ class ModelConfig:
     dt_max: float = math.inf
     gated_norm: bool = False   # Mamba-2 gated RMSNorm before out_proj (mixer.norm.weight)
     d_has_hdim: bool = False   # Mamba-2 D has one value per channel (E) instead of per head (H)
+    quantized: str | None = None  # "q8" / "q4": the big matrices are stored so (`mambart convert`)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-serialisable)."""
@@ -95,8 +96,23 @@ def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
         raise ValueError(f"{path}: {e}") from None
 
 
+# config.json key that `mambart convert` adds for quantized checkpoints.
+QUANTIZED_KEY = "mambart_quantized"
+QUANTIZED_TYPES = ("q8", "q4")
+
+
 def config_from_dict(raw: dict[str, Any]) -> ModelConfig:
     """Detect the family of a parsed config.json and normalise it (doc 1.1)."""
+    config = _config_from_dict(raw)
+    quantized = raw.get(QUANTIZED_KEY)
+    if quantized is None:
+        return config
+    if quantized not in QUANTIZED_TYPES:
+        raise ValueError(f"{QUANTIZED_KEY} is {quantized!r}; expected one of {', '.join(QUANTIZED_TYPES)}")
+    return replace(config, quantized=quantized)
+
+
+def _config_from_dict(raw: dict[str, Any]) -> ModelConfig:
     model_type = raw.get("model_type")
     if model_type is not None:
         # Decide on model_type alone: -hf configs carry stale mamba_ssm keys.

@@ -18,7 +18,9 @@ from .generate import GenerationStats, TextStream, generate_ids
 from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
-from .weights import load_weights
+from .weights import TypedWeight, load_weights
+
+WEIGHT_TYPES = ("f32", "f16", "bf16", "q8", "q4")
 
 
 class Model:
@@ -183,10 +185,14 @@ def _check_stop(stop: Sequence[str]) -> list[str]:
 
 
 def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = None, *,
-         revision: str | None = None, tokenizer: str | None = None) -> Model:
+         dtype: str | None = None, revision: str | None = None, tokenizer: str | None = None) -> Model:
     """Load a Mamba model from a local directory or a Hugging Face hub id.
 
     device: "cpu". threads: worker threads (default: the physical cores).
+    dtype: the type of the big matrices (in_proj, x_proj, dt_proj, out_proj,
+    embedding / lm_head): "f32", "f16", "bf16", "q8" (int8, blocks of 32
+    with a scale) or "q4" (4-bit, blocks of 32 with a scale and a minimum),
+    converted once here; None keeps them as stored. Everything else is f32.
     tokenizer: a directory, tokenizer.json path or hub id; default: the
     model's own, else EleutherAI/gpt-neox-20b (original mamba_ssm repos ship
     none). Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the
@@ -196,25 +202,29 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
         raise ValueError(f"device {device!r} is not supported by this build (supported: 'cpu')")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if dtype is not None and dtype not in WEIGHT_TYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)} or None, got {dtype!r}")
     start = time.perf_counter()
     path = resolve(str(model), revision=revision)
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
-    core = _core.Model(_core_config(config), weights, threads or 0)
-    # A step reads every weight once, except the embedding table, of which it
-    # reads one row (unless the head is tied to it).
-    read = sum(w.nbytes for w in weights.values()) - (0 if config.tie_embeddings else weights["embedding"].nbytes)
+    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype)
     return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
-                 weight_bytes_per_token=read, load_seconds=time.perf_counter() - start)
+                 weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
+
+
+def _core_weight(w: np.ndarray | TypedWeight):
+    return _core.Tensor(w.data, w.dtype, list(w.shape)) if isinstance(w, TypedWeight) else w
 
 
 def _fingerprint(config: ModelConfig, weights: dict[str, np.ndarray]) -> str:
     """Identifies a model cheaply: its sizes, and the first bytes of every tensor."""
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     for name in sorted(weights):
+        w = weights[name]
         h.update(name.encode())
-        h.update(weights[name].reshape(-1)[:64].tobytes())
+        h.update((w.data if isinstance(w, TypedWeight) else w).reshape(-1)[:64].tobytes())
     return h.hexdigest()[:32]
 
 

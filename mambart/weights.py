@@ -19,6 +19,44 @@ LM_HEAD = "lm_head.weight"
 _MAX_LISTED = 5  # unexpected names quoted in an error
 
 
+# The big matrices (internal names' last part): the only weights that take
+# another type than f32 (f16 / bf16 as stored, or q8 / q4 from `mambart convert`).
+MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj"})
+# Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
+# f32 scale + f32 minimum + 16 bytes of 4-bit codes).
+_BLOCK = 32
+_BLOCK_BYTES = {"q8": 36, "q4": 24}
+
+
+def is_matrix(internal: str) -> bool:
+    return internal.rsplit(".", 1)[-1] in MATRICES
+
+
+def row_bytes(dtype: str, K: int) -> int:
+    """Bytes of one stored row of K weights in a quantized type."""
+    return -(-K // _BLOCK) * _BLOCK_BYTES[dtype]
+
+
+@dataclass(frozen=True)
+class TypedWeight:
+    """A big matrix kept in its stored type: the raw bytes of a (N, K) weight."""
+
+    dtype: str                 # "f16", "bf16", "q8" or "q4"
+    shape: tuple[int, int]     # (N, K)
+    data: np.ndarray           # uint16 (N, K), or uint8 (N, row_bytes) for q8 / q4
+
+
+def as_float32(weight: np.ndarray | TypedWeight) -> np.ndarray:
+    """A weight as float32 (exact for f16 / bf16; quantized types are not undone here)."""
+    if not isinstance(weight, TypedWeight):
+        return weight
+    if weight.dtype == "f16":
+        return weight.data.view(np.float16).astype(np.float32)
+    if weight.dtype == "bf16":
+        return (weight.data.astype(np.uint32) << 16).view(np.float32)
+    raise ValueError(f"a {weight.dtype} weight has no exact float32 form")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One row of a name table."""
@@ -110,13 +148,15 @@ def mamba2_table(config: ModelConfig) -> list[TensorSpec]:
 _TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table}
 
 
-def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray]:
-    """Validate a checkpoint against the config and return float32 arrays by internal name.
+def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray | TypedWeight]:
+    """Validate a checkpoint against the config and return its weights by internal name.
 
     Arrays are C-contiguous float32; F32 tensors stay zero-copy (read-only
-    views on the checkpoint's mmap). Raises a one-line ValueError naming the
-    first missing tensor, a wrong shape (with both shapes), or tensors the
-    model does not use.
+    views on the checkpoint's mmap). The big matrices stored as F16 / BF16,
+    or quantized (a converted checkpoint), come back as TypedWeight views of
+    their bytes, to be used or converted by the runtime. Raises a one-line
+    ValueError naming the first missing tensor, a wrong shape (with both
+    shapes), or tensors the model does not use.
     """
     table_fn = _TABLES.get(config.family)
     if table_fn is None:
@@ -129,9 +169,17 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
         raw = tensors.get(spec.source)
         if raw is None:
             raise ValueError(f"missing tensor '{spec.source}'")
+        matrix = is_matrix(spec.internal)
+        if matrix and config.quantized:
+            out[spec.internal] = _quantized(raw, spec, config.quantized)
+            continue
         if tuple(raw.shape) != spec.stored:
             raise ValueError(f"tensor '{raw.name}' has shape {_fmt(raw.shape)}, "
                              f"expected {_fmt(spec.stored)}")
+        if matrix and raw.dtype in ("F16", "BF16"):
+            out[spec.internal] = TypedWeight(raw.dtype.lower(), spec.shape,
+                                             raw.data.view(np.uint16).reshape(spec.shape))
+            continue
         array = raw.float32().reshape(spec.shape)
         out[spec.internal] = np.ascontiguousarray(array)  # no copy when already contiguous
 
@@ -145,6 +193,15 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
         raise ValueError(f"{len(extra)} unexpected tensor(s) for a {config.n_layer}-layer "
                          f"model: {listed}{more}")
     return out
+
+
+def _quantized(raw: RawTensor, spec: TensorSpec, dtype: str) -> TypedWeight:
+    N, K = spec.shape
+    stored = (N, row_bytes(dtype, K))
+    if raw.dtype != "U8" or tuple(raw.shape) != stored:
+        raise ValueError(f"tensor '{raw.name}' is {raw.dtype} {_fmt(raw.shape)}; a {dtype} checkpoint stores "
+                         f"U8 {_fmt(stored)} for this ({N}, {K}) matrix")
+    return TypedWeight(dtype, (N, K), raw.data.reshape(stored))
 
 
 def _with_embedding_alias(tensors: dict[str, RawTensor],

@@ -3,6 +3,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "bindings.h"
 #include "check.h"
 #include "model/decoder.h"
@@ -13,18 +15,14 @@ namespace {
 
 using F32Array = py::array_t<float, py::array::c_style>;
 
-// Borrows a float32 C-contiguous numpy array; the array stays alive as long
-// as the tensor (the reference is released under the GIL).
-Tensor borrow_array(const std::string& name, const py::handle& obj) {
-  MAMBART_CHECK(py::isinstance<F32Array>(obj), "[model] weight '", name, "' must be a float32 C-contiguous array");
-  auto arr = py::reinterpret_borrow<F32Array>(obj);
-  std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
-  auto* keep = new py::object(arr);
-  std::shared_ptr<void> owner(keep, [](void* p) {
-    py::gil_scoped_acquire gil;
-    delete static_cast<py::object*>(p);
-  });
-  return Tensor::borrow(const_cast<float*>(arr.data()), shape, DType::F32, owner);
+// A weight: a float32 C-contiguous array (borrowed, kept alive), or a
+// _core.Tensor already in a weight type.
+Tensor weight_tensor(const std::string& name, const py::handle& obj) {
+  if (py::isinstance<Tensor>(obj)) return py::cast<Tensor>(obj);
+  MAMBART_CHECK(py::isinstance<F32Array>(obj), "[model] weight '", name,
+                "' must be a float32 C-contiguous array or a mambart._core.Tensor");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  return borrow_numpy(arr, DType::F32, std::vector<int64_t>(arr.shape(), arr.shape() + arr.ndim()));
 }
 
 py::array_t<float> to_numpy(std::vector<float>&& v, std::vector<int64_t> shape) {
@@ -60,17 +58,24 @@ void bind_model(py::module_& m) {
       .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
-      .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads) {
+      .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads,
+                       const std::optional<std::string>& dtype) {
              std::map<std::string, Tensor> tensors;
              for (auto item : weights) {
                const auto name = py::cast<std::string>(item.first);
-               tensors[name] = borrow_array(name, item.second);
+               tensors[name] = weight_tensor(name, item.second);
              }
+             std::optional<DType> weight_type;
+             if (dtype) weight_type = dtype_from_name(*dtype);
              py::gil_scoped_release nogil;
-             return std::make_shared<Model>(config, tensors, make_cpu_backend(threads));
+             return std::make_shared<Model>(config, tensors, make_cpu_backend(threads), weight_type);
            }),
-           py::arg("config"), py::arg("weights"), py::arg("threads") = 0,
-           "weights: internal name -> float32 array (see mambart.weights); threads <= 0: physical cores.")
+           py::arg("config"), py::arg("weights"), py::arg("threads") = 0, py::arg("dtype") = py::none(),
+           "weights: internal name -> float32 array or Tensor (see mambart.weights); threads <= 0: physical "
+           "cores; dtype: the big matrices' type (f32, f16, bf16, q8, q4), None: as stored.")
+      .def_property_readonly("weight_bytes", &Model::weight_bytes,
+                             "Bytes of every weight held (the embedding and a tied head counted once).")
+      .def_property_readonly("step_bytes", &Model::step_bytes, "Weight bytes one decode step reads.")
       .def_property_readonly("config", &Model::config)
       .def_property_readonly("threads", [](const Model& m) { return m.backend().threads(); })
       .def_property_readonly("device", [](const Model& m) { return std::string(m.backend().name()); });

@@ -6,7 +6,7 @@ import pytest
 
 from mambart.checkpoint import RawTensor, read_safetensors, write_safetensors
 from mambart.config import ModelConfig
-from mambart.weights import load_weights
+from mambart.weights import TypedWeight, as_float32, load_weights
 
 # D=8, E=16, N=4, K=3, R=2, V=11: every size distinct so a swapped axis shows.
 CFG = ModelConfig(family="mamba", naming="hf", d_model=8, n_layer=2, vocab_size=11,
@@ -74,6 +74,10 @@ def test_half_precision_converted(tmp_path, dtype):
     got = out["layers.1.A_log"]
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_allclose(got, ref, rtol=1e-2 if dtype == "BF16" else 1e-3)
+    matrix = out["layers.1.in_proj"]
+    assert isinstance(matrix, TypedWeight) and matrix.dtype == dtype.lower()
+    np.testing.assert_allclose(as_float32(matrix), arrays["backbone.layers.1.mixer.in_proj.weight"],
+                               rtol=1e-2 if dtype == "BF16" else 1e-3)
 
 
 def test_mamba_ssm_naming_and_tied_head_ignored():
@@ -341,4 +345,4 @@ def test_mamba2_mamba_ssm_bin_tied_half(tmp_path):
     expected = expected_internal(half, 2)
     assert set(out) == set(expected)
     for name, value in expected.items():
-        np.testing.assert_array_equal(out[name], value, err_msg=name)
+        np.testing.assert_array_equal(as_float32(out[name]), value, err_msg=name)

@@ -14,16 +14,16 @@ void Model::load_mamba1_layers(WeightTable& w) {
     const std::string p = "layers." + std::to_string(i) + ".";
     Mamba1Layer& L = layers_[static_cast<size_t>(i)];
     L.norm = w.get(p + "norm", {D});
-    L.in_proj = w.get(p + "in_proj", {2 * E, D});
+    L.in_proj = w.matrix(p + "in_proj", {2 * E, D});
     L.in_proj_bias = w.get(p + "in_proj_bias", {2 * E}, false);
     L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
     L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
-    L.x_proj = w.get(p + "x_proj", {R + 2 * N, E});
-    L.dt_proj = w.get(p + "dt_proj", {E, R});
+    L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
+    L.dt_proj = w.matrix(p + "dt_proj", {E, R});
     L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
     L.A = w.negative_exp(p + "A_log", {E, N});
     L.D = w.get(p + "D", {E});
-    L.out_proj = w.get(p + "out_proj", {D, E});
+    L.out_proj = w.matrix(p + "out_proj", {D, E});
     L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
   }
 }

@@ -14,7 +14,7 @@ void Model::load_mamba2_layers(WeightTable& w) {
     const std::string p = "layers." + std::to_string(i) + ".";
     Mamba2Layer& L = layers2_[static_cast<size_t>(i)];
     L.norm = w.get(p + "norm", {D});
-    L.in_proj = w.get(p + "in_proj", {W, D});
+    L.in_proj = w.matrix(p + "in_proj", {W, D});
     L.in_proj_bias = w.get(p + "in_proj_bias", {W}, false);
     L.conv1d_weight = w.get(p + "conv1d_weight", {CC, K});
     L.conv1d_bias = w.get(p + "conv1d_bias", {CC}, false);
@@ -23,7 +23,7 @@ void Model::load_mamba2_layers(WeightTable& w) {
     // D is one value per head, or (D_has_hdim) one per channel.
     L.D = w.get(p + "D", {w.shape_of(p + "D") == std::vector<int64_t>{E} ? E : H});
     L.gated_norm = w.get(p + "gated_norm", {E}, false);
-    L.out_proj = w.get(p + "out_proj", {D, E});
+    L.out_proj = w.matrix(p + "out_proj", {D, E});
     L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
   }
 }

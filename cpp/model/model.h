@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,9 +103,17 @@ class Model {
  public:
   // weights: internal names (mambart/weights.py) -> f32 host tensors.
   // Validates every name and shape; throws mambart::Error naming the tensor.
-  Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend);
+  // weight_type: the type of the big matrices (in_proj, x_proj, dt_proj,
+  // out_proj, embedding / lm_head), converted once here; nullopt keeps each
+  // as given. Everything else is f32.
+  Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend,
+        std::optional<DType> weight_type = std::nullopt);
 
   const ModelConfig& config() const { return config_; }
+  size_t weight_bytes() const { return weight_bytes_; }
+  // Weight bytes one decode step reads: all of them, but only a row of an
+  // untied embedding.
+  size_t step_bytes() const { return weight_bytes_ - (config_.tie_embeddings ? 0 : embedding_.nbytes()); }
   Backend& backend() const { return *backend_; }
 
   Workspace make_workspace(int64_t rows) const;
@@ -133,6 +142,7 @@ class Model {
   Tensor embedding_;  // (V, D)
   Tensor norm_f_;     // (D)
   Tensor lm_head_;    // (V, D): the embedding when tied
+  size_t weight_bytes_ = 0;
   std::vector<Mamba1Layer> layers_;    // Mamba-1 models
   std::vector<Mamba2Layer> layers2_;   // Mamba-2 models
 };

@@ -3,18 +3,20 @@
 #pragma once
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend.h"
 #include "check.h"
+#include "kernels/quantize.h"
 
 namespace mambart {
 
 class WeightTable {
  public:
-  WeightTable(const std::map<std::string, Tensor>& weights, Backend& backend)
-      : weights_(weights), backend_(backend) {}
+  WeightTable(const std::map<std::string, Tensor>& weights, Backend& backend, std::optional<DType> matrix_type)
+      : weights_(weights), backend_(backend), matrix_type_(matrix_type) {}
 
   // Shape of the named tensor; empty if absent.
   std::vector<int64_t> shape_of(const std::string& name) const {
@@ -32,7 +34,7 @@ class WeightTable {
     }
     const Tensor& t = it->second;
     MAMBART_CHECK(t.dtype() == DType::F32, "[model] tensor '", name, "' has dtype ", dtype_name(t.dtype()),
-                  ", expected f32");
+                  ", expected f32 (only the big matrices take other types)");
     MAMBART_CHECK(t.shape() == shape, "[model] tensor '", name, "' has shape ", shape_str(t.shape()),
                   ", expected ", shape_str(shape));
     used_ += 1;
@@ -42,15 +44,45 @@ class WeightTable {
   // The same, uploaded to the backend.
   Tensor get(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
     Tensor t = host(name, shape, required);
-    return t.defined() ? backend_.upload(t) : t;
+    return t.defined() ? count(backend_.upload(t)) : t;
   }
+
+  // A big matrix (N, K): converted to the model's weight type once, or kept
+  // in the type it came in when the model keeps types as given.
+  Tensor matrix(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
+    auto it = weights_.find(name);
+    if (it == weights_.end()) {
+      MAMBART_CHECK(!required, "[model] missing tensor '", name, "'");
+      return Tensor();
+    }
+    const Tensor& t = it->second;
+    MAMBART_CHECK(t.shape() == shape, "[model] tensor '", name, "' has shape ", shape_str(t.shape()),
+                  ", expected ", shape_str(shape));
+    used_ += 1;
+    const DType want = matrix_type_.value_or(t.dtype());
+    if (want == t.dtype()) return count(backend_.upload(t));
+    MAMBART_CHECK(t.dtype() != DType::Q8 && t.dtype() != DType::Q4, "[model] tensor '", name, "' is stored as ",
+                  dtype_name(t.dtype()), " and cannot be converted to ", dtype_name(want),
+                  ": convert the original checkpoint instead");
+    // Row by row through f32, so a big matrix never exists twice in f32.
+    Tensor out = Tensor::zeros(shape, want);
+    const int64_t K = shape[1], in_stride = row_bytes(t.dtype(), K), out_stride = row_bytes(want, K);
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = 0; n < shape[0]; ++n) {
+      dequantize_row(t.data<char>() + n * in_stride, t.dtype(), K, row.data());
+      convert_rows(row.data(), 1, K, want, out.data<char>() + n * out_stride);
+    }
+    return count(backend_.upload(out));
+  }
+
+  size_t bytes() const { return bytes_; }
 
   // -exp(A_log), computed once in f32 (reference doc 7.1), uploaded.
   Tensor negative_exp(const std::string& name, const std::vector<int64_t>& shape) {
     Tensor a_log = host(name, shape);
     Tensor A = Tensor::zeros(shape);
     for (int64_t i = 0; i < A.numel(); ++i) A.data<float>()[i] = -std::exp(a_log.data<float>()[i]);
-    return backend_.upload(A);
+    return count(backend_.upload(A));
   }
 
   void check_all_used() const {
@@ -59,9 +91,15 @@ class WeightTable {
   }
 
  private:
+  Tensor count(Tensor t) {
+    bytes_ += t.nbytes();
+    return t;
+  }
+
   const std::map<std::string, Tensor>& weights_;
   Backend& backend_;
-  size_t used_ = 0;
+  std::optional<DType> matrix_type_;
+  size_t used_ = 0, bytes_ = 0;
 };
 
 }  // namespace mambart
