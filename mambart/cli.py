@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .model import WEIGHT_TYPES
 
 
 def _generate_parser(sub) -> None:
@@ -37,6 +38,8 @@ def _generate_parser(sub) -> None:
     g.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable)")
     g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     g.add_argument("--device", default="cpu", help="cpu (default)")
+    g.add_argument("--dtype", choices=WEIGHT_TYPES, default=None,
+                   help="type of the big matrices, converted at load (default: as stored)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     g.add_argument("--tokenizer", default=None,
                    help="tokenizer directory, tokenizer.json or hub id (default: the model's own, "
@@ -66,8 +69,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     import mambart
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model = mambart.load(args.model, device=args.device, threads=args.threads, revision=args.revision,
-                         tokenizer=args.tokenizer)
+    model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype,
+                         revision=args.revision, tokenizer=args.tokenizer)
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
                           seed=args.seed, stop=args.stop, state=args.load_state)
@@ -84,18 +87,41 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_parser(sub) -> None:
+    c = sub.add_parser("convert", help="write a checkpoint with converted weights",
+                       description="Write MODEL with its big matrices in DTYPE to OUT_DIR; it then loads by "
+                                   "mmap with no conversion.")
+    c.add_argument("model", metavar="MODEL", help="local directory or Hugging Face hub id")
+    c.add_argument("out_dir", metavar="OUT_DIR", help="new (or empty) output directory")
+    c.add_argument("--dtype", choices=WEIGHT_TYPES, required=True, help="weight type of the big matrices")
+    c.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    c.add_argument("--tokenizer", default=None, help="tokenizer to copy (default: the model's own)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    out = convert(args.model, args.out_dir, args.dtype, revision=args.revision, tokenizer=args.tokenizer)
+    print(f"wrote {out} ({args.dtype})", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"generate": (_generate_parser, _run_generate), "info": (_info_parser, _run_info),
+            "convert": (_convert_parser, _run_convert)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mambart", description="Fast Mamba inference without PyTorch.")
     parser.add_argument("--version", action="version", version=f"mambart {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _generate_parser(sub)
-    _info_parser(sub)
+    for make_parser, _ in COMMANDS.values():
+        make_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return _run_info(args) if args.command == "info" else _run_generate(args)
+        return COMMANDS[args.command][1](args)
     except BrokenPipeError:  # the reader went away (`| head`): not an error
         return 0
     except KeyboardInterrupt:

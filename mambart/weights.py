@@ -148,6 +148,14 @@ def mamba2_table(config: ModelConfig) -> list[TensorSpec]:
 _TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table}
 
 
+def weight_table(config: ModelConfig) -> list[TensorSpec]:
+    """The name table of the config's family."""
+    table_fn = _TABLES.get(config.family)
+    if table_fn is None:
+        raise ValueError(f"no weight table for model family {config.family!r}")
+    return table_fn(config)
+
+
 def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray | TypedWeight]:
     """Validate a checkpoint against the config and return its weights by internal name.
 
@@ -158,10 +166,7 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     ValueError naming the first missing tensor, a wrong shape (with both
     shapes), or tensors the model does not use.
     """
-    table_fn = _TABLES.get(config.family)
-    if table_fn is None:
-        raise ValueError(f"no weight table for model family {config.family!r}")
-    table = table_fn(config)
+    table = weight_table(config)
     tensors = _with_embedding_alias(tensors, config)
 
     out: dict[str, np.ndarray] = {}

@@ -1,0 +1,64 @@
+"""`mambart convert`: write a checkpoint whose big matrices are already in a
+weight type, so that it loads by mmap with no conversion.
+
+The output is a directory with config.json (the original, plus
+`"mambart_quantized": "q8"` for the quantized types), model.safetensors
+under the checkpoint's own tensor names (f16 / bf16 as those safetensors
+dtypes, q8 / q4 as U8 rows in the formats of cpp/kernels/quantize.h, all
+other tensors f32), and the tokenizer files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .checkpoint import RawTensor, read_checkpoint, write_safetensors
+from .config import QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, parse_config_json
+from .hub import resolve, resolve_tokenizer
+from .weights import as_float32, is_matrix, load_weights, weight_table
+
+_STORED = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8": "U8", "q4": "U8"}
+_EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+
+
+def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *, revision: str | None = None,
+            tokenizer: str | None = None) -> Path:
+    """Convert `model` (a directory or hub id) to `dtype` into out_dir; returns out_dir."""
+    if dtype not in _STORED:
+        raise ValueError(f"dtype must be one of {', '.join(_STORED)}, got {dtype!r}")
+    src = resolve(str(model), revision=revision)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: output directory exists and is not empty")
+    raw_config = parse_config_json((src / "config.json").read_text(encoding="utf-8"))
+    config = config_from_dict(raw_config)
+    if config.quantized:
+        raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
+    weights = load_weights(read_checkpoint(src), config)
+
+    tensors: dict[str, np.ndarray | RawTensor] = {}
+    for spec in weight_table(config):
+        w = weights[spec.internal]
+        if not is_matrix(spec.internal):
+            tensors[spec.source] = np.asarray(w).reshape(spec.stored)
+            continue
+        stored = _core.convert_weight(as_float32(w), dtype)
+        tensors[spec.source] = stored if dtype == "f32" else RawTensor(spec.source, _STORED[dtype],
+                                                                       tuple(stored.shape), stored)
+    out.mkdir(parents=True, exist_ok=True)
+    if dtype in QUANTIZED_TYPES:
+        raw_config[QUANTIZED_KEY] = dtype
+    (out / "config.json").write_text(json.dumps(raw_config, indent=2) + "\n")
+    write_safetensors(out / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
+    tok_dir = resolve_tokenizer(src, tokenizer)
+    for name in _EXTRA_FILES:
+        for folder in (tok_dir, src):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, out / name)
+                break
+    return out
