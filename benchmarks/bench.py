@@ -1,13 +1,15 @@
 """Speed and memory of mambart on one model, side by side with transformers.
 
-    python benchmarks/bench.py MODEL_DIR [--threads 2] [--json results.json]
+    python benchmarks/bench.py MODEL_DIR [--threads 2] [--dtypes f32 bf16 q8 q4] [--json results.json]
 
 Measures, in one run so that the ratios share the machine's state:
   - the machine's memory read bandwidth (all threads), hence the decode
     bound: tokens/s <= bandwidth / weight bytes read per token;
-  - mambart: load time, prefill tokens/s (prompts of 128, 512, 2048),
-    decode tokens/s (batch 1 and 8), peak RSS;
-  - transformers (when installed): the same prefill and decode figures.
+  - mambart, for each weight type: load time, prefill tokens/s (prompts of
+    128, 512, 2048), decode tokens/s (batch 1 and 8), peak RSS, and the
+    mean KL divergence of its next-token distributions from f32's over a
+    fixed text;
+  - transformers (when installed, f32): the same prefill and decode figures.
 Each configuration runs in its own process, so peak RSS is its own.
 Prints a table with the ratios and writes it as JSON.
 """
@@ -50,13 +52,25 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+# The fixed text of the KL measurement.
+KL_TEXT = (
+    "The Mamba architecture replaces attention with a selective state space model: each layer keeps a "
+    "fixed-size state that is updated once per token, with parameters that depend on the input. "
+    "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+    "Inference therefore needs no cache that grows with the text, and decoding one token reads every "
+    "weight exactly once, which makes memory bandwidth the limit on a CPU."
+)
+
+
 def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decode_tokens: int,
-                  batches: list[int]) -> dict:
+                  batches: list[int], dtype: str = "f32", logits_out: str | None = None) -> dict:
     import mambart
 
     t = time.perf_counter()
-    model = mambart.load(model_dir, threads=threads)
-    out = {"load_s": time.perf_counter() - t}
+    model = mambart.load(model_dir, threads=threads, dtype=dtype)
+    out = {"load_s": time.perf_counter() - t, "dtype": dtype}
+    if logits_out:
+        np.save(logits_out, model.logits(model.tokenizer.encode(KL_TEXT)))
     rng = np.random.default_rng(0)
     V = model.vocab_limit
     out["weight_bytes_per_token"] = model.weight_bytes_per_token
@@ -112,11 +126,13 @@ def bench_transformers(model_dir: str, threads: int, prompt_lengths: list[int], 
     return out
 
 
-def run_isolated(kind: str, args: argparse.Namespace) -> dict | None:
+def run_isolated(kind: str, args: argparse.Namespace, dtype: str = "f32", logits_out: str | None = None) -> dict | None:
     """Runs one configuration in a fresh process; None if it cannot run (e.g. no transformers)."""
     cmd = [sys.executable, __file__, args.model, "--threads", str(args.threads), "--decode-tokens",
            str(args.decode_tokens), "--prompt-lengths", *map(str, args.prompt_lengths), "--batches",
-           *map(str, args.batches), "--only", kind]
+           *map(str, args.batches), "--only", kind, "--dtypes", dtype]
+    if logits_out:
+        cmd += ["--logits-out", logits_out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"{kind}: failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}",
@@ -132,19 +148,36 @@ def main() -> None:
     p.add_argument("--prompt-lengths", type=int, nargs="+", default=[128, 512, 2048])
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--dtypes", nargs="+", default=["f32", "bf16", "f16", "q8", "q4"],
+                   choices=["f32", "bf16", "f16", "q8", "q4"], help="mambart weight types to measure")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--no-transformers", action="store_true")
     p.add_argument("--only", choices=["mambart", "transformers"], help=argparse.SUPPRESS)
+    p.add_argument("--logits-out", help=argparse.SUPPRESS)
     args = p.parse_args()
 
-    if args.only:
-        fn = bench_mambart if args.only == "mambart" else bench_transformers
-        print(json.dumps(fn(args.model, args.threads, args.prompt_lengths, args.decode_tokens, args.batches)))
+    if args.only == "mambart":
+        print(json.dumps(bench_mambart(args.model, args.threads, args.prompt_lengths, args.decode_tokens,
+                                       args.batches, args.dtypes[0], args.logits_out)))
         return
+    if args.only == "transformers":
+        print(json.dumps(bench_transformers(args.model, args.threads, args.prompt_lengths, args.decode_tokens,
+                                            args.batches)))
+        return
+
+    import tempfile
 
     results = {"model": args.model, "threads": args.threads}
     results["bandwidth_gbs"] = read_bandwidth(args.threads)
-    results["mambart"] = run_isolated("mambart", args)
+    results["mambart"] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dtypes = ["f32"] + [d for d in args.dtypes if d != "f32"]  # f32 first: the KL reference
+        for dtype in dtypes:
+            r = run_isolated("mambart", args, dtype, os.path.join(tmp, f"{dtype}.npy"))
+            if r is None:
+                continue
+            r["kl_vs_f32"] = mean_kl(np.load(os.path.join(tmp, "f32.npy")), np.load(os.path.join(tmp, f"{dtype}.npy")))
+            results["mambart"][dtype] = r
     results["transformers"] = None if args.no_transformers else run_isolated("transformers", args)
     print_table(results)
     if args.json:
@@ -152,26 +185,48 @@ def main() -> None:
             json.dump(results, f, indent=2)
 
 
+def mean_kl(ref: np.ndarray, got: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(ref) || softmax(got))."""
+    def log_softmax(x):
+        x = x.astype(np.float64) - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+    p, q = log_softmax(ref), log_softmax(got)
+    return float((np.exp(p) * (p - q)).sum(-1).mean())
+
+
 def print_table(r: dict) -> None:
-    m, hf = r["mambart"], r["transformers"]
+    """One column per mambart weight type, then transformers; ratios against transformers and the bound."""
+    runs, hf = r["mambart"], r["transformers"]
     bw = r["bandwidth_gbs"]
     print(f"memory read bandwidth: {bw:.1f} GB/s ({r['threads']} threads)")
-    if not m:
+    if not runs:
         return
-    bound = bw * 1e9 / m["weight_bytes_per_token"]
-    print(f"weights read per token: {m['weight_bytes_per_token'] / 1e6:.0f} MB -> decode bound {bound:.1f} tok/s")
-    print(f"{'':24} {'mambart':>10} {'transformers':>13} {'ratio':>7} {'of bound':>9}")
-    print(f"{'load (s)':24} {m['load_s']:10.2f} {hf['load_s'] if hf else float('nan'):13.2f}")
-    for n, v in m["prefill"].items():
-        h = hf["prefill"].get(n) if hf else None
-        print(f"{'prefill ' + str(n) + ' (tok/s)':24} {v:10.1f} {h or float('nan'):13.1f} "
-              f"{v / h if h else float('nan'):7.2f}")
-    for b, v in m["decode"].items():
-        h = hf["decode"].get(b) if hf else None
-        of_bound = f"{v / bound:9.0%}" if str(b) == "1" else ""
-        print(f"{'decode batch ' + str(b) + ' (tok/s)':24} {v:10.1f} {h or float('nan'):13.1f} "
-              f"{v / h if h else float('nan'):7.2f} {of_bound}")
-    print(f"{'peak RSS (MB)':24} {m['peak_rss_mb']:10.0f} {hf['peak_rss_mb'] if hf else float('nan'):13.0f}")
+    cols = list(runs)
+    nan = float("nan")
+
+    def row(label, values, fmt):
+        print(f"{label:26}" + "".join(f"{fmt.format(v) if v == v else '-':>10}" for v in values))
+
+    row("", cols + (["hf f32"] if hf else []), "{}")
+    row("weights/token (MB)", [runs[c]["weight_bytes_per_token"] / 1e6 for c in cols], "{:.0f}")
+    bounds = {c: bw * 1e9 / runs[c]["weight_bytes_per_token"] for c in cols}
+    row("decode bound (tok/s)", [bounds[c] for c in cols], "{:.1f}")
+    row("load (s)", [runs[c]["load_s"] for c in cols] + ([hf["load_s"]] if hf else []), "{:.2f}")
+    for n in runs[cols[0]]["prefill"]:
+        row(f"prefill {n} (tok/s)", [runs[c]["prefill"][n] for c in cols] + ([hf["prefill"][n]] if hf else []),
+            "{:.1f}")
+    for b in runs[cols[0]]["decode"]:
+        row(f"decode batch {b} (tok/s)", [runs[c]["decode"][b] for c in cols] + ([hf["decode"][b]] if hf else []),
+            "{:.1f}")
+    b1 = next(iter(runs[cols[0]]["decode"]))
+    row("decode b1 / bound", [runs[c]["decode"][b1] / bounds[c] for c in cols], "{:.0%}")
+    if hf:
+        for n in runs[cols[0]]["prefill"]:
+            row(f"prefill {n} / hf", [runs[c]["prefill"][n] / hf["prefill"][n] for c in cols], "{:.2f}x")
+        for b in runs[cols[0]]["decode"]:
+            row(f"decode b{b} / hf", [runs[c]["decode"][b] / hf["decode"][b] for c in cols], "{:.2f}x")
+    row("peak RSS (MB)", [runs[c]["peak_rss_mb"] for c in cols] + ([hf["peak_rss_mb"]] if hf else []), "{:.0f}")
+    row("KL vs f32", [runs[c]["kl_vs_f32"] for c in cols], "{:.2e}")
 
 
 if __name__ == "__main__":
