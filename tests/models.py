@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import MambaConfig, MambaForCausalLM
@@ -51,17 +52,63 @@ def make_mamba(out_dir: Path, *, hidden_size: int = 32, num_hidden_layers: int =
                          pad_token_id=0, bos_token_id=0, eos_token_id=0)
     model = MambaForCausalLM(config).eval()
     if perturb:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith(("norm.weight", "norm_f.weight", ".D")):
-                    p.add_(0.2 * torch.randn_like(p))
-                elif name.endswith("bias"):
-                    p.add_(0.1 * torch.randn_like(p))
+        _perturb(model)
     model = model.to(dtype)
     model.save_pretrained(out_dir)
     if not (out_dir / "tokenizer.json").exists():
         train_tokenizer(out_dir, vocab_size=min(vocab_size, 300))
     return model.float().eval()
+
+
+def _perturb(model) -> None:
+    """Noise on the parameters that initialise to constants (norm weights, D,
+    biases), so that a mistake in how they are used changes the output."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("norm.weight", "norm_f.weight", ".D")):
+                p.add_(0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+
+
+def rel_err(got, ref) -> float:
+    """max |got - ref| / max |ref|."""
+    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+
+
+def random_ids(model, n: int, seed: int) -> list[int]:
+    return np.random.default_rng(seed).integers(0, model.config.vocab_size, n).tolist()
+
+
+def stepwise_logits(model, ids: list[int], prefix: int) -> np.ndarray:
+    """Logits after prefilling ids[:prefix], then after each single step over the rest."""
+    dec = model.decoder(1)
+    dec.prefill([ids[:prefix]])
+    rows = [dec.logits()[0]]
+    for t in ids[prefix:]:
+        dec.step([t])
+        rows.append(dec.logits()[0])
+    return np.stack(rows)
+
+
+def greedy_both(model, hf, ids: list[int], n: int = 32) -> tuple[list[int], list[int]]:
+    """n greedy tokens from mambart's decoder and from transformers' generate."""
+    import mambart
+
+    # mambart never samples the head's rows past the tokenizer's vocabulary; tell transformers the same.
+    padding_rows = list(range(model.vocab_limit, model.config.vocab_size))
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
+                          pad_token_id=0, min_new_tokens=n, suppress_tokens=padding_rows or None)
+    dec = model.decoder(1)
+    dec.prefill([ids])
+    dec.set_sampling(mambart.SamplingParams(temperature=0))
+    got = []
+    for _ in range(n):
+        (tok,) = dec.sample()
+        got.append(int(tok))
+        dec.step([tok])
+    return got, out[0, len(ids):].tolist()
 
 
 def hf_logits(model: MambaForCausalLM, ids: list[int]) -> "torch.Tensor":
@@ -89,12 +136,7 @@ def make_mamba2(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: int 
                           n_groups=n_groups, expand=expand, conv_kernel=conv_kernel, chunk_size=chunk_size,
                           tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     model = Mamba2ForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("norm.weight", "norm_f.weight", ".D")):
-                p.add_(0.2 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
+    _perturb(model)
     model = model.to(dtype)
     model.save_pretrained(out_dir)
     if not (out_dir / "tokenizer.json").exists():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mambart
-from models import hf_logits, make_mamba2
+from models import greedy_both, hf_logits, make_mamba2, random_ids, rel_err, stepwise_logits
 
 SHAPES = {
     "g1_p64_n128": dict(hidden_size=64, head_dim=64, state_size=128, n_groups=1),
@@ -14,9 +14,6 @@ SHAPES = {
 }
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
-
-def rel_err(got, ref):
-    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
 
 
 @pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("g2_p32_n64", "bf16"),
@@ -28,9 +25,6 @@ def pair(request, tmp_path_factory):
     hf = make_mamba2(path, dtype=DTYPES[dtype], seed=len(shape), **SHAPES[shape])
     return mambart.load(path, threads=2), hf
 
-
-def random_ids(model, n, seed):
-    return np.random.default_rng(seed).integers(0, model.config.vocab_size, n).tolist()
 
 
 @pytest.mark.parametrize("length", [1, 41, 64, 150])  # the CPU prefill chunk is 64 tokens
@@ -44,31 +38,14 @@ def test_decode_steps(pair):
     model, hf = pair
     ids = random_ids(model, 70 + 32, 3)
     ref = hf_logits(hf, ids)
-    dec = model.decoder(1)
-    dec.prefill([ids[:70]])
-    rows = [dec.logits()[0]]
-    for t in ids[70:]:
-        dec.step([t])
-        rows.append(dec.logits()[0])
-    assert rel_err(np.stack(rows), ref[69:]) <= 1e-4
+    assert rel_err(stepwise_logits(model, ids, 70), ref[69:]) <= 1e-4
 
 
 def test_greedy_matches_transformers_generate(pair):
     model, hf = pair
     ids = random_ids(model, 9, 5)
-    padding_rows = list(range(model.vocab_limit, model.config.vocab_size))
-    with torch.no_grad():
-        out = hf.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=None,
-                          pad_token_id=0, min_new_tokens=32, suppress_tokens=padding_rows or None)
-    dec = model.decoder(1)
-    dec.prefill([ids])
-    dec.set_sampling(mambart.SamplingParams(temperature=0))
-    got = []
-    for _ in range(32):
-        (tok,) = dec.sample()
-        got.append(int(tok))
-        dec.step([tok])
-    assert got == out[0, len(ids):].tolist()
+    got, expected = greedy_both(model, hf, ids)
+    assert got == expected
 
 
 def test_batch_and_continuation(pair):

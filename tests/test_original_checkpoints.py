@@ -5,11 +5,7 @@ import numpy as np
 import pytest
 
 import mambart
-from models import hf_logits, make_mamba, make_mamba2, save_as_mamba_ssm
-
-
-def rel_err(got, ref):
-    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+from models import hf_logits, make_mamba, make_mamba2, rel_err, save_as_mamba_ssm
 
 
 MODELS = {

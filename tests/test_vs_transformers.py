@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mambart
-from models import hf_logits, make_mamba
+from models import greedy_both, hf_logits, make_mamba, random_ids, rel_err, stepwise_logits
 
 SHAPES = {
     # name: make_mamba kwargs
@@ -17,9 +17,6 @@ SHAPES = {
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
-def rel_err(got, ref):
-    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
-
 
 @pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("base", "bf16"), ("dt_rank_5", "f16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
@@ -29,9 +26,6 @@ def pair(request, tmp_path_factory):
     hf = make_mamba(path, dtype=DTYPES[dtype], seed=len(shape), **SHAPES[shape])
     return mambart.load(path, threads=2), hf
 
-
-def random_ids(model, n, seed):
-    return np.random.default_rng(seed).integers(0, model.config.vocab_size, n).tolist()
 
 
 def test_prompt_logits(pair):
@@ -51,13 +45,7 @@ def test_decode_steps(pair):
     model, hf = pair
     ids = random_ids(model, 9 + 32, 3)
     ref = hf_logits(hf, ids)
-    dec = model.decoder(1)
-    dec.prefill([ids[:9]])
-    rows = [dec.logits()[0]]
-    for t in ids[9:]:
-        dec.step([t])
-        rows.append(dec.logits()[0])
-    assert rel_err(np.stack(rows), ref[8:]) <= 1e-4
+    assert rel_err(stepwise_logits(model, ids, 9), ref[8:]) <= 1e-4
 
 
 def test_prefill_continuation_is_exact(pair):
@@ -73,20 +61,7 @@ def test_prefill_continuation_is_exact(pair):
 def test_greedy_matches_transformers_generate(pair):
     model, hf = pair
     ids = random_ids(model, 7, 5)
-    # mambart never samples the head's rows past the tokenizer's vocabulary; tell transformers the same.
-    padding_rows = list(range(model.vocab_limit, model.config.vocab_size))
-    with torch.no_grad():
-        out = hf.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=None,
-                          pad_token_id=0, min_new_tokens=32, suppress_tokens=padding_rows or None)
-    expected = out[0, len(ids):].tolist()
-    dec = model.decoder(1)
-    dec.prefill([ids])
-    dec.set_sampling(mambart.SamplingParams(temperature=0))
-    got = []
-    for _ in range(32):
-        (tok,) = dec.sample()
-        got.append(int(tok))
-        dec.step([tok])
+    got, expected = greedy_both(model, hf, ids)
     assert got == expected
 
 
