@@ -97,19 +97,25 @@ inline void transpose8(__m256 v[8]) {
 
 // ---------------------------------------------------------------- formats
 //
-// One struct per weight type, so one decode kernel and one GEMM serve all
-// five. `row` is the start of a weight row (row_bytes(type, K) apart).
-//   load8(row, k)         weights [k, k+8) as f32; k % 8 == 0. Dense types
-//                         only for k + 8 <= K; block types up to the end of
-//                         the last (zero-padded) block.
+// One struct per weight type, so that one decode kernel and one GEMM serve
+// all five. `row` is the start of a weight row (row_bytes(type, K) apart).
+//   load8(row, k)         weights [k, k+8) as f32, k % 8 == 0: dense types
+//                         for k + 8 <= K, block types anywhere in the last
+//                         (zero-padded) block. Packs the GEMM panels and
+//                         runs the dense decode.
 //   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
-//                         nothing past k+n (dense types only).
-//   kBlocked              rows are whole blocks of 32: no K tail to mask.
-//   kMinimum              q4: load8 gives d * code; the block minimum m is
-//                         added separately (minimum(row, b)).
+//                         nothing past k + n (dense types).
+// Block types (kBlocked) also decode a block at a time:
+//   codes(row, b, c)      block b's 32 codes as 4 x 8 f32, in the order
+//                         kOrder gives to x (see pack_x)
+//   scale(row, b)         d; minimum(row, b), q4 only (kMinimum): m
+
+// Order of x within a block for codes(): natural, or q4's nibble order.
+enum class XOrder { kNatural, kEvenOdd };
 
 struct F32 {
   static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 load8(const char* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -127,6 +133,7 @@ inline __m128i load_u16_tail(const char* row, int64_t k, int64_t n) {
 
 struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
   static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 cvt(__m128i h) { return _mm256_cvtph_ps(h); }
   static __m256 load8(const char* row, int64_t k) {
     return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
@@ -136,6 +143,7 @@ struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
 
 struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
   static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 cvt(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
   static __m256 load8(const char* row, int64_t k) {
     return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
@@ -143,110 +151,173 @@ struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
   static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
 };
 
+// 8 bytes -> 8 int32 lanes, zero- or sign-extended.
+inline __m256i load_u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i load_i8x8(const int8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
 struct Q8 {  // d * q: int8 -> int32 -> f32, times the block scale (as dequantize_row)
   static constexpr bool kBlocked = true, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
+  static const BlockQ8& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ8*>(row)[b]; }
   static __m256 load8(const char* row, int64_t k) {
-    const BlockQ8* b = reinterpret_cast<const BlockQ8*>(row) + k / kQuantBlock;
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b->q + k % kQuantBlock));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_broadcast_ss(&b->d));
+    const BlockQ8& b = block(row, k / kQuantBlock);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(load_i8x8(b.q + k % kQuantBlock)), _mm256_broadcast_ss(&b.d));
   }
   static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
+  static void codes(const char* row, int64_t b, __m256 c[4]) {
+    for (int u = 0; u < 4; ++u) c[u] = _mm256_cvtepi32_ps(load_i8x8(block(row, b).q + 8 * u));
+  }
+  static float scale(const char* row, int64_t b) { return block(row, b).d; }
 };
 
-struct Q4 {  // d * code; the minimum m is folded in as m * sum(x) per block
+struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
   static constexpr bool kBlocked = true, kMinimum = true;
+  static constexpr XOrder kOrder = XOrder::kEvenOdd;
+  static const BlockQ4& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ4*>(row)[b]; }
+  // Natural order (GEMM packing), without m: codes k..k+7 are the 8
+  // nibbles of one little-endian 32-bit word, low nibble first.
   static __m256 load8(const char* row, int64_t k) {
-    const BlockQ4* b = reinterpret_cast<const BlockQ4*>(row) + k / kQuantBlock;
-    // Codes k..k+7 are the 8 nibbles of one little-endian 32-bit word, in
-    // order (low nibble first): broadcast it and shift lane i right by 4i.
+    const BlockQ4& b = block(row, k / kQuantBlock);
     int32_t word;
-    std::memcpy(&word, b->q + (k % kQuantBlock) / 2, 4);
+    std::memcpy(&word, b.q + (k % kQuantBlock) / 2, 4);
     const __m256i shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), shift), _mm256_set1_epi32(15));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(code), _mm256_broadcast_ss(&b->d));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(code), _mm256_broadcast_ss(&b.d));
   }
   static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
-  static float minimum(const char* row, int64_t block) { return reinterpret_cast<const BlockQ4*>(row)[block].m; }
+  // Decode order: bytes 0-7 give the even codes 0..14 (low nibbles) and the
+  // odd codes 1..15 (high nibbles), bytes 8-15 codes 16..31 likewise; x is
+  // packed to match. 2 ops per 8 codes where the natural order takes 4.
+  static void codes(const char* row, int64_t b, __m256 c[4]) {
+    const __m256i lo = _mm256_set1_epi32(15);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = load_u8x8(block(row, b).q + 8 * h);
+      c[2 * h] = _mm256_cvtepi32_ps(_mm256_and_si256(q, lo));
+      c[2 * h + 1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4));
+    }
+  }
+  static float scale(const char* row, int64_t b) { return block(row, b).d; }
+  static float minimum(const char* row, int64_t b) { return block(row, b).m; }
 };
 
 // ---------------------------------------------------------------- decode
 //
 // M <= kDecodeRows: a product of bandwidth. x is copied once per call into
-// zero-padded rows (K rounded up to a block of 32), so the inner loop never
-// masks x and never reads it past K. Each tile holds all M rows of x against
-// NR weight rows, so every weight row is read from memory exactly once per
-// call, and a quantized weight is converted to f32 once for all M rows.
+// zero-padded rows (K rounded up to a block of 32, in the format's order),
+// so the inner loops never mask x and never read it past K. A weight row is
+// used by all M rows of x while it is in registers: every weight row is read
+// from memory exactly once per call, and a quantized block is converted to
+// f32 once for all M rows.
+//
+// One weight row at a time keeps the weight reads one sequential stream:
+// tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
+// 12-17 GB/s where one row ran at 37 (f32, M = 1, 1 thread, cold weights).
 
 constexpr int64_t kDecodeRows = 8;
 
-// Weight rows per tile for MR x rows: MR*NR accumulators + NR weight
-// vectors within the 16 ymm registers.
-constexpr int decode_nr(int MR) { return MR <= 3 ? 4 : MR == 4 ? 3 : MR <= 6 ? 2 : 1; }
+// Dense types: independent k chains per x row, so that MR * U accumulators
+// cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
+constexpr int decode_u(int MR) { return MR <= 4 ? 2 : 1; }
 
-// y[0:MR, 0:NR] = xp[0:MR] . w[0:NR]^T (+ bias); xp rows ldxp apart, zero
-// past K. For q4, xs[b][i] is the sum of x row i over block b.
-template <class F, int MR, int NR>
-void decode_tile(const char* w, int64_t stride, const float* xp, int64_t ldxp, int64_t K,
-                 const float* xs, float* y, int64_t ldy, const float* bias) {
-  __m256 acc[MR][NR];
+template <class F, int MR>
+void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
+  constexpr int U = decode_u(MR);
+  __m256 acc[MR][U];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
-  const int64_t kend = F::kBlocked ? round_up(K, 8) : K / 8 * 8;
-  for (int64_t k = 0; k < kend; k += 8) {
-    __m256 wv[NR];
-    for (int j = 0; j < NR; ++j) wv[j] = F::load8(w + j * stride, k);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 xv = _mm256_load_ps(xp + i * ldxp + k);
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    for (int u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_ps();
+  const int64_t kend = K / 8 * 8;
+  int64_t k = 0;
+  for (; k + 8 * U <= kend; k += 8 * U)
+    for (int u = 0; u < U; ++u) {
+      const __m256 wv = F::load8(w, k + 8 * u);
+      for (int i = 0; i < MR; ++i)
+        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k + 8 * u), wv, acc[i][u]);
     }
+  for (; k < K; k += 8) {
+    const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k), wv, acc[i][0]);
   }
-  if (kend < K) {
-    __m256 wv[NR];
-    for (int j = 0; j < NR; ++j) wv[j] = F::load_tail(w + j * stride, kend, K - kend);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 xv = _mm256_load_ps(xp + i * ldxp + kend);
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-    }
+  for (int i = 0; i < MR; ++i) {
+    for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
+    out[i] = acc[i][0];
   }
-  alignas(32) float mterm[NR][8] = {};
-  if constexpr (F::kMinimum) {
-    // sum_b m_b * xs[b][i], all x rows at once: one FMA per block.
-    const int64_t nb = (K + kQuantBlock - 1) / kQuantBlock;
-    for (int j = 0; j < NR; ++j) {
-      __m256 s = _mm256_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b)
-        s = _mm256_fmadd_ps(_mm256_set1_ps(F::minimum(w + j * stride, b)), _mm256_load_ps(xs + 8 * b), s);
-      _mm256_store_ps(mterm[j], s);
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * ldy + j] = hsum(acc[i][j]) + mterm[j][i] + (bias ? bias[j] : 0.0f);
 }
+
+// Block types: per block and x row, t = sum(code * x) over the 32 codes,
+// then acc += d * t: the scale costs one FMA per block rather than a
+// multiply per weight, and the loop-carried chain is one FMA per block.
+// q4's minimum: sum_b m_b * xs[b][i], all x rows in one FMA per block.
+template <class F, int MR>
+void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, const float* xs,
+                   __m256 (&out)[MR], __m256& mterm) {
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  __m256 ms = _mm256_setzero_ps();
+  const int64_t nb = (K + kQuantBlock - 1) / kQuantBlock;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256 c[4];
+    F::codes(w, b, c);
+    const __m256 d = _mm256_set1_ps(F::scale(w, b));
+    for (int i = 0; i < MR; ++i) {
+      const float* x = xp + i * ldxp + b * kQuantBlock;
+      __m256 t = _mm256_mul_ps(_mm256_load_ps(x), c[0]);
+      for (int u = 1; u < 4; ++u) t = _mm256_fmadd_ps(_mm256_load_ps(x + 8 * u), c[u], t);
+      acc[i] = _mm256_fmadd_ps(d, t, acc[i]);
+    }
+    if constexpr (F::kMinimum) ms = _mm256_fmadd_ps(_mm256_set1_ps(F::minimum(w, b)), _mm256_load_ps(xs + 8 * b), ms);
+  }
+  for (int i = 0; i < MR; ++i) out[i] = acc[i];
+  mterm = ms;
+}
+
+// Output columns per flush. Rows write into a small buffer that is copied
+// to y row by row: y's rows are often 4 KB multiples apart (in_proj of a
+// 130m model: N = 3072), and scattered stores at that stride made M = 8
+// run at 9 GB/s instead of 20 (f32, 1 thread).
+constexpr int64_t kDecodeCols = 64;
 
 template <class F, int MR>
 void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const float* xs, int64_t n0,
                  int64_t n1) {
-  constexpr int NR = decode_nr(MR);
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
-  auto bias = [&](int64_t n) { return p.bias ? p.bias + n : nullptr; };
-  int64_t n = n0;
-  for (; n + NR <= n1; n += NR)
-    decode_tile<F, MR, NR>(w + n * stride, stride, xp, ldxp, p.K, xs, p.y + n, p.ldy, bias(n));
-  for (; n < n1; ++n) decode_tile<F, MR, 1>(w + n * stride, stride, xp, ldxp, p.K, xs, p.y + n, p.ldy, bias(n));
+  alignas(32) float yb[MR * kDecodeCols];
+  for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
+    const int64_t c1 = std::min(n1, c0 + kDecodeCols);
+    for (int64_t n = c0; n < c1; ++n) {
+      __m256 acc[MR], mterm = _mm256_setzero_ps();
+      if constexpr (F::kBlocked)
+        decode_blocks<F, MR>(w + n * stride, xp, ldxp, p.K, xs, acc, mterm);
+      else
+        decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+      alignas(32) float m[8];
+      _mm256_store_ps(m, mterm);
+      const float bias = p.bias ? p.bias[n] : 0.0f;
+      for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = hsum(acc[i]) + m[i] + bias;
+    }
+    for (int i = 0; i < MR; ++i)
+      std::memcpy(p.y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
+  }
 }
 
+// xp (M, ldxp) = x, zero-padded to ldxp = K rounded up to 32; for q4 each
+// block's x in the order of Q4::codes (even k, then odd k, per 16). xs
+// (blocks, 8): the per-block sums of each x row (rows >= M zero), for q4.
 template <class F>
-void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
-  float* xp = scratch(0, p.M * ldxp);
+void pack_x(const MatmulParams& p, int64_t ldxp, float* xp, float* xs) {
   for (int64_t i = 0; i < p.M; ++i) {
-    std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
-    std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+    float* dst = xp + i * ldxp;
+    std::memcpy(dst, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
+    std::memset(dst + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+    if constexpr (F::kOrder == XOrder::kEvenOdd)
+      for (int64_t k0 = 0; k0 < ldxp; k0 += 16) {
+        float t[16];
+        for (int j = 0; j < 8; ++j) t[j] = dst[k0 + 2 * j], t[8 + j] = dst[k0 + 2 * j + 1];
+        std::memcpy(dst + k0, t, sizeof(t));
+      }
   }
-  float* xs = nullptr;
-  if constexpr (F::kMinimum) {  // per-block sums of each x row, once per call
-    xs = scratch(1, nb * 8);
+  if (xs) {
+    const int64_t nb = ldxp / kQuantBlock;
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t i = 0; i < 8; ++i) {
         float s = 0.0f;
@@ -254,6 +325,15 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
         xs[8 * b + i] = s;
       }
   }
+}
+
+template <class F>
+void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const int64_t ldxp = round_up(p.K, kQuantBlock);
+  float* xp = scratch(0, p.M * ldxp);
+  float* xs = nullptr;
+  if constexpr (F::kMinimum) xs = scratch(1, ldxp / kQuantBlock * 8);
+  pack_x<F>(p, ldxp, xp, xs);
   switch (p.M) {
     case 1: return decode_rows<F, 1>(p, xp, ldxp, xs, n0, n1);
     case 2: return decode_rows<F, 2>(p, xp, ldxp, xs, n0, n1);
