@@ -390,26 +390,28 @@ void pack_panel(const char* w, int64_t stride, int64_t nr, int64_t pc, int64_t k
 template <int MR>
 void gemm_tile(const float* x, int64_t ldx, const float* wp, int64_t kc, float* y, int64_t ldy,
                int64_t nr, const float* bias, bool first) {
-  __m256 acc[MR][2];
   const __m256i m0 = tail_mask(std::min<int64_t>(nr, 8)), m1 = tail_mask(std::max<int64_t>(nr - 8, 0));
+  const float* src = first ? bias : y;
+  const int64_t lds = first ? 0 : ldy;
+  __m256 acc[MR][2];
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    if (first) {
-      acc[i][0] = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
-      acc[i][1] = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
-    } else {
-      acc[i][0] = _mm256_maskload_ps(y + i * ldy, m0);
-      acc[i][1] = _mm256_maskload_ps(y + i * ldy + 8, m1);
-    }
+    acc[i][0] = src ? _mm256_maskload_ps(src + i * lds, m0) : _mm256_setzero_ps();
+    acc[i][1] = src ? _mm256_maskload_ps(src + i * lds + 8, m1) : _mm256_setzero_ps();
   }
-#pragma GCC unroll 4
+  // Fully unrolled inner body (GCC kept storing the accumulators to the
+  // stack every k without the pragmas: 47% -> xx% of peak).
+#pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 w0 = _mm256_load_ps(wp + k * kGemmNR), w1 = _mm256_load_ps(wp + k * kGemmNR + 8);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m256 xv = _mm256_broadcast_ss(x + i * ldx + k);
       acc[i][0] = _mm256_fmadd_ps(xv, w0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(xv, w1, acc[i][1]);
     }
   }
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     _mm256_maskstore_ps(y + i * ldy, m0, acc[i][0]);
     _mm256_maskstore_ps(y + i * ldy + 8, m1, acc[i][1]);
