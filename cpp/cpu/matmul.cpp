@@ -213,7 +213,10 @@ struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
 // tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
 // 12-17 GB/s where one row ran at 37 (f32, M = 1, 1 thread, cold weights).
 
-constexpr int64_t kDecodeRows = 8;
+// Up to 32 rows, groups of 8 reusing each weight chunk from L2 beat the
+// GEMM's panel packing (f32, N=3072 K=768, cold weights, 1 thread: M=9
+// 10-16 GB/s vs 6-8, M=16 8-11 vs 5-7, M=32 4-5.5 vs 3.3; M=64 ties).
+constexpr int64_t kDecodeRows = 32;
 
 // Dense types: independent k chains per x row, so that MR * U accumulators
 // cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
@@ -276,28 +279,26 @@ void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, cons
 // run at 9 GB/s instead of 20 (f32, 1 thread).
 constexpr int64_t kDecodeCols = 64;
 
+// y[0:MR, c0:c1] for one group of MR <= 8 rows of x (xp, xs and y at the
+// group's first row).
 template <class F, int MR>
-void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const float* xs, int64_t n0,
-                 int64_t n1) {
+void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const float* xs, float* y,
+                 int64_t c0, int64_t c1) {
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
   alignas(32) float yb[MR * kDecodeCols];
-  for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
-    const int64_t c1 = std::min(n1, c0 + kDecodeCols);
-    for (int64_t n = c0; n < c1; ++n) {
-      __m256 acc[MR], mterm = _mm256_setzero_ps();
-      if constexpr (F::kBlocked)
-        decode_blocks<F, MR>(w + n * stride, xp, ldxp, p.K, xs, acc, mterm);
-      else
-        decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
-      alignas(32) float m[8];
-      _mm256_store_ps(m, mterm);
-      const float bias = p.bias ? p.bias[n] : 0.0f;
-      for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = hsum(acc[i]) + m[i] + bias;
-    }
-    for (int i = 0; i < MR; ++i)
-      std::memcpy(p.y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
+  for (int64_t n = c0; n < c1; ++n) {
+    __m256 acc[MR], mterm = _mm256_setzero_ps();
+    if constexpr (F::kBlocked)
+      decode_blocks<F, MR>(w + n * stride, xp, ldxp, p.K, xs, acc, mterm);
+    else
+      decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+    alignas(32) float m[8];
+    _mm256_store_ps(m, mterm);
+    const float bias = p.bias ? p.bias[n] : 0.0f;
+    for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = hsum(acc[i]) + m[i] + bias;
   }
+  for (int i = 0; i < MR; ++i) std::memcpy(y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
 }
 
 // xp (M, ldxp) = x, zero-padded to ldxp = K rounded up to 32; for q4 each
@@ -316,33 +317,45 @@ void pack_x(const MatmulParams& p, int64_t ldxp, float* xp, float* xs) {
         std::memcpy(dst + k0, t, sizeof(t));
       }
   }
-  if (xs) {
+  if (xs) {  // (groups of 8 rows, blocks, 8)
     const int64_t nb = ldxp / kQuantBlock;
-    for (int64_t b = 0; b < nb; ++b)
-      for (int64_t i = 0; i < 8; ++i) {
-        float s = 0.0f;
-        for (int64_t k = 0; i < p.M && k < kQuantBlock; ++k) s += xp[i * ldxp + b * kQuantBlock + k];
-        xs[8 * b + i] = s;
-      }
+    for (int64_t g = 0; g < p.M; g += 8)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t i = g; i < g + 8; ++i) {
+          float s = 0.0f;
+          for (int64_t k = 0; i < p.M && k < kQuantBlock; ++k) s += xp[i * ldxp + b * kQuantBlock + k];
+          xs[g * nb + 8 * b + (i - g)] = s;
+        }
   }
 }
 
+// M > 8: groups of 8 rows. The groups take each chunk of kDecodeCols
+// weight rows in turn, so only the first reads it from memory and the
+// others from L2.
 template <class F>
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t ldxp = round_up(p.K, kQuantBlock);
+  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
   float* xp = scratch(0, p.M * ldxp);
   float* xs = nullptr;
-  if constexpr (F::kMinimum) xs = scratch(1, ldxp / kQuantBlock * 8);
+  if constexpr (F::kMinimum) xs = scratch(1, round_up(p.M, 8) * nb);
   pack_x<F>(p, ldxp, xp, xs);
-  switch (p.M) {
-    case 1: return decode_rows<F, 1>(p, xp, ldxp, xs, n0, n1);
-    case 2: return decode_rows<F, 2>(p, xp, ldxp, xs, n0, n1);
-    case 3: return decode_rows<F, 3>(p, xp, ldxp, xs, n0, n1);
-    case 4: return decode_rows<F, 4>(p, xp, ldxp, xs, n0, n1);
-    case 5: return decode_rows<F, 5>(p, xp, ldxp, xs, n0, n1);
-    case 6: return decode_rows<F, 6>(p, xp, ldxp, xs, n0, n1);
-    case 7: return decode_rows<F, 7>(p, xp, ldxp, xs, n0, n1);
-    default: return decode_rows<F, 8>(p, xp, ldxp, xs, n0, n1);
+  for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
+    const int64_t c1 = std::min(n1, c0 + kDecodeCols);
+    for (int64_t g = 0; g < p.M; g += 8) {
+      const float* xg = xp + g * ldxp;
+      const float* sg = xs ? xs + g * nb : nullptr;
+      float* yg = p.y + g * p.ldy;
+      switch (std::min<int64_t>(8, p.M - g)) {
+        case 1: decode_rows<F, 1>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 2: decode_rows<F, 2>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 3: decode_rows<F, 3>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 4: decode_rows<F, 4>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 5: decode_rows<F, 5>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 6: decode_rows<F, 6>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 7: decode_rows<F, 7>(p, xg, ldxp, sg, yg, c0, c1); break;
+        default: decode_rows<F, 8>(p, xg, ldxp, sg, yg, c0, c1); break;
+      }
+    }
   }
 }
 
@@ -357,8 +370,8 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 constexpr int kGemmMR = 6;
 constexpr int64_t kGemmNR = 16;
-constexpr int64_t kKC = 256;  // k per panel
-constexpr int64_t kNC = 256;  // weight rows per panel: 256 KB of f32
+constexpr int64_t kKCMax = 1024;             // k per panel at most (x slice: 6 x 4 KB in L1)
+constexpr int64_t kPanelBytes = 256 * 1024;  // f32 panel, in L2 (1 MB here)
 
 // wp[k][0:16] = w[n0 + r, pc + k] for r < nr (zero for r >= nr), k < kc.
 template <class F>
@@ -435,11 +448,16 @@ template <class F>
 void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
-  float* wp = scratch(2, kNC * kKC);
-  for (int64_t jc = n0; jc < n1; jc += kNC) {
-    const int64_t nc = std::min(kNC, n1 - jc);
-    for (int64_t pc = 0; pc < p.K; pc += kKC) {
-      const int64_t kc = std::min(kKC, p.K - pc);
+  // K in equal blocks of at most kKCMax (a function of K alone, so every
+  // split of N sums in the same order); as many rows as fit kPanelBytes.
+  const int64_t nkb = (p.K + kKCMax - 1) / kKCMax;
+  const int64_t kcb = round_up((p.K + nkb - 1) / nkb, 8);
+  const int64_t ncb = std::max<int64_t>(kGemmNR, kPanelBytes / (kcb * 4) / kGemmNR * kGemmNR);
+  float* wp = scratch(2, ncb * kcb);
+  for (int64_t jc = n0; jc < n1; jc += ncb) {
+    const int64_t nc = std::min(ncb, n1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += kcb) {
+      const int64_t kc = std::min(kcb, p.K - pc);
       for (int64_t jr = 0; jr < nc; jr += kGemmNR)
         pack_panel<F>(w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K, wp + jr * kc);
       for (int64_t ic = 0; ic < p.M; ic += kGemmMR) {
