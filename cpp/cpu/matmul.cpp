@@ -361,12 +361,15 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 // ---------------------------------------------------------------- prefill
 //
-// M > kDecodeRows: a blocked GEMM. For each panel of kNC weight rows x kKC
-// columns, the weights are converted to f32 once and packed as
-// [nc/16][kc][16] (16 output columns side by side for each k), zero-padded
-// to 16 rows; the panel stays in L2 while every 6-row slice of x passes
-// over it. The micro-kernel keeps a 6 x 16 tile of y in 12 accumulators:
-// per k, two panel loads and six broadcasts of x feed 12 FMAs.
+// M > kDecodeRows: a blocked GEMM. For each panel of weight rows x K
+// columns (K cut into equal blocks of <= kKCMax; rows as fit kPanelBytes),
+// the weights are converted to f32 once and packed as [nc/16][kc][16] (16
+// output columns side by side for each k), zero-padded to 16 rows; the
+// panel stays in L2 while every 6-row slice of x passes over it, from L1.
+// The micro-kernel keeps a 6 x 16 tile of y in 12 accumulators: per k, two
+// panel loads and six broadcasts of x feed 12 FMAs. Measured (1 thread,
+// M=512 N=3072 K=768): 129 GFLOP/s for f32, q8 and q4 alike, 94% of the
+// 137 GFLOP/s a register-only FMA loop reaches.
 
 constexpr int kGemmMR = 6;
 constexpr int64_t kGemmNR = 16;
@@ -412,8 +415,8 @@ void gemm_tile(const float* x, int64_t ldx, const float* wp, int64_t kc, float* 
     acc[i][0] = src ? _mm256_maskload_ps(src + i * lds, m0) : _mm256_setzero_ps();
     acc[i][1] = src ? _mm256_maskload_ps(src + i * lds + 8, m1) : _mm256_setzero_ps();
   }
-  // Fully unrolled inner body (GCC kept storing the accumulators to the
-  // stack every k without the pragmas: 47% -> xx% of peak).
+  // Unrolled by pragma: without it GCC stored all 12 accumulators to the
+  // stack on every k (65 GFLOP/s instead of 129).
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 w0 = _mm256_load_ps(wp + k * kGemmNR), w1 = _mm256_load_ps(wp + k * kGemmNR + 8);
