@@ -18,6 +18,7 @@
 #include "bindings.h"
 #include "check.h"
 #include "cpu/isa.h"
+#include "kernels/quantize.h"
 
 namespace {
 
@@ -89,22 +90,101 @@ void run(Fn fn, const Params& p, int64_t end) {
   fn(p, 0, end);
 }
 
+// A weight type by name: "f32", "f16", "bf16", "q8" or "q4".
+DType weight_type(const char* op, const std::string& name) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4})
+    if (name == dtype_name(t)) return t;
+  MAMBART_CHECK(false, "[", op, "] unknown weight type '", name, "' (f32, f16, bf16, q8, q4)");
+  return DType::F32;
+}
+
+// A weight (N, K) of `type` as stored: float32 (N, K), uint16 (N, K) for
+// f16/bf16, uint8 (N, row_bytes) for q8/q4; C-contiguous. Returns its data.
+const void* weight(const char* op, const py::array& w, DType type, int64_t N, int64_t K) {
+  const bool block = type == DType::Q8 || type == DType::Q4;
+  const bool half = type == DType::F16 || type == DType::BF16;
+  const py::dtype want = block ? py::dtype::of<uint8_t>() : half ? py::dtype::of<uint16_t>() : py::dtype::of<float>();
+  const Shape expected = {N, block ? row_bytes(type, K) : K};
+  Shape shape(w.shape(), w.shape() + w.ndim());
+  MAMBART_CHECK(w.dtype().is(want), "[", op, "] w of type ", dtype_name(type), " must be ",
+                std::string(py::str(want)), ", got ", std::string(py::str(w.dtype())));
+  MAMBART_CHECK(shape == expected, "[", op, "] w has shape ", str(shape), ", expected ", str(expected),
+                block ? " (rows of row_bytes(K) bytes)" : "");
+  MAMBART_CHECK(w.flags() & py::array::c_style, "[", op, "] w must be C-contiguous, got strides ",
+                str(Shape(w.strides(), w.strides() + w.ndim())));
+  return w.data();
+}
+
+// K of a weight (N, ...) of `type`: given, or its second dimension (dense
+// types only; a block type's row length in bytes does not tell K).
+int64_t weight_k(const char* op, const py::array& w, DType type, const py::object& K) {
+  if (!K.is_none()) {
+    const int64_t k = K.cast<int64_t>();
+    MAMBART_CHECK(k >= 0, "[", op, "] K must be non-negative, got ", k);
+    return k;
+  }
+  MAMBART_CHECK(type != DType::Q8 && type != DType::Q4, "[", op, "] K must be given for weight type ",
+                dtype_name(type));
+  MAMBART_CHECK(w.ndim() == 2, "[", op, "] w must be 2-D, got shape ", str(Shape(w.shape(), w.shape() + w.ndim())));
+  return w.shape(1);
+}
+
 py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
-                 const py::object& out) {
+                 const py::object& out, const std::string& wtype, const py::object& K_arg) {
   const char* op = "matmul";
   MAMBART_CHECK(x.ndim() == 2 && w.ndim() == 2, "[matmul] x and w must be 2-D, got shapes ",
                 str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
                 str(Shape(w.shape(), w.shape() + w.ndim())));
-  const int64_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
+  const DType type = weight_type(op, wtype);
+  const int64_t M = x.shape(0), N = w.shape(0);
+  const int64_t K = K_arg.is_none() && type != DType::Q8 && type != DType::Q4 ? x.shape(1)
+                                                                               : weight_k(op, w, type, K_arg);
   MatmulParams p{};
   View vx = view(op, "x", x, {M, K}, kRowStrided);
-  View vw = view(op, "w", w, {N, K}, kContiguous);
-  p.x = vx.data, p.ldx = vx.ld, p.w = vw.data, p.wtype = DType::F32;
+  p.x = vx.data, p.ldx = vx.ld, p.w = weight(op, w, type, N, K), p.wtype = type;
   p.bias = optional(op, "bias", bias, {N}, kContiguous);
   py::array y = output(op, out, {M, N}, kRowStrided, &p.ldy);
   p.y = ptr(y), p.M = M, p.N = N, p.K = K;
-  run(cpu_kernels().matmul[static_cast<int>(DType::F32)], p, N);
+  run(cpu_kernels().matmul[static_cast<int>(type)], p, N);
   return y;
+}
+
+// w (N, K) float32 -> the stored form of `wtype` (see weight()).
+py::array convert(const py::array& w, const std::string& wtype) {
+  const char* op = "convert";
+  const DType type = weight_type(op, wtype);
+  MAMBART_CHECK(w.ndim() == 2, "[convert] w must be 2-D (N, K), got shape ",
+                str(Shape(w.shape(), w.shape() + w.ndim())));
+  const int64_t N = w.shape(0), K = w.shape(1);
+  const float* src = view(op, "w", w, {N, K}, kContiguous).data;
+  const bool block = type == DType::Q8 || type == DType::Q4;
+  py::array dst = block ? py::array(py::array_t<uint8_t>({N, row_bytes(type, K)}))
+                  : type == DType::F32 ? py::array(py::array_t<float>({N, K}))
+                                       : py::array(py::array_t<uint16_t>({N, K}));
+  void* out = dst.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    convert_rows(src, N, K, type, out);
+  }
+  return dst;
+}
+
+// The stored form of `wtype` (N, ...) back to float32 (N, K).
+py::array dequantize(const py::array& w, const std::string& wtype, const py::object& K_arg) {
+  const char* op = "dequantize";
+  const DType type = weight_type(op, wtype);
+  MAMBART_CHECK(w.ndim() == 2, "[dequantize] w must be 2-D, got shape ",
+                str(Shape(w.shape(), w.shape() + w.ndim())));
+  const int64_t N = w.shape(0), K = weight_k(op, w, type, K_arg);
+  const char* src = static_cast<const char*>(weight(op, w, type, N, K));
+  py::array_t<float> dst({N, K});
+  float* out = dst.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const int64_t stride = row_bytes(type, K);
+    for (int64_t n = 0; n < N; ++n) dequantize_row(src + n * stride, type, K, out + n * K);
+  }
+  return dst;
 }
 
 py::array rmsnorm(const py::array& residual, const py::array& weight, const py::object& add,
@@ -266,7 +346,14 @@ void bind_kernels(py::module_& m) {
   auto k = m.def_submodule("kernels", "The active CPU kernel table over float32 numpy arrays.");
   const auto none = py::none();
   k.def("matmul", &matmul, py::arg("x"), py::arg("w"), py::arg("bias") = none,
-        py::arg("out") = none, "y (M, N) = x (M, K) @ w (N, K).T + bias (N).");
+        py::arg("out") = none, py::arg("wtype") = "f32", py::arg("K") = none,
+        "y (M, N) = x (M, K) @ w (N, K).T + bias (N). w as stored for wtype: float32 (N, K) for "
+        "f32, uint16 (N, K) for f16/bf16, uint8 (N, row_bytes) for q8/q4 (K must be given).");
+  k.def("convert", &convert, py::arg("w"), py::arg("wtype"),
+        "w float32 (N, K) in the stored form of wtype (as matmul takes it), via convert_rows.");
+  k.def("dequantize", &dequantize, py::arg("w"), py::arg("wtype"), py::arg("K") = none,
+        "A stored weight of wtype back to float32 (N, K), via dequantize_row; K is required for "
+        "q8/q4.");
   k.def("rmsnorm", &rmsnorm, py::arg("residual"), py::arg("weight"), py::arg("add") = none,
         py::arg("eps") = 1e-5f, py::arg("out") = none,
         "residual (rows, dim) += add (in place); returns residual / rms(residual) * weight.");

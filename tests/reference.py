@@ -27,10 +27,66 @@ def gate_silu(x, z):
     return _f64(x) * silu(z)
 
 
-def matmul(x, w, bias=None):
-    """y (M, N) = x (M, K) @ w (N, K).T + bias (N): a PyTorch Linear."""
+def matmul(x, w, bias=None, wtype="f32", K=None):
+    """y (M, N) = x (M, K) @ w (N, K).T + bias (N): a PyTorch Linear.
+
+    w as stored for `wtype` (see dequantize); the product is float64 over
+    the dequantized weights.
+    """
+    w = w if wtype == "f32" else dequantize(w, wtype, K)
     y = _f64(x) @ _f64(w).T
     return y if bias is None else y + _f64(bias)
+
+
+# Weight formats, decoded from their description in cpp/kernels/quantize.h:
+#   f16   IEEE binary16 per weight; bf16 the high 16 bits of an f32
+#   q8    per row, blocks of 32: f32 d, then 32 int8 q; w = d * q
+#   q4    per row, blocks of 32: f32 d, f32 m, then 16 bytes of 4-bit codes,
+#         code i = low nibble of byte i // 2 for even i, high nibble for odd i;
+#         w = d * code + m
+# A row's last block is partial when K % 32 != 0 (its extra codes are unused).
+QBLOCK = 32
+_BLOCK_BYTES = {"q8": 4 + QBLOCK, "q4": 8 + QBLOCK // 2}
+
+
+def row_bytes(wtype, K):
+    if wtype in _BLOCK_BYTES:
+        return -(-K // QBLOCK) * _BLOCK_BYTES[wtype]
+    return K * {"f32": 4, "f16": 2, "bf16": 2}[wtype]
+
+
+def _blocks(w, wtype, K):
+    """(N, blocks, block bytes) view of a q8/q4 weight stored as uint8 (N, row_bytes)."""
+    w = np.ascontiguousarray(w, dtype=np.uint8)
+    return w.reshape(w.shape[0], -(-K // QBLOCK), _BLOCK_BYTES[wtype])
+
+
+def block_params(w, wtype, K):
+    """Per element (N, K) float32: the scale d of its block, and for q4 the minimum m."""
+    b = _blocks(w, wtype, K)
+    d = np.repeat(b[..., 0:4].copy().view(np.float32)[..., 0], QBLOCK, axis=1)[:, :K]
+    m = np.repeat(b[..., 4:8].copy().view(np.float32)[..., 0], QBLOCK, axis=1)[:, :K] if wtype == "q4" else None
+    return d, m
+
+
+def dequantize(w, wtype, K):
+    """A stored weight (f16/bf16: uint16 (N, K); q8/q4: uint8 (N, row_bytes)) as float32 (N, K)."""
+    if wtype == "f32":
+        return np.asarray(w, np.float32)
+    if wtype == "f16":
+        return np.asarray(w, np.uint16).view(np.float16).astype(np.float32)
+    if wtype == "bf16":
+        return (np.asarray(w, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    b = _blocks(w, wtype, K)
+    N, nb = b.shape[:2]
+    d, m = block_params(w, wtype, K)
+    if wtype == "q8":
+        q = b[..., 4:].copy().view(np.int8).reshape(N, nb * QBLOCK)[:, :K]
+        return d * q.astype(np.float32)
+    q = b[..., 8:]
+    codes = np.empty((N, nb, QBLOCK), np.uint8)
+    codes[..., 0::2], codes[..., 1::2] = q & 15, q >> 4
+    return d * codes.reshape(N, nb * QBLOCK)[:, :K].astype(np.float32) + m
 
 
 def rmsnorm(residual, weight, add=None, eps=1e-5):

@@ -149,6 +149,143 @@ def test_matmul_shape_errors():
         K_.matmul(x, np.zeros((3, 16), np.float32)[:, ::2])
 
 
+# ---------------------------------------------------------------- matmul weight types
+
+WTYPES = ("f32", "f16", "bf16", "q8", "q4")
+MM_M = (1, 3, 4, 5, 8, 9, 130)  # decode rows 1..8, groups of 8 past that, GEMM tiles of 6 at 130
+MM_K = (1, 31, 32, 33, 96, 257)  # partial and whole blocks of 32
+MM_N = (1, 7, 48, 50)
+
+
+def stored(rng, N, K, wtype, scale=1.0):
+    """A random (N, K) weight in its stored form, and the float64 weights it stands for."""
+    ws = K_.convert(rand(rng, N, K, scale=scale), wtype)
+    return ws, ref.dequantize(ws, wtype, K)
+
+
+@pytest.mark.parametrize("K", MM_K)
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_dequantize_matches_reference(wtype, K):
+    """kernels.dequantize (C++ dequantize_row) against the numpy decoder of the documented format."""
+    rng = np.random.default_rng(K)
+    w = rand(rng, 9, K, scale=2.0, shift=0.5)
+    ws = K_.convert(w, wtype)
+    assert ws.shape == (9, ref.row_bytes(wtype, K) // {"f32": 4, "f16": 2, "bf16": 2}.get(wtype, 1))
+    got, want = K_.dequantize(ws, wtype, K), ref.dequantize(ws, wtype, K)
+    assert got.dtype == np.float32 and got.shape == (9, K)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_quantization_error(wtype):
+    """Round trip of convert: q8/q4 within d/2 of each weight, f16/bf16 within half an ulp."""
+    rng = np.random.default_rng(7)
+    K = 257  # a partial last block
+    w = rand(rng, 16, K, scale=3.0, shift=0.7)
+    w[0, :40] = 0.0  # an all-zero block (d = 0)
+    w[1, ::5] *= 1e-6  # small values: f16 subnormals
+    ws = K_.convert(w, wtype)
+    err = np.abs(ref.dequantize(ws, wtype, K).astype(np.float64) - w)
+    if wtype in ("q8", "q4"):
+        d, _ = ref.block_params(ws, wtype, K)
+        slack = 4 * np.finfo(np.float32).eps * (np.abs(w) + d)  # f32 rounding of d * q (+ m)
+        assert np.all(err <= d / 2 + slack)
+    else:
+        mant = {"f32": 23, "f16": 10, "bf16": 7}[wtype]
+        exp = np.floor(np.log2(np.maximum(np.abs(w), np.finfo(np.float32).tiny)))
+        if wtype == "f16":
+            exp = np.maximum(exp, -14)  # subnormal halves: fixed spacing 2^-24
+        assert np.all(err <= np.exp2(exp - mant - 1))
+
+
+@pytest.mark.parametrize("K", MM_K)
+@pytest.mark.parametrize("M", MM_M)
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype(isa, wtype, M, K):
+    N = MM_N[(MM_M.index(M) + MM_K.index(K)) % len(MM_N)]
+    rng = np.random.default_rng(M * 1000 + K)
+    ws, w = stored(rng, N, K, wtype)
+    x = rand(rng, M, K)
+    b = rand(rng, N) if (M + K) % 2 else None
+    assert_close(K_.matmul(x, ws, b, wtype=wtype, K=K), ref.matmul(x, w, b))
+
+
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype_offset_blocks(isa, wtype):
+    """q4's minimum folded as m * sum(x): weights far from zero, x of mixed sign."""
+    rng = np.random.default_rng(3)
+    ws, w = stored(rng, 50, 100, wtype, scale=0.1)
+    w_shift = K_.convert(ref.dequantize(ws, wtype, 100) + np.float32(2.0), wtype)
+    x = rand(rng, 9, 100)
+    assert_close(K_.matmul(x, w_shift, wtype=wtype, K=100), ref.matmul(x, w_shift, wtype=wtype, K=100))
+
+
+@pytest.mark.parametrize("M", (1, 8, 9, 130))
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype_never_reads_x_past_k(isa, wtype, M):
+    """x rows followed by NaN (a row-strided view): nothing past column K may reach y."""
+    rng = np.random.default_rng(M)
+    K = 33
+    ws, w = stored(rng, 20, K, wtype)
+    xz = np.full((M, 64), np.nan, np.float32)
+    xz[:, :K] = rand(rng, M, K)
+    x = xz[:, :K]
+    out = np.full((M, 30), np.nan, np.float32)
+    y = K_.matmul(x, ws, out=out[:, 5:25], wtype=wtype, K=K)
+    assert_close(y, ref.matmul(x, w))
+    assert np.isnan(out[:, :5]).all() and np.isnan(out[:, 25:]).all()
+
+
+def _split(n, parts, grain=48):
+    """The backend's thread ranges (thread_pool.cpp part_range)."""
+    blocks = -(-n // grain)
+    return [(min(n, blocks * i // parts * grain), min(n, blocks * (i + 1) // parts * grain)) for i in range(parts)]
+
+
+@pytest.mark.parametrize("M", (1, 5, 8, 9, 33, 130))
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype_split_is_bit_identical(isa, wtype, M):
+    """Ranges [n0, n1) as the backend splits N give exactly the one-call result."""
+    rng = np.random.default_rng(M + 11)
+    N, K = 150, 300
+    ws, _ = stored(rng, N, K, wtype)
+    x, b = rand(rng, M, K), rand(rng, N)
+    whole = K_.matmul(x, ws, b, wtype=wtype, K=K)
+    for parts in (2, 3):
+        y = np.full((M, N), np.nan, np.float32)
+        for n0, n1 in _split(N, parts):
+            K_.matmul(x, ws[n0:n1], b[n0:n1], out=y[:, n0:n1], wtype=wtype, K=K)
+        np.testing.assert_array_equal(y, whole)
+
+
+def test_matmul_wtype_empty():
+    for wtype in WTYPES:
+        ws = K_.convert(np.zeros((3, 0), np.float32), wtype)
+        y = K_.matmul(np.zeros((2, 0), np.float32), ws, np.arange(3, dtype=np.float32), wtype=wtype, K=0)
+        assert_close(y, np.tile(np.arange(3), (2, 1)))
+
+
+def test_matmul_wtype_errors():
+    x = np.zeros((2, 40), np.float32)
+    q8 = K_.convert(np.zeros((3, 40), np.float32), "q8")  # (3, 72): two blocks of 36 bytes
+    with pytest.raises(ValueError, match=r"\[matmul\] unknown weight type 'q5'"):
+        K_.matmul(x, q8, wtype="q5", K=40)
+    with pytest.raises(ValueError, match=r"\[matmul\] K must be given for weight type q8"):
+        K_.matmul(x, q8, wtype="q8")
+    with pytest.raises(ValueError, match=r"\[matmul\] w has shape \(3, 72\), expected \(3, 108\)"):
+        K_.matmul(np.zeros((2, 80), np.float32), q8, wtype="q8", K=80)
+    with pytest.raises(ValueError, match=r"\[matmul\] x has shape \(2, 40\), expected \(2, 33\)"):
+        K_.matmul(x, K_.convert(np.zeros((3, 33), np.float32), "q8"), wtype="q8", K=33)
+    with pytest.raises(ValueError, match=r"\[matmul\] w of type bf16 must be uint16, got float32"):
+        K_.matmul(x, np.zeros((3, 40), np.float32), wtype="bf16")
+    with pytest.raises(ValueError, match=r"\[convert\] unknown weight type 'int8'"):
+        K_.convert(np.zeros((3, 40), np.float32), "int8")
+    with pytest.raises(ValueError, match=r"\[dequantize\] K must be given for weight type q4"):
+        K_.dequantize(q8, "q4")
+    with pytest.raises(ValueError, match=r"\[dequantize\] w has shape \(3, 72\), expected \(3, 48\)"):
+        K_.dequantize(q8, "q4", K=40)
+
+
 # ---------------------------------------------------------------- rmsnorm
 
 

@@ -39,7 +39,7 @@ const CpuKernels kScalar = {
 
 const CpuKernels kAvx2 = {
     "avx2",
-    {avx2::matmul_f32, scalar::matmul_f16, scalar::matmul_bf16, scalar::matmul_q8, scalar::matmul_q4},
+    {avx2::matmul_f32, avx2::matmul_f16, avx2::matmul_bf16, avx2::matmul_q8, avx2::matmul_q4},
     avx2::rmsnorm,
     avx2::rmsnorm_gated,
     avx2::conv1d_prefill,

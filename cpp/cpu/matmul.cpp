@@ -48,81 +48,452 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantiz
 #include "cpu/simd_math.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-MAMBART_AVX2_BEGIN
+#include <cstring>
+
+namespace mambart {
+namespace {
+
+// Per-thread scratch, 64-byte aligned, grown on first use and then kept:
+// no allocation per call in steady state. Slots: 0 = packed x rows (decode),
+// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill).
+float* scratch(int slot, int64_t floats) {
+  thread_local std::vector<float> buf[3];
+  std::vector<float>& b = buf[slot];
+  const size_t need = static_cast<size_t>(floats) + 16;
+  if (b.size() < need) b.resize(need);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(b.data());
+  return reinterpret_cast<float*>((a + 63) & ~uintptr_t{63});
+}
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+}  // namespace
+}  // namespace mambart
+
+MAMBART_AVX2_F16C_BEGIN
 
 namespace mambart {
 namespace avx2 {
+namespace {
 
-// Register tile: MR rows of x against NR rows of w, MR*NR accumulators of 8
-// partial dot products each. Every w vector loaded serves MR rows of x and
-// every x vector NR rows of w. 4x3 = 12 accumulators + 3 w + 1 x fills the
-// 16 ymm registers; measured (1 thread, M=1..8 x N=3072 x K=768 and
-// M=128 x N=1536 x K=768) it matched or beat 3x4, 2x4, 1x4 and 3x8, by up
-// to 1.7x for M >= 4, and tied at M=1.
-constexpr int kMR = 4;  // x rows per tile
-constexpr int kNR = 3;  // w rows per tile
-
-// acc[i][j] += x[i, k:k+8] * w[j, k:k+8]; a masked tail when kTail.
-template <int MR, int NR, bool kTail>
-inline void tile_fma(__m256 (&acc)[MR][NR], const float* x, int64_t ldx, const float* w, int64_t K,
-                     int64_t k, __m256i mask) {
-  __m256 wv[NR];
-  for (int j = 0; j < NR; ++j)
-    wv[j] = kTail ? _mm256_maskload_ps(w + j * K + k, mask) : _mm256_loadu_ps(w + j * K + k);
-  for (int i = 0; i < MR; ++i) {
-    const float* xi = x + i * ldx + k;
-    const __m256 xv = kTail ? _mm256_maskload_ps(xi, mask) : _mm256_loadu_ps(xi);
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+// In place: v[i] becomes column i of the 8 x 8 block (ssd.cpp has the same).
+inline void transpose8(__m256 v[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);      // v_i0 v_i+1,0 v_i1 v_i+1,1 | cols 4, 5
+    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);  // cols 2, 3 | 6, 7
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);  // column 0 | 4 of rows i..i+3
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
   }
 }
 
-// y[m:m+MR, n:n+NR] = x[m:m+MR] · w[n:n+NR]ᵀ + bias over the full K.
-template <int MR, int NR>
-void dot_tile(const MatmulParams& p, int64_t m, int64_t n) {
-  const int64_t K = p.K;
-  const float* x = p.x + m * p.ldx;
-  const float* w = static_cast<const float*>(p.w) + n * K;
-  __m256 acc[MR][NR];
+// ---------------------------------------------------------------- formats
+//
+// One struct per weight type, so that one decode kernel and one GEMM serve
+// all five. `row` is the start of a weight row (row_bytes(type, K) apart).
+//   load8(row, k)         weights [k, k+8) as f32, k % 8 == 0: dense types
+//                         for k + 8 <= K, block types anywhere in the last
+//                         (zero-padded) block. Packs the GEMM panels and
+//                         runs the dense decode.
+//   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
+//                         nothing past k + n (dense types).
+// Block types (kBlocked) also decode a block at a time:
+//   codes(row, b, c)      block b's 32 codes as 4 x 8 f32, in the order
+//                         kOrder gives to x (see pack_x)
+//   scale(row, b)         d; minimum(row, b), q4 only (kMinimum): m
+
+// Order of x within a block for codes(): natural, or q4's nibble order.
+enum class XOrder { kNatural, kEvenOdd };
+
+struct F32 {
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
+  static __m256 load8(const char* row, int64_t k) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) {
+    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + k, tail_mask(n));
+  }
+};
+
+// 16-bit types: the tail goes through a zeroed 8-element copy.
+inline __m128i load_u16_tail(const char* row, int64_t k, int64_t n) {
+  alignas(16) uint16_t t[8] = {};
+  std::memcpy(t, row + 2 * k, static_cast<size_t>(n) * 2);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+
+struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
+  static __m256 cvt(__m128i h) { return _mm256_cvtph_ps(h); }
+  static __m256 load8(const char* row, int64_t k) {
+    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
+};
+
+struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
+  static __m256 cvt(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+  static __m256 load8(const char* row, int64_t k) {
+    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
+};
+
+// 8 bytes -> 8 int32 lanes, zero- or sign-extended.
+inline __m256i load_u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i load_i8x8(const int8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
+struct Q8 {  // d * q: int8 -> int32 -> f32, times the block scale (as dequantize_row)
+  static constexpr bool kBlocked = true, kMinimum = false;
+  static constexpr XOrder kOrder = XOrder::kNatural;
+  static const BlockQ8& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ8*>(row)[b]; }
+  static __m256 load8(const char* row, int64_t k) {
+    const BlockQ8& b = block(row, k / kQuantBlock);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(load_i8x8(b.q + k % kQuantBlock)), _mm256_broadcast_ss(&b.d));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
+  static void codes(const char* row, int64_t b, __m256 c[4]) {
+    for (int u = 0; u < 4; ++u) c[u] = _mm256_cvtepi32_ps(load_i8x8(block(row, b).q + 8 * u));
+  }
+  static float scale(const char* row, int64_t b) { return block(row, b).d; }
+};
+
+struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
+  static constexpr bool kBlocked = true, kMinimum = true;
+  static constexpr XOrder kOrder = XOrder::kEvenOdd;
+  static const BlockQ4& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ4*>(row)[b]; }
+  // Natural order (GEMM packing), without m: codes k..k+7 are the 8
+  // nibbles of one little-endian 32-bit word, low nibble first.
+  static __m256 load8(const char* row, int64_t k) {
+    const BlockQ4& b = block(row, k / kQuantBlock);
+    int32_t word;
+    std::memcpy(&word, b.q + (k % kQuantBlock) / 2, 4);
+    const __m256i shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), shift), _mm256_set1_epi32(15));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(code), _mm256_broadcast_ss(&b.d));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
+  // Decode order: bytes 0-7 give the even codes 0..14 (low nibbles) and the
+  // odd codes 1..15 (high nibbles), bytes 8-15 codes 16..31 likewise; x is
+  // packed to match. 2 ops per 8 codes where the natural order takes 4.
+  static void codes(const char* row, int64_t b, __m256 c[4]) {
+    const __m256i lo = _mm256_set1_epi32(15);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = load_u8x8(block(row, b).q + 8 * h);
+      c[2 * h] = _mm256_cvtepi32_ps(_mm256_and_si256(q, lo));
+      c[2 * h + 1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4));
+    }
+  }
+  static float scale(const char* row, int64_t b) { return block(row, b).d; }
+  static float minimum(const char* row, int64_t b) { return block(row, b).m; }
+};
+
+// ---------------------------------------------------------------- decode
+//
+// M <= kDecodeRows: a product of bandwidth. x is copied once per call into
+// zero-padded rows (K rounded up to a block of 32, in the format's order),
+// so the inner loops never mask x and never read it past K. A weight row is
+// used by all M rows of x while it is in registers: every weight row is read
+// from memory exactly once per call, and a quantized block is converted to
+// f32 once for all M rows.
+//
+// One weight row at a time keeps the weight reads one sequential stream:
+// tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
+// 12-17 GB/s where one row ran at 37 (f32, M = 1, 1 thread, cold weights).
+
+// Up to 32 rows, groups of 8 reusing each weight chunk from L2 beat the
+// GEMM's panel packing (f32, N=3072 K=768, cold weights, 1 thread: M=9
+// 10-16 GB/s vs 6-8, M=16 8-11 vs 5-7, M=32 4-5.5 vs 3.3; M=64 ties).
+constexpr int64_t kDecodeRows = 32;
+
+// Dense types: independent k chains per x row, so that MR * U accumulators
+// cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
+constexpr int decode_u(int MR) { return MR <= 4 ? 2 : 1; }
+
+template <class F, int MR>
+void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
+  constexpr int U = decode_u(MR);
+  __m256 acc[MR][U];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_ps();
+  const int64_t kend = K / 8 * 8;
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) tile_fma<MR, NR, false>(acc, x, p.ldx, w, K, k, __m256i{});
-  if (k < K) tile_fma<MR, NR, true>(acc, x, p.ldx, w, K, k, tail_mask(K - k));
+  for (; k + 8 * U <= kend; k += 8 * U)
+    for (int u = 0; u < U; ++u) {
+      const __m256 wv = F::load8(w, k + 8 * u);
+      for (int i = 0; i < MR; ++i)
+        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k + 8 * u), wv, acc[i][u]);
+    }
+  for (; k < K; k += 8) {
+    const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k), wv, acc[i][0]);
+  }
   for (int i = 0; i < MR; ++i) {
-    float* y = p.y + (m + i) * p.ldy + n;
-    for (int j = 0; j < NR; ++j) y[j] = hsum(acc[i][j]) + (p.bias ? p.bias[n + j] : 0.0f);
+    for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
+    out[i] = acc[i][0];
   }
 }
 
-// A tile of mr <= kMR rows (fewer only at the end of an x block).
-template <int NR>
-void dot_tile_rows(const MatmulParams& p, int64_t m, int64_t mr, int64_t n) {
-  static_assert(kMR <= 4, "extend the switch with kMR");
+// Block types: per block and x row, t = sum(code * x) over the 32 codes,
+// then acc += d * t: the scale costs one FMA per block rather than a
+// multiply per weight, and the loop-carried chain is one FMA per block.
+// q4's minimum: sum_b m_b * xs[b][i], all x rows in one FMA per block.
+template <class F, int MR>
+void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, const float* xs,
+                   __m256 (&out)[MR], __m256& mterm) {
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  __m256 ms = _mm256_setzero_ps();
+  const int64_t nb = (K + kQuantBlock - 1) / kQuantBlock;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256 c[4];
+    F::codes(w, b, c);
+    const __m256 d = _mm256_set1_ps(F::scale(w, b));
+    for (int i = 0; i < MR; ++i) {
+      const float* x = xp + i * ldxp + b * kQuantBlock;
+      __m256 t = _mm256_mul_ps(_mm256_load_ps(x), c[0]);
+      for (int u = 1; u < 4; ++u) t = _mm256_fmadd_ps(_mm256_load_ps(x + 8 * u), c[u], t);
+      acc[i] = _mm256_fmadd_ps(d, t, acc[i]);
+    }
+    if constexpr (F::kMinimum) ms = _mm256_fmadd_ps(_mm256_set1_ps(F::minimum(w, b)), _mm256_load_ps(xs + 8 * b), ms);
+  }
+  for (int i = 0; i < MR; ++i) out[i] = acc[i];
+  mterm = ms;
+}
+
+// Output columns per flush. Rows write into a small buffer that is copied
+// to y row by row: y's rows are often 4 KB multiples apart (in_proj of a
+// 130m model: N = 3072), and scattered stores at that stride made M = 8
+// run at 9 GB/s instead of 20 (f32, 1 thread).
+constexpr int64_t kDecodeCols = 64;
+
+// y[0:MR, c0:c1] for one group of MR <= 8 rows of x (xp, xs and y at the
+// group's first row).
+template <class F, int MR>
+void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const float* xs, float* y,
+                 int64_t c0, int64_t c1) {
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  const char* w = static_cast<const char*>(p.w);
+  alignas(32) float yb[MR * kDecodeCols];
+  for (int64_t n = c0; n < c1; ++n) {
+    __m256 acc[MR], mterm = _mm256_setzero_ps();
+    if constexpr (F::kBlocked)
+      decode_blocks<F, MR>(w + n * stride, xp, ldxp, p.K, xs, acc, mterm);
+    else
+      decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+    alignas(32) float m[8];
+    _mm256_store_ps(m, mterm);
+    const float bias = p.bias ? p.bias[n] : 0.0f;
+    for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = hsum(acc[i]) + m[i] + bias;
+  }
+  for (int i = 0; i < MR; ++i) std::memcpy(y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
+}
+
+// xp (M, ldxp) = x, zero-padded to ldxp = K rounded up to 32; for q4 each
+// block's x in the order of Q4::codes (even k, then odd k, per 16). xs
+// (blocks, 8): the per-block sums of each x row (rows >= M zero), for q4.
+template <class F>
+void pack_x(const MatmulParams& p, int64_t ldxp, float* xp, float* xs) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* dst = xp + i * ldxp;
+    std::memcpy(dst, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
+    std::memset(dst + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+    if constexpr (F::kOrder == XOrder::kEvenOdd)
+      for (int64_t k0 = 0; k0 < ldxp; k0 += 16) {
+        float t[16];
+        for (int j = 0; j < 8; ++j) t[j] = dst[k0 + 2 * j], t[8 + j] = dst[k0 + 2 * j + 1];
+        std::memcpy(dst + k0, t, sizeof(t));
+      }
+  }
+  if (xs) {  // (groups of 8 rows, blocks, 8)
+    const int64_t nb = ldxp / kQuantBlock;
+    for (int64_t g = 0; g < p.M; g += 8)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t i = g; i < g + 8; ++i) {
+          float s = 0.0f;
+          for (int64_t k = 0; i < p.M && k < kQuantBlock; ++k) s += xp[i * ldxp + b * kQuantBlock + k];
+          xs[g * nb + 8 * b + (i - g)] = s;
+        }
+  }
+}
+
+// M > 8: groups of 8 rows. The groups take each chunk of kDecodeCols
+// weight rows in turn, so only the first reads it from memory and the
+// others from L2.
+template <class F>
+void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
+  float* xp = scratch(0, p.M * ldxp);
+  float* xs = nullptr;
+  if constexpr (F::kMinimum) xs = scratch(1, round_up(p.M, 8) * nb);
+  pack_x<F>(p, ldxp, xp, xs);
+  for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
+    const int64_t c1 = std::min(n1, c0 + kDecodeCols);
+    for (int64_t g = 0; g < p.M; g += 8) {
+      const float* xg = xp + g * ldxp;
+      const float* sg = xs ? xs + g * nb : nullptr;
+      float* yg = p.y + g * p.ldy;
+      switch (std::min<int64_t>(8, p.M - g)) {
+        case 1: decode_rows<F, 1>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 2: decode_rows<F, 2>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 3: decode_rows<F, 3>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 4: decode_rows<F, 4>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 5: decode_rows<F, 5>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 6: decode_rows<F, 6>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 7: decode_rows<F, 7>(p, xg, ldxp, sg, yg, c0, c1); break;
+        default: decode_rows<F, 8>(p, xg, ldxp, sg, yg, c0, c1); break;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- prefill
+//
+// M > kDecodeRows: a blocked GEMM. For each panel of weight rows x K
+// columns (K cut into equal blocks of <= kKCMax; rows as fit kPanelBytes),
+// the weights are converted to f32 once and packed as [nc/16][kc][16] (16
+// output columns side by side for each k), zero-padded to 16 rows; the
+// panel stays in L2 while every 6-row slice of x passes over it, from L1.
+// The micro-kernel keeps a 6 x 16 tile of y in 12 accumulators: per k, two
+// panel loads and six broadcasts of x feed 12 FMAs. Measured (1 thread,
+// M=512 N=3072 K=768): 129 GFLOP/s for f32, q8 and q4 alike, 94% of the
+// 137 GFLOP/s a register-only FMA loop reaches.
+
+constexpr int kGemmMR = 6;
+constexpr int64_t kGemmNR = 16;
+constexpr int64_t kKCMax = 1024;             // k per panel at most (x slice: 6 x 4 KB in L1)
+constexpr int64_t kPanelBytes = 256 * 1024;  // f32 panel, in L2 (1 MB here)
+
+// wp[k][0:16] = w[n0 + r, pc + k] for r < nr (zero for r >= nr), k < kc.
+template <class F>
+void pack_panel(const char* w, int64_t stride, int64_t nr, int64_t pc, int64_t kc, int64_t K, float* wp) {
+  for (int64_t k = 0; k < kc; k += 8) {
+    const int64_t kk = pc + k, valid = std::min<int64_t>(8, kc - k);
+    for (int64_t r0 = 0; r0 < kGemmNR; r0 += 8) {
+      __m256 v[8];
+      for (int64_t r = 0; r < 8; ++r) {
+        const int64_t row = r0 + r;
+        if (row >= nr) {
+          v[r] = _mm256_setzero_ps();
+          continue;
+        }
+        const char* wr = w + row * stride;
+        v[r] = (F::kBlocked || kk + 8 <= K) ? F::load8(wr, kk) : F::load_tail(wr, kk, K - kk);
+        if constexpr (F::kMinimum)
+          v[r] = _mm256_add_ps(v[r], _mm256_set1_ps(F::minimum(wr, kk / kQuantBlock)));
+      }
+      transpose8(v);
+      for (int64_t t = 0; t < valid; ++t) _mm256_store_ps(wp + (k + t) * kGemmNR + r0, v[t]);
+    }
+  }
+}
+
+// y[0:MR, 0:nr] (+)= x[0:MR, 0:kc] . panel; `first` starts from bias (or 0)
+// instead of y. Each y element is one FMA chain in k order, whatever the
+// tile position, so any split of [n0, n1) gives bit-identical results.
+template <int MR>
+void gemm_tile(const float* x, int64_t ldx, const float* wp, int64_t kc, float* y, int64_t ldy,
+               int64_t nr, const float* bias, bool first) {
+  const __m256i m0 = tail_mask(std::min<int64_t>(nr, 8)), m1 = tail_mask(std::max<int64_t>(nr - 8, 0));
+  const float* src = first ? bias : y;
+  const int64_t lds = first ? 0 : ldy;
+  __m256 acc[MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    acc[i][0] = src ? _mm256_maskload_ps(src + i * lds, m0) : _mm256_setzero_ps();
+    acc[i][1] = src ? _mm256_maskload_ps(src + i * lds + 8, m1) : _mm256_setzero_ps();
+  }
+  // Unrolled by pragma: without it GCC stored all 12 accumulators to the
+  // stack on every k (65 GFLOP/s instead of 129).
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 w0 = _mm256_load_ps(wp + k * kGemmNR), w1 = _mm256_load_ps(wp + k * kGemmNR + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m256 xv = _mm256_broadcast_ss(x + i * ldx + k);
+      acc[i][0] = _mm256_fmadd_ps(xv, w0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xv, w1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    _mm256_maskstore_ps(y + i * ldy, m0, acc[i][0]);
+    _mm256_maskstore_ps(y + i * ldy + 8, m1, acc[i][1]);
+  }
+}
+
+void gemm_rows(int mr, const float* x, int64_t ldx, const float* wp, int64_t kc, float* y, int64_t ldy,
+               int64_t nr, const float* bias, bool first) {
+  static_assert(kGemmMR == 6, "extend the switch with kGemmMR");
   switch (mr) {
-    case 1: return dot_tile<1, NR>(p, m, n);
-    case 2: return dot_tile<2, NR>(p, m, n);
-    case 3: return dot_tile<3, NR>(p, m, n);
-    default: return dot_tile<4, NR>(p, m, n);
+    case 1: return gemm_tile<1>(x, ldx, wp, kc, y, ldy, nr, bias, first);
+    case 2: return gemm_tile<2>(x, ldx, wp, kc, y, ldy, nr, bias, first);
+    case 3: return gemm_tile<3>(x, ldx, wp, kc, y, ldy, nr, bias, first);
+    case 4: return gemm_tile<4>(x, ldx, wp, kc, y, ldy, nr, bias, first);
+    case 5: return gemm_tile<5>(x, ldx, wp, kc, y, ldy, nr, bias, first);
+    default: return gemm_tile<6>(x, ldx, wp, kc, y, ldy, nr, bias, first);
   }
 }
 
-// Decode (M <= a block, e.g. 1..8): each weight tile (kNR rows) is streamed
-// from memory once and reused from L1 by every x tile. Prefill (large M):
-// x is cut into blocks of mb rows that stay in L2 (~128 KB) while all weight
-// tiles of [n0, n1) pass over them, so w is re-read once per block, not per
-// row.
-void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t row = std::max<int64_t>(p.K, 1);  // floats per x row
-  const int64_t mb = std::max<int64_t>(kMR, (128 * 1024 / 4) / row / kMR * kMR);
-  for (int64_t m0 = 0; m0 < p.M; m0 += mb) {
-    const int64_t m1 = std::min(p.M, m0 + mb);
-    int64_t n = n0;
-    for (; n + kNR <= n1; n += kNR)
-      for (int64_t m = m0; m < m1; m += kMR) dot_tile_rows<kNR>(p, m, std::min<int64_t>(kMR, m1 - m), n);
-    for (; n < n1; ++n)
-      for (int64_t m = m0; m < m1; m += kMR) dot_tile_rows<1>(p, m, std::min<int64_t>(kMR, m1 - m), n);
+template <class F>
+void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  const char* w = static_cast<const char*>(p.w);
+  // K in equal blocks of at most kKCMax (a function of K alone, so every
+  // split of N sums in the same order); as many rows as fit kPanelBytes.
+  const int64_t nkb = (p.K + kKCMax - 1) / kKCMax;
+  const int64_t kcb = round_up((p.K + nkb - 1) / nkb, 8);
+  const int64_t ncb = std::max<int64_t>(kGemmNR, kPanelBytes / (kcb * 4) / kGemmNR * kGemmNR);
+  float* wp = scratch(2, ncb * kcb);
+  for (int64_t jc = n0; jc < n1; jc += ncb) {
+    const int64_t nc = std::min(ncb, n1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += kcb) {
+      const int64_t kc = std::min(kcb, p.K - pc);
+      for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+        pack_panel<F>(w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K, wp + jr * kc);
+      for (int64_t ic = 0; ic < p.M; ic += kGemmMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kGemmMR, p.M - ic));
+        for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+          gemm_rows(mr, p.x + ic * p.ldx + pc, p.ldx, wp + jr * kc, kc, p.y + ic * p.ldy + jc + jr, p.ldy,
+                    std::min(kGemmNR, nc - jr), p.bias ? p.bias + jc + jr : nullptr, pc == 0);
+      }
+    }
   }
 }
+
+template <class F>
+void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
+  if (n0 >= n1 || p.M <= 0) return;
+  if (p.K <= 0) {  // an empty sum: the bias
+    for (int64_t m = 0; m < p.M; ++m)
+      for (int64_t n = n0; n < n1; ++n) p.y[m * p.ldy + n] = p.bias ? p.bias[n] : 0.0f;
+    return;
+  }
+  if (p.M <= kDecodeRows)
+    decode<F>(p, n0, n1);
+  else
+    gemm<F>(p, n0, n1);
+}
+
+}  // namespace
+
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<F32>(p, n0, n1); }
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<F16>(p, n0, n1); }
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<BF16>(p, n0, n1); }
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<Q8>(p, n0, n1); }
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<Q4>(p, n0, n1); }
 
 }  // namespace avx2
 }  // namespace mambart

@@ -29,6 +29,16 @@
 #define MAMBART_AVX2_END _Pragma("GCC pop_options")
 #endif
 
+// The same region plus F16C (_mm256_cvtph_ps, for f16 weights in matmul.cpp;
+// every AVX2 CPU has it: Intel since Ivy Bridge, AMD since Piledriver). Use
+// it instead of MAMBART_AVX2_BEGIN, closed by MAMBART_AVX2_END.
+#if defined(__clang__)
+#define MAMBART_AVX2_F16C_BEGIN \
+  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#else
+#define MAMBART_AVX2_F16C_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#endif
+
 MAMBART_AVX2_BEGIN
 
 namespace mambart {
