@@ -47,7 +47,7 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
         if not is_matrix(spec.internal):
             tensors[spec.source] = np.asarray(w).reshape(spec.stored)
             continue
-        stored = _core.convert_weight(as_float32(w), dtype)
+        stored = _core.kernels.convert(as_float32(w), dtype)
         tensors[spec.source] = stored if dtype == "f32" else RawTensor(spec.source, _STORED[dtype],
                                                                        tuple(stored.shape), stored)
     out.mkdir(parents=True, exist_ok=True)

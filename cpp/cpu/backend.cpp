@@ -34,7 +34,7 @@ class CpuBackend final : public Backend {
 
   void matmul(const MatmulParams& p) override {
     auto fn = cpu_kernels().matmul[static_cast<int>(p.wtype)];
-    // The AVX2 kernel takes weight rows three at a time: ranges in multiples of 3.
+    // Contiguous ranges of whole cache lines of output; results do not depend on the split.
     pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, 48);
   }
   void rmsnorm(const RmsnormParams& p) override {

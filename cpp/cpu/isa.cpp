@@ -80,15 +80,15 @@ uint64_t xgetbv0() {
 }
 
 // AVX2 + FMA usable: the CPU has them (leaf 1 ECX: FMA bit 12, OSXSAVE 27,
-// AVX 28; leaf 7 EBX: AVX2 bit 5) and the OS saves the ymm registers
+// AVX 28, F16C 29 (the f16 matmul converts with it); leaf 7 EBX: AVX2 bit 5) and the OS saves the ymm registers
 // (XCR0 bits 1 = SSE and 2 = AVX state). OSXSAVE is checked before XGETBV,
 // which faults without it.
 bool has_avx2_fma() {
   uint32_t r1[4], r7[4];
   cpuid(1, 0, r1);
   const uint32_t ecx = r1[2];
-  const bool fma = ecx & (1u << 12), osxsave = ecx & (1u << 27), avx = ecx & (1u << 28);
-  if (!(fma && osxsave && avx)) return false;
+  const bool fma = ecx & (1u << 12), osxsave = ecx & (1u << 27), avx = ecx & (1u << 28), f16c = ecx & (1u << 29);
+  if (!(fma && osxsave && avx && f16c)) return false;
   if ((xgetbv0() & 0x6) != 0x6) return false;
   cpuid(7, 0, r7);
   return r7[1] & (1u << 5);

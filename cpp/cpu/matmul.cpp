@@ -76,25 +76,6 @@ namespace mambart {
 namespace avx2 {
 namespace {
 
-// In place: v[i] becomes column i of the 8 x 8 block (ssd.cpp has the same).
-inline void transpose8(__m256 v[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);      // v_i0 v_i+1,0 v_i1 v_i+1,1 | cols 4, 5
-    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);  // cols 2, 3 | 6, 7
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);  // column 0 | 4 of rows i..i+3
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-  }
-  for (int i = 0; i < 4; ++i) {
-    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
-}
-
 // ---------------------------------------------------------------- formats
 //
 // One struct per weight type, so that one decode kernel and one GEMM serve
