@@ -47,4 +47,11 @@ class Backend {
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);  // threads <= 0: physical cores
 
+// The CUDA backend on `device` (cuda/backend.cu). Throws mambart::Error when
+// there is no usable GPU or driver, or "mambart was built without CUDA"
+// (cuda/stub.cpp) in a CPU-only build.
+std::unique_ptr<Backend> make_cuda_backend(int device);
+bool cuda_built();
+int cuda_device_count();  // 0 without a driver or GPU, or when not built
+
 }  // namespace mambart
