@@ -74,3 +74,69 @@ inline void launch_gate_silu(const ElementwiseParams& p, cudaStream_t s) {
 
 }  // namespace cuda
 }  // namespace mambart
+
+namespace mambart {
+namespace cuda {
+
+// f32 -> f16 / bf16 bits, round to nearest even (quantize.cpp's rounding):
+// activations for cuBLAS products with f16 / bf16 weights.
+MAMBART_HD inline uint16_t to_bf16(float f) {
+  const uint32_t u = float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN stays NaN
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+MAMBART_HD inline uint16_t to_f16(float f) {
+  const uint32_t u = float_bits(f), sign = (u >> 16) & 0x8000u;
+  const uint32_t a = u & 0x7fffffffu;
+  if (a >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
+  if (a < 0x38800000u) {  // subnormal half: value / 2^-24, round to nearest even
+    const float v = bits_float(a) * 16777216.0f;
+    float r = floorf(v);
+    const float frac = v - r;
+    if (frac > 0.5f || (frac == 0.5f && fmodf(r, 2.0f) != 0.0f)) r += 1.0f;
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(r));
+  }
+  const uint32_t m = a + 0xfffu + ((a >> 13) & 1u) - (112u << 23);
+  return static_cast<uint16_t>(sign | (m >> 13));
+}
+
+struct ConvertParams {
+  const float* x;  // (M, K) row stride ldx
+  uint16_t* out;   // (M, K) contiguous
+  int64_t M, K, ldx;
+  bool bf16;
+};
+
+MAMBART_HD inline void convert_one(const ConvertParams& p, int64_t m, int64_t k) {
+  const float v = p.x[m * p.ldx + k];
+  p.out[m * p.K + k] = p.bf16 ? to_bf16(v) : to_f16(v);
+}
+
+struct BiasParams {
+  const float* bias;  // (N)
+  float* y;           // (M, N) row stride ldy
+  int64_t M, N, ldy;
+};
+
+MAMBART_HD inline void add_bias_one(const BiasParams& p, int64_t m, int64_t n) { p.y[m * p.ldy + n] += p.bias[n]; }
+
+#if defined(__CUDACC__)
+__global__ void convert_kernel(ConvertParams p) {
+  const int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (k < p.K) convert_one(p, blockIdx.y, k);
+}
+__global__ void add_bias_kernel(BiasParams p) {
+  const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (n < p.N) add_bias_one(p, blockIdx.y, n);
+}
+inline void launch_convert(const ConvertParams& p, cudaStream_t s) {
+  convert_kernel<<<dim3(static_cast<unsigned>((p.K + 255) / 256), static_cast<unsigned>(p.M)), 256, 0, s>>>(p);
+}
+inline void launch_add_bias(const BiasParams& p, cudaStream_t s) {
+  add_bias_kernel<<<dim3(static_cast<unsigned>((p.N + 255) / 256), static_cast<unsigned>(p.M)), 256, 0, s>>>(p);
+}
+#endif
+
+}  // namespace cuda
+}  // namespace mambart

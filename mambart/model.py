@@ -188,7 +188,8 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
          dtype: str | None = None, revision: str | None = None, tokenizer: str | None = None) -> Model:
     """Load a Mamba model from a local directory or a Hugging Face hub id.
 
-    device: "cpu". threads: worker threads (default: the physical cores).
+    device: "cpu", "cuda" or "cuda:N" (a build with CUDA and a GPU; else
+    ValueError saying which is missing). threads: worker threads (default: the physical cores).
     dtype: the type of the big matrices (in_proj, x_proj, dt_proj, out_proj,
     embedding / lm_head): "f32", "f16", "bf16", "q8" (int8, blocks of 32
     with a scale) or "q4" (4-bit, blocks of 32 with a scale and a minimum),
@@ -198,8 +199,7 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     none). Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the
     local cache is used.
     """
-    if device != "cpu":
-        raise ValueError(f"device {device!r} is not supported by this build (supported: 'cpu')")
+    cuda_device = _cuda_device(device)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if dtype is not None and dtype not in WEIGHT_TYPES:
@@ -209,9 +209,21 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
-    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype)
+    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype,
+                       cuda_device)
     return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
+
+
+def _cuda_device(device: str) -> int:
+    """-1 for "cpu", N for "cuda" / "cuda:N"; the C++ backend reports a missing GPU or driver."""
+    if device == "cpu":
+        return -1
+    if isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        if not _core.cuda_built():
+            raise ValueError("device 'cuda': mambart was built without CUDA (rebuild with -DMAMBART_CUDA=ON)")
+        return int(device[5:]) if ":" in device else 0
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def _core_weight(w: np.ndarray | TypedWeight):
