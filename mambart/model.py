@@ -161,6 +161,8 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def _as_id_list(token_ids: Sequence[int]) -> list[int]:
+    if hasattr(token_ids, "__cuda_array_interface__"):  # a CuPy array: ids are few, copy them
+        token_ids = token_ids.get()
     ids = np.asarray(token_ids)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(f"token_ids must be a non-empty 1-D sequence, got shape {ids.shape}")
@@ -222,8 +224,28 @@ def _cuda_device(device: str) -> int:
     if isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         if not _core.cuda_built():
             raise ValueError("device 'cuda': mambart was built without CUDA (rebuild with -DMAMBART_CUDA=ON)")
+        _preload_cublas()
         return int(device[5:]) if ":" in device else 0
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _preload_cublas() -> None:
+    """Loads cuBLAS from the nvidia-cublas wheel ([cuda] extra) when present, so that
+    the backend's dlopen("libcublas.so.13") finds it; otherwise the system's is used."""
+    import ctypes
+    import glob
+    import sys
+
+    for base in sys.path:
+        for lib in sorted(glob.glob(os.path.join(base, "nvidia", "cu13", "lib", "libcublas.so.13")) +
+                          glob.glob(os.path.join(base, "nvidia", "cublas", "lib", "libcublas.so.1[23]"))):
+            try:
+                ctypes.CDLL(os.path.join(os.path.dirname(lib), os.path.basename(lib).replace("cublas", "cublasLt")),
+                            mode=ctypes.RTLD_GLOBAL)
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                return
+            except OSError:
+                continue
 
 
 def _core_weight(w: np.ndarray | TypedWeight):

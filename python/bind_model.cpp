@@ -113,6 +113,21 @@ void bind_model(py::module_& m) {
             return to_numpy(std::move(copy), {d.batch(), V});
           },
           "The current (batch, V) logits, a copy.")
+      .def(
+          "logits_interface",
+          [](const Decoder& d) {
+            const Tensor& t = d.backend_logits();
+            MAMBART_CHECK(t.device() == Device::CUDA, "[logits] the logits are in host memory: use logits()");
+            py::dict cai;
+            cai["shape"] = py::make_tuple(t.dim(0), t.dim(1));
+            cai["typestr"] = "<f4";
+            cai["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(t.data<void>()), false);
+            cai["strides"] = py::none();
+            cai["version"] = 3;
+            return cai;
+          },
+          "__cuda_array_interface__ of the current (batch, V) logits in device memory (CUDA only); valid "
+          "until the next prefill / step.")
       .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.")
       .def_property_readonly("has_logits", &Decoder::has_logits)
       .def(
