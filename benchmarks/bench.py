@@ -51,11 +51,11 @@ def peak_rss_mb() -> float:
 
 
 def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decode_tokens: int,
-                  batches: list[int]) -> dict:
+                  batches: list[int], device: str = "cpu") -> dict:
     import mambart
 
     t = time.perf_counter()
-    model = mambart.load(model_dir, threads=threads)
+    model = mambart.load(model_dir, threads=threads, device=device)
     out = {"load_s": time.perf_counter() - t}
     rng = np.random.default_rng(0)
     V = model.vocab_limit
@@ -116,7 +116,7 @@ def run_isolated(kind: str, args: argparse.Namespace) -> dict | None:
     """Runs one configuration in a fresh process; None if it cannot run (e.g. no transformers)."""
     cmd = [sys.executable, __file__, args.model, "--threads", str(args.threads), "--decode-tokens",
            str(args.decode_tokens), "--prompt-lengths", *map(str, args.prompt_lengths), "--batches",
-           *map(str, args.batches), "--only", kind]
+           *map(str, args.batches), "--only", kind, "--device", args.device]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"{kind}: failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}",
@@ -133,13 +133,14 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (e.g. with --batches 1 64 --no-transformers)")
     p.add_argument("--no-transformers", action="store_true")
     p.add_argument("--only", choices=["mambart", "transformers"], help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.only:
-        fn = bench_mambart if args.only == "mambart" else bench_transformers
-        print(json.dumps(fn(args.model, args.threads, args.prompt_lengths, args.decode_tokens, args.batches)))
+        sizes = (args.model, args.threads, args.prompt_lengths, args.decode_tokens, args.batches)
+        print(json.dumps(bench_mambart(*sizes, args.device) if args.only == "mambart" else bench_transformers(*sizes)))
         return
 
     results = {"model": args.model, "threads": args.threads}
