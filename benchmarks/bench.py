@@ -63,11 +63,12 @@ KL_TEXT = (
 
 
 def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decode_tokens: int,
-                  batches: list[int], dtype: str = "f32", logits_out: str | None = None) -> dict:
+                  batches: list[int], dtype: str = "f32", logits_out: str | None = None,
+                  device: str = "cpu") -> dict:
     import mambart
 
     t = time.perf_counter()
-    model = mambart.load(model_dir, threads=threads, dtype=dtype)
+    model = mambart.load(model_dir, threads=threads, dtype=dtype, device=device)
     out = {"load_s": time.perf_counter() - t, "dtype": dtype}
     if logits_out:
         np.save(logits_out, model.logits(model.tokenizer.encode(KL_TEXT)))
@@ -130,7 +131,7 @@ def run_isolated(kind: str, args: argparse.Namespace, dtype: str = "f32", logits
     """Runs one configuration in a fresh process; None if it cannot run (e.g. no transformers)."""
     cmd = [sys.executable, __file__, args.model, "--threads", str(args.threads), "--decode-tokens",
            str(args.decode_tokens), "--prompt-lengths", *map(str, args.prompt_lengths), "--batches",
-           *map(str, args.batches), "--only", kind, "--dtypes", dtype]
+           *map(str, args.batches), "--only", kind, "--dtypes", dtype, "--device", args.device]
     if logits_out:
         cmd += ["--logits-out", logits_out]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -151,6 +152,7 @@ def main() -> None:
     p.add_argument("--dtypes", nargs="+", default=["f32", "bf16", "f16", "q8", "q4"],
                    choices=["f32", "bf16", "f16", "q8", "q4"], help="mambart weight types to measure")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (e.g. with --batches 1 64 --no-transformers)")
     p.add_argument("--no-transformers", action="store_true")
     p.add_argument("--only", choices=["mambart", "transformers"], help=argparse.SUPPRESS)
     p.add_argument("--logits-out", help=argparse.SUPPRESS)
@@ -158,7 +160,7 @@ def main() -> None:
 
     if args.only == "mambart":
         print(json.dumps(bench_mambart(args.model, args.threads, args.prompt_lengths, args.decode_tokens,
-                                       args.batches, args.dtypes[0], args.logits_out)))
+                                       args.batches, args.dtypes[0], args.logits_out, args.device)))
         return
     if args.only == "transformers":
         print(json.dumps(bench_transformers(args.model, args.threads, args.prompt_lengths, args.decode_tokens,

@@ -4,6 +4,7 @@
 // memory (host for CPU, device for CUDA).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
 #include "kernels/ssd.h"
+#include "sampler.h"
 #include "tensor.h"
 
 namespace mambart {
@@ -29,6 +31,8 @@ class Backend {
   virtual Tensor upload(const Tensor& host) = 0;
   // Copies n floats to host memory.
   virtual void to_host(const float* src, float* dst, int64_t n) = 0;
+  // Copies n floats from host memory (restoring a saved state).
+  virtual void from_host(const float* src, float* dst, int64_t n) = 0;
 
   // out[i, :] = table[ids[i], :] as f32, table (V, D) of any weight type;
   // ids already range-checked.
@@ -43,8 +47,36 @@ class Backend {
   virtual void scan_step(const ScanParams& p) = 0;
   virtual void ssd_prefill(const SsdParams& p) = 0;
   virtual void ssd_step(const SsdParams& p) = 0;
+
+  // out[r] = samplers[r]->sample(a copy of logits row r [0, vocab_limit),
+  // history[r]) for r < rows; logits (rows, ld) in this backend's memory. The
+  // CUDA backend runs the same filters on the device and advances each
+  // sampler's RNG as the CPU does, so that only the ids come back.
+  virtual void sample(const float* logits, int64_t rows, int64_t ld, int64_t vocab_limit,
+                      const std::vector<Sampler*>& samplers, const std::vector<std::vector<int32_t>>& history,
+                      int32_t* out) = 0;
+
+  // A recorded decode step (a CUDA graph); opaque to model code.
+  struct Recording {
+    virtual ~Recording() = default;
+  };
+  // Runs ops(), which feeds `tokens` (n host ids) through the model. A
+  // backend with graphs runs the first call eagerly, records the second into
+  // `rec` and replays it afterwards, so ops() must issue the same ops on the
+  // same memory every time; only the tokens change. Default: just ops().
+  virtual void run_step(std::unique_ptr<Recording>& rec, const int32_t* tokens, int64_t n,
+                        const std::function<void()>& ops) {
+    ops();
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);  // threads <= 0: physical cores
+
+// The CUDA backend on `device` (cuda/backend.cu). Throws mambart::Error when
+// there is no usable GPU or driver, or "mambart was built without CUDA"
+// (cuda/stub.cpp) in a CPU-only build.
+std::unique_ptr<Backend> make_cuda_backend(int device);
+bool cuda_built();
+int cuda_device_count();  // 0 without a driver or GPU, or when not built
 
 }  // namespace mambart

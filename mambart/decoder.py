@@ -53,6 +53,12 @@ class Decoder:
         """The current next-token logits, (batch, vocab_size), a copy."""
         return self._core.logits()
 
+    def logits_device(self):
+        """The current logits in device memory (CUDA), without a copy: an object with
+        `__cuda_array_interface__` (e.g. `cupy.asarray(d.logits_device())`), valid until
+        the next prefill or step."""
+        return _DeviceArray(self._core.logits_interface(), self)
+
     def history(self, row: int = 0) -> list[int]:
         """Token ids fed to `row` so far."""
         return self._core.history(row)
@@ -88,8 +94,16 @@ class Decoder:
         return [s.rng_state for s in self._samplers] if self._samplers else None
 
 
+class _DeviceArray:
+    """A device buffer seen through `__cuda_array_interface__`; keeps its owner alive."""
+
+    def __init__(self, interface: dict, owner) -> None:
+        self.__cuda_array_interface__ = interface
+        self._owner = owner
+
+
 def _ids(tokens: Sequence[int]) -> list[int]:
-    arr = np.asarray(tokens)
+    arr = np.asarray(tokens.get() if hasattr(tokens, "__cuda_array_interface__") else tokens)
     if arr.ndim != 1:
         raise ValueError(f"token ids must be 1-D, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):

@@ -161,6 +161,8 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def _as_id_list(token_ids: Sequence[int]) -> list[int]:
+    if hasattr(token_ids, "__cuda_array_interface__"):  # a CuPy array: ids are few, copy them
+        token_ids = token_ids.get()
     ids = np.asarray(token_ids)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(f"token_ids must be a non-empty 1-D sequence, got shape {ids.shape}")
@@ -188,7 +190,8 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
          dtype: str | None = None, revision: str | None = None, tokenizer: str | None = None) -> Model:
     """Load a Mamba model from a local directory or a Hugging Face hub id.
 
-    device: "cpu". threads: worker threads (default: the physical cores).
+    device: "cpu", "cuda" or "cuda:N" (a build with CUDA and a GPU; else
+    ValueError saying which is missing). threads: worker threads (default: the physical cores).
     dtype: the type of the big matrices (in_proj, x_proj, dt_proj, out_proj,
     embedding / lm_head): "f32", "f16", "bf16", "q8" (int8, blocks of 32
     with a scale) or "q4" (4-bit, blocks of 32 with a scale and a minimum),
@@ -198,8 +201,7 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     none). Only the files needed are downloaded; with HF_HUB_OFFLINE=1 the
     local cache is used.
     """
-    if device != "cpu":
-        raise ValueError(f"device {device!r} is not supported by this build (supported: 'cpu')")
+    cuda_device = _cuda_device(device)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if dtype is not None and dtype not in WEIGHT_TYPES:
@@ -209,9 +211,41 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
-    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype)
+    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype,
+                       cuda_device)
     return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
+
+
+def _cuda_device(device: str) -> int:
+    """-1 for "cpu", N for "cuda" / "cuda:N"; the C++ backend reports a missing GPU or driver."""
+    if device == "cpu":
+        return -1
+    if isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        if not _core.cuda_built():
+            raise ValueError("device 'cuda': mambart was built without CUDA (rebuild with -DMAMBART_CUDA=ON)")
+        _preload_cublas()
+        return int(device[5:]) if ":" in device else 0
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _preload_cublas() -> None:
+    """Loads cuBLAS from the nvidia-cublas wheel ([cuda] extra) when present, so that
+    the backend's dlopen("libcublas.so.13") finds it; otherwise the system's is used."""
+    import ctypes
+    import glob
+    import sys
+
+    for base in sys.path:
+        for lib in sorted(glob.glob(os.path.join(base, "nvidia", "cu13", "lib", "libcublas.so.13")) +
+                          glob.glob(os.path.join(base, "nvidia", "cublas", "lib", "libcublas.so.1[23]"))):
+            try:
+                ctypes.CDLL(os.path.join(os.path.dirname(lib), os.path.basename(lib).replace("cublas", "cublasLt")),
+                            mode=ctypes.RTLD_GLOBAL)
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                return
+            except OSError:
+                continue
 
 
 def _core_weight(w: np.ndarray | TypedWeight):

@@ -59,7 +59,7 @@ void bind_model(py::module_& m) {
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
       .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads,
-                       const std::optional<std::string>& dtype) {
+                       const std::optional<std::string>& dtype, int cuda_device) {
              std::map<std::string, Tensor> tensors;
              for (auto item : weights) {
                const auto name = py::cast<std::string>(item.first);
@@ -68,11 +68,14 @@ void bind_model(py::module_& m) {
              std::optional<DType> weight_type;
              if (dtype) weight_type = dtype_from_name(*dtype);
              py::gil_scoped_release nogil;
-             return std::make_shared<Model>(config, tensors, make_cpu_backend(threads), weight_type);
+             auto backend = cuda_device >= 0 ? make_cuda_backend(cuda_device) : make_cpu_backend(threads);
+             return std::make_shared<Model>(config, tensors, std::move(backend), weight_type);
            }),
            py::arg("config"), py::arg("weights"), py::arg("threads") = 0, py::arg("dtype") = py::none(),
+           py::arg("cuda_device") = -1,
            "weights: internal name -> float32 array or Tensor (see mambart.weights); threads <= 0: physical "
-           "cores; dtype: the big matrices' type (f32, f16, bf16, q8, q4), None: as stored.")
+           "cores; dtype: the big matrices' type (f32, f16, bf16, q8, q4), None: as stored; cuda_device >= 0: run on "
+           "that CUDA device (RuntimeError/ValueError without one), else on the CPU.")
       .def_property_readonly("weight_bytes", &Model::weight_bytes,
                              "Bytes of every weight held (the embedding and a tied head counted once).")
       .def_property_readonly("step_bytes", &Model::step_bytes, "Weight bytes one decode step reads.")
@@ -110,6 +113,21 @@ void bind_model(py::module_& m) {
             return to_numpy(std::move(copy), {d.batch(), V});
           },
           "The current (batch, V) logits, a copy.")
+      .def(
+          "logits_interface",
+          [](const Decoder& d) {
+            const Tensor& t = d.backend_logits();
+            MAMBART_CHECK(t.device() == Device::CUDA, "[logits] the logits are in host memory: use logits()");
+            py::dict cai;
+            cai["shape"] = py::make_tuple(t.dim(0), t.dim(1));
+            cai["typestr"] = "<f4";
+            cai["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(t.data<void>()), false);
+            cai["strides"] = py::none();
+            cai["version"] = 3;
+            return cai;
+          },
+          "__cuda_array_interface__ of the current (batch, V) logits in device memory (CUDA only); valid "
+          "until the next prefill / step.")
       .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.")
       .def_property_readonly("has_logits", &Decoder::has_logits)
       .def(

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   bind_kernels(m);
   bind_sampler(m);
   bind_model(m);
+  bind_cuda(m);
 }

@@ -2,6 +2,7 @@
 // pool for the split. Each op splits the dimension whose slices are
 // independent: output columns for matmul (each thread streams its own
 // weight rows), rows for rmsnorm, channels for conv and scan.
+#include <algorithm>
 #include <cstring>
 
 #include "backend.h"
@@ -25,6 +26,8 @@ class CpuBackend final : public Backend {
   void to_host(const float* src, float* dst, int64_t n) override {
     if (src != dst) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }
+
+  void from_host(const float* src, float* dst, int64_t n) override { to_host(src, dst, n); }
 
   void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* out) override {
     const int64_t D = table.dim(1), stride = row_bytes(table.dtype(), D);
@@ -74,8 +77,22 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(p.H, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);
   }
 
+  // Each row's sampler works in place on a copy, so the logits stay raw.
+  void sample(const float* logits, int64_t rows, int64_t ld, int64_t vocab_limit,
+              const std::vector<Sampler*>& samplers, const std::vector<std::vector<int32_t>>& history,
+              int32_t* out) override {
+    scratch_.resize(static_cast<size_t>(vocab_limit));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy(logits + r * ld, logits + r * ld + vocab_limit, scratch_.begin());
+      const auto& h = history[static_cast<size_t>(r)];
+      out[r] = samplers[static_cast<size_t>(r)]->sample(scratch_.data(), vocab_limit, h.data(),
+                                                       static_cast<int64_t>(h.size()));
+    }
+  }
+
  private:
   ThreadPool pool_;
+  std::vector<float> scratch_;  // one row of logits
 };
 
 }  // namespace

@@ -17,7 +17,7 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   conv_ = be.zeros({c.n_layer, batch, c.conv_channels(), c.d_conv});
   ssm_ = be.zeros({c.n_layer, batch, c.ssm_state_size()});
   ws_ = model_->make_workspace(std::max(batch, kPrefillChunk));
-  logits_.assign(static_cast<size_t>(batch * c.vocab_size), 0.0f);
+  logits_dev_ = be.zeros({batch, c.vocab_size});
   history_.resize(static_cast<size_t>(batch));
 }
 
@@ -28,6 +28,7 @@ void Decoder::reset() {
   ssm_ = be.zeros({c.n_layer, batch_, c.ssm_state_size()});
   for (auto& h : history_) h.clear();
   has_logits_ = false;
+  step_rec_.reset();  // recorded on the old states
 }
 
 // Layer states of one row (row >= 0), or of the whole batch (row < 0).
@@ -57,6 +58,7 @@ std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& pro
 
   std::vector<float> all;
   if (all_logits) all.resize(prompts[0].size() * static_cast<size_t>(V));
+  if (all_logits && !all_logits_.defined()) all_logits_ = model_->backend().zeros({kPrefillChunk, V});
   for (int64_t b = 0; b < batch_; ++b) {
     const std::vector<int32_t>& p = prompts[static_cast<size_t>(b)];
     const std::vector<LayerState> states = row_states(b);
@@ -65,23 +67,28 @@ std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& pro
       const int64_t n = std::min(kPrefillChunk, len - t0);
       model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
       if (all_logits) {
-        model_->head(ws_, 0, n, all.data() + t0 * V);
-      } else if (t0 + n == len) {
-        model_->head(ws_, n - 1, 1, logits_.data() + b * V);
+        model_->head(ws_, 0, n, all_logits_.data<float>());
+        model_->backend().to_host(all_logits_.data<float>(), all.data() + t0 * V, n * V);
       }
+      if (t0 + n == len) model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
     }
-    if (all_logits) std::copy(all.end() - V, all.end(), logits_.begin());
     history_[static_cast<size_t>(b)].insert(history_[static_cast<size_t>(b)].end(), p.begin(), p.end());
   }
   has_logits_ = true;
+  logits_on_host_ = false;
   return all;
 }
 
 void Decoder::step(const std::vector<int32_t>& tokens) {
   MAMBART_CHECK(static_cast<int64_t>(tokens.size()) == batch_, "[step] ", tokens.size(),
                 " tokens for a decoder of batch ", batch_);
-  model_->forward(tokens.data(), batch_, /*prefill=*/false, row_states(-1), ws_);
-  model_->head(ws_, 0, batch_, logits_.data());
+  // One recorded graph per decoder (so per batch size) on CUDA: the same
+  // ops on the same states, workspace and logits every step.
+  model_->backend().run_step(step_rec_, tokens.data(), batch_, [&] {
+    model_->forward(tokens.data(), batch_, /*prefill=*/false, row_states(-1), ws_);
+    model_->head(ws_, 0, batch_, logits_dev_.data<float>());
+  });
+  logits_on_host_ = false;
   for (int64_t b = 0; b < batch_; ++b) history_[static_cast<size_t>(b)].push_back(tokens[static_cast<size_t>(b)]);
   has_logits_ = true;
 }
@@ -93,19 +100,22 @@ std::vector<int32_t> Decoder::sample(const std::vector<Sampler*>& samplers, int6
                 " samplers for a decoder of batch ", batch_);
   MAMBART_CHECK(vocab_limit >= 1 && vocab_limit <= V, "[sample] vocab_limit ", vocab_limit,
                 " is outside [1, ", V, "]");
-  std::vector<int32_t> out(static_cast<size_t>(batch_));
-  scratch_.resize(static_cast<size_t>(V));
-  for (int64_t b = 0; b < batch_; ++b) {
+  for (int64_t b = 0; b < batch_; ++b)
     MAMBART_CHECK(samplers[static_cast<size_t>(b)], "[sample] sampler ", b, " is None");
-    // The sampler works in place: give it a copy so logits() stays raw.
-    std::copy(logits_.begin() + b * V, logits_.begin() + b * V + vocab_limit, scratch_.begin());
-    const auto& h = history_[static_cast<size_t>(b)];
-    out[static_cast<size_t>(b)] =
-        samplers[static_cast<size_t>(b)]->sample(scratch_.data(), vocab_limit, h.data(), static_cast<int64_t>(h.size()));
-  }
+  std::vector<int32_t> out(static_cast<size_t>(batch_));
+  model_->backend().sample(logits_dev_.data<float>(), batch_, V, vocab_limit, samplers, history_, out.data());
   return out;
 }
 
+
+const std::vector<float>& Decoder::logits() const {
+  if (!logits_on_host_) {
+    logits_.resize(static_cast<size_t>(logits_dev_.numel()));
+    model_->backend().to_host(logits_dev_.data<float>(), logits_.data(), logits_dev_.numel());
+    logits_on_host_ = true;
+  }
+  return logits_;
+}
 
 std::vector<float> Decoder::conv_state() const {
   std::vector<float> out(static_cast<size_t>(conv_.numel()));
@@ -132,11 +142,12 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
                 " histories for a decoder of batch ", batch_);
   for (const auto& h : history)
     for (int32_t t : h) MAMBART_CHECK(t >= 0 && t < V, "[restore] token id ", t, " is out of range [0, ", V, ")");
-  // Host to backend memory: the CPU backend's tensors are host memory.
-  std::copy(conv.begin(), conv.end(), conv_.data<float>());
-  std::copy(ssm.begin(), ssm.end(), ssm_.data<float>());
+  Backend& be = model_->backend();
+  be.from_host(conv.data(), conv_.data<float>(), conv_.numel());
+  be.from_host(ssm.data(), ssm_.data<float>(), ssm_.numel());
   has_logits_ = !logits.empty();
-  if (has_logits_) logits_ = logits;
+  if (has_logits_) be.from_host(logits.data(), logits_dev_.data<float>(), batch_ * V);
+  logits_on_host_ = false;
   history_ = history;
 }
 

@@ -38,8 +38,10 @@ class Decoder {
   // vocab_limit are candidates (padding rows of the head are never sampled).
   std::vector<int32_t> sample(const std::vector<Sampler*>& samplers, int64_t vocab_limit);
 
-  // Current logits, (batch, V), host memory.
-  const std::vector<float>& logits() const { return logits_; }
+  // Current logits, (batch, V), a host copy (made when asked for).
+  const std::vector<float>& logits() const;
+  // The same in backend memory (device memory on CUDA).
+  const Tensor& backend_logits() const { return logits_dev_; }
   bool has_logits() const { return has_logits_; }
   // Tokens fed to each row so far (repetition penalty history).
   const std::vector<int32_t>& history(int64_t row) const { return history_.at(static_cast<size_t>(row)); }
@@ -60,8 +62,13 @@ class Decoder {
   int64_t batch_;
   Tensor conv_, ssm_;  // (n_layer, batch, conv_channels, K), (n_layer, batch, ssm_state_size)
   Workspace ws_;       // prefill chunks and steps share it
-  std::vector<float> logits_;
-  std::vector<float> scratch_;  // device-to-host staging for one row of logits
+  // Logits live in backend memory, so that a device samples them in place;
+  // logits() copies them to the host mirror on demand.
+  Tensor logits_dev_;                          // (batch, V)
+  Tensor all_logits_;                          // (prefill chunk, V), for prefill(all_logits)
+  mutable std::vector<float> logits_;          // host mirror
+  mutable bool logits_on_host_ = false;
+  std::unique_ptr<Backend::Recording> step_rec_;  // the decode step's graph (CUDA)
   std::vector<std::vector<int32_t>> history_;
   bool has_logits_ = false;
 };

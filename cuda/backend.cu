@@ -1,0 +1,336 @@
+// The CUDA backend: the kernels of cuda/*.cuh launched on one stream,
+// products through cuBLAS (f32; f16 / bf16 for more than a few rows) or
+// matvec.cuh (q8, q4, and f16 / bf16 for a few rows), sampling on the
+// device, and the decode step recorded as a CUDA graph.
+//
+// Memory: weights are uploaded once (upload); states, workspace and logits
+// are allocated by the decoder through zeros(); the backend's own scratch
+// (token ids, activation conversion, sampler rows) grows outside the decode
+// loop only: the first step of a decoder runs eagerly (scratch reaches its
+// size), the second is captured, later ones replay.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "backend.h"
+#include "check.h"
+#include "conv1d.cuh"
+#include "cublas.h"
+#include "elementwise.cuh"
+#include "kernels/quantize.h"
+#include "matvec.cuh"
+#include "rmsnorm.cuh"
+#include "sample.cuh"
+#include "scan.cuh"
+#include "ssd.cuh"
+
+namespace mambart {
+namespace cuda {
+
+#define MAMBART_CUDA_CHECK(call, op)                                                                     \
+  do {                                                                                                   \
+    const cudaError_t err_ = (call);                                                                     \
+    MAMBART_CHECK(err_ == cudaSuccess, "[", op, "] CUDA error: ", cudaGetErrorString(err_), " (", #call, \
+                  ")");                                                                                  \
+  } while (0)
+
+const Cublas& cublas() {
+  static const Cublas table = [] {
+    void* lib = nullptr;
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"})
+      if ((lib = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
+    MAMBART_CHECK(lib, "[cuda] cannot load cuBLAS (libcublas.so.13 or .12): install the CUDA toolkit's cuBLAS "
+                       "or `pip install mambart[cuda]` (nvidia-cublas), or use device=\"cpu\"");
+    auto sym = [&](const char* name) {
+      void* f = dlsym(lib, name);
+      MAMBART_CHECK(f, "[cuda] cuBLAS has no symbol ", name);
+      return f;
+    };
+    Cublas c;
+    c.create = reinterpret_cast<decltype(c.create)>(sym("cublasCreate_v2"));
+    c.destroy = reinterpret_cast<decltype(c.destroy)>(sym("cublasDestroy_v2"));
+    c.set_stream = reinterpret_cast<decltype(c.set_stream)>(sym("cublasSetStream_v2"));
+    c.set_workspace = reinterpret_cast<decltype(c.set_workspace)>(sym("cublasSetWorkspace_v2"));
+    c.sgemm = reinterpret_cast<decltype(c.sgemm)>(sym("cublasSgemm_v2"));
+    c.gemm_ex = reinterpret_cast<decltype(c.gemm_ex)>(sym("cublasGemmEx"));
+    return c;
+  }();
+  return table;
+}
+
+namespace {
+
+void check_launch(const char* op) { MAMBART_CUDA_CHECK(cudaGetLastError(), op); }
+
+// Device memory owned by a shared_ptr (Tensors hold it as their storage).
+std::shared_ptr<void> device_alloc(size_t bytes, const char* op) {
+  void* p = nullptr;
+  MAMBART_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1)), op);
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+}
+
+// A growable device buffer for scratch; grows only outside capture.
+struct Scratch {
+  std::shared_ptr<void> mem;
+  size_t bytes = 0;
+  void* get(size_t want, bool capturing, const char* op) {
+    if (want > bytes) {
+      MAMBART_CHECK(!capturing, "[", op, "] scratch must not grow while a graph is recorded");
+      mem = device_alloc(want, op);
+      bytes = want;
+    }
+    return mem.get();
+  }
+};
+
+struct Graph final : Backend::Recording {
+  int calls = 0;
+  cudaGraphExec_t exec = nullptr;
+  ~Graph() override {
+    if (exec) cudaGraphExecDestroy(exec);
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    MAMBART_CHECK(err == cudaSuccess && count > 0, "[cuda] no usable CUDA GPU: ",
+                  err == cudaSuccess ? "no device found" : cudaGetErrorString(err));
+    MAMBART_CHECK(device >= 0 && device < count, "[cuda] device ", device, " does not exist (", count,
+                  " device(s))");
+    MAMBART_CUDA_CHECK(cudaSetDevice(device), "cuda");
+    MAMBART_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cuda");
+    const Cublas& cb = cublas();
+    MAMBART_CHECK(cb.create(&handle_) == 0, "[cuda] cublasCreate failed");
+    cb.set_stream(handle_, stream_);
+    // A fixed workspace: cuBLAS must not allocate while a graph is recorded.
+    workspace_ = device_alloc(kCublasWorkspace, "cuda");
+    cb.set_workspace(handle_, workspace_.get(), kCublasWorkspace);
+    MAMBART_CUDA_CHECK(cudaMallocHost(&ids_host_, kMaxIds * sizeof(int32_t)), "cuda");
+    ids_dev_ = device_alloc(kMaxIds * sizeof(int32_t), "cuda");
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    cublas().destroy(handle_);
+    cudaFreeHost(ids_host_);
+    cudaStreamDestroy(stream_);
+  }
+
+  const char* name() const override { return "cuda"; }
+  int threads() const override { return 1; }
+
+  Tensor zeros(std::vector<int64_t> shape) override {
+    Tensor shape_only = Tensor::borrow(nullptr, shape, DType::F32, nullptr, Device::CUDA);
+    auto mem = device_alloc(shape_only.nbytes(), "zeros");
+    MAMBART_CUDA_CHECK(cudaMemset(mem.get(), 0, std::max<size_t>(shape_only.nbytes(), 1)), "zeros");
+    return Tensor::borrow(mem.get(), std::move(shape), DType::F32, mem, Device::CUDA);
+  }
+  Tensor upload(const Tensor& host) override {
+    auto mem = device_alloc(host.nbytes(), "upload");
+    MAMBART_CUDA_CHECK(cudaMemcpy(mem.get(), host.data<void>(), host.nbytes(), cudaMemcpyHostToDevice), "upload");
+    return Tensor::borrow(mem.get(), host.shape(), host.dtype(), mem, Device::CUDA);
+  }
+  void to_host(const float* src, float* dst, int64_t n) override {
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_), "to_host");
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "to_host");
+  }
+  void from_host(const float* src, float* dst, int64_t n) override {
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "from_host");
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "from_host");
+  }
+
+  // ids go host -> pinned staging -> device. While a step is recorded the
+  // staging already holds them (run_step), and the copy from it is part of
+  // the graph, so a replay picks up the new tokens.
+  void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* out) override {
+    MAMBART_CHECK(n <= kMaxIds, "[embedding] ", n, " ids, at most ", kMaxIds, " per call");
+    if (!capturing_) {
+      MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "embedding");  // the previous copy has read the staging
+      std::memcpy(ids_host_, ids, static_cast<size_t>(n) * sizeof(int32_t));
+    }
+    auto* dev = static_cast<int32_t*>(ids_dev_.get());
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dev, ids_host_, n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+                       "embedding");
+    launch_embedding({table.data<void>(), table.dtype(), dev, out, n, table.dim(1)}, stream_);
+    check_launch("embedding");
+  }
+
+  void matmul(const MatmulParams& p) override {
+    const Cublas& cb = cublas();
+    const float one = 1.0f, zero = 0.0f;
+    const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
+    // Row-major y (M, N) = x (M, K) · wᵀ is column-major yᵀ (N, M) = wᵀ-view · x-view.
+    if (p.wtype == DType::F32) {
+      MAMBART_CHECK(cb.sgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, static_cast<const float*>(p.w), K,
+                             p.x, static_cast<int>(p.ldx), &zero, p.y, static_cast<int>(p.ldy)) == 0,
+                    "[matmul] cublasSgemm failed (M=", M, " N=", N, " K=", K, ")");
+    } else if ((p.wtype == DType::F16 || p.wtype == DType::BF16) && p.M > kMatvecRows) {
+      // cuBLAS takes both operands in the weight's type: activations are
+      // rounded to it here, products and sums stay f32.
+      const bool bf16 = p.wtype == DType::BF16;
+      auto* xh = static_cast<uint16_t*>(convert_.get(static_cast<size_t>(p.M * p.K) * 2, capturing_, "matmul"));
+      launch_convert({p.x, xh, p.M, p.K, p.ldx, bf16}, stream_);
+      check_launch("matmul");
+      const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+      MAMBART_CHECK(cb.gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, p.w, t, K, xh, t, K, &zero, p.y,
+                               CUDA_R_32F, static_cast<int>(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0,
+                    "[matmul] cublasGemmEx failed (", dtype_name(p.wtype), ", M=", M, " N=", N, " K=", K, ")");
+    } else {
+      launch_matvec(p, stream_);  // adds the bias itself
+      check_launch("matmul");
+      return;
+    }
+    if (p.bias) {
+      launch_add_bias({p.bias, p.y, p.M, p.N, p.ldy}, stream_);
+      check_launch("matmul");
+    }
+  }
+
+  void rmsnorm(const RmsnormParams& p) override {
+    launch_rmsnorm(p, stream_);
+    check_launch("rmsnorm");
+  }
+  void rmsnorm_gated(const RmsnormGatedParams& p) override {
+    launch_rmsnorm_gated(p, stream_);
+    check_launch("rmsnorm_gated");
+  }
+  void gate_silu(const ElementwiseParams& p) override {
+    launch_gate_silu(p, stream_);
+    check_launch("gate_silu");
+  }
+  void conv1d_prefill(const Conv1dParams& p) override {
+    launch_conv1d_prefill(p, stream_);
+    check_launch("conv1d_prefill");
+  }
+  void conv1d_step(const Conv1dParams& p) override {
+    launch_conv1d_step(p, stream_);
+    check_launch("conv1d_step");
+  }
+  void scan_prefill(const ScanParams& p) override {
+    launch_scan(p, stream_);
+    check_launch("scan_prefill");
+  }
+  void scan_step(const ScanParams& p) override {
+    launch_scan(p, stream_);
+    check_launch("scan_step");
+  }
+  void ssd_prefill(const SsdParams& p) override {
+    launch_ssd_prefill(p, stream_);
+    check_launch("ssd_prefill");
+  }
+  void ssd_step(const SsdParams& p) override {
+    launch_ssd_step(p, stream_);
+    check_launch("ssd_step");
+  }
+
+  // Settings, RNG states (and, with a repetition penalty, the history as a
+  // bitmask) go up in one copy; ids and RNG states come back in one.
+  void sample(const float* logits, int64_t rows, int64_t ld, int64_t vocab, const std::vector<Sampler*>& samplers,
+              const std::vector<std::vector<int32_t>>& history, int32_t* out) override {
+    const int64_t words = (vocab + 31) / 32;
+    bool penalty = false;
+    for (int64_t r = 0; r < rows; ++r) penalty |= samplers[r]->config().repetition_penalty != 1.0;
+    // Host layout = device layout: rows | ids | seen bits.
+    const size_t rows_bytes = rows * sizeof(SampleRow), ids_bytes = (rows * sizeof(int32_t) + 7) / 8 * 8;
+    const size_t seen_bytes = penalty ? rows * words * sizeof(uint32_t) : 0;
+    host_stage_.assign(rows_bytes + ids_bytes + seen_bytes, 0);
+    auto* cfg = reinterpret_cast<SampleRow*>(host_stage_.data());
+    auto* seen = reinterpret_cast<uint32_t*>(host_stage_.data() + rows_bytes + ids_bytes);
+    for (int64_t r = 0; r < rows; ++r) {
+      const SamplingConfig& c = samplers[r]->config();
+      const std::string rng = samplers[r]->rng_state();
+      cfg[r] = {c.top_p, c.min_p, c.temperature, c.repetition_penalty, c.top_k, {0, 0, 0, 0}};
+      std::memcpy(cfg[r].rng, rng.data(), sizeof cfg[r].rng);  // little-endian hosts
+      if (penalty)
+        for (int32_t id : history[r])
+          if (id >= 0 && id < vocab) seen[r * words + id / 32] |= 1u << (id % 32);
+    }
+    char* dev = static_cast<char*>(sample_.get(host_stage_.size(), false, "sample"));
+    float* work = static_cast<float*>(sample_work_.get(rows * vocab * sizeof(float), false, "sample"));
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dev, host_stage_.data(), host_stage_.size(), cudaMemcpyHostToDevice, stream_),
+                       "sample");
+    SampleParams p{logits, work, penalty ? reinterpret_cast<const uint32_t*>(dev + rows_bytes + ids_bytes) : nullptr,
+                   reinterpret_cast<SampleRow*>(dev), reinterpret_cast<int32_t*>(dev + rows_bytes), rows, vocab, ld,
+                   words};
+    launch_sample(p, stream_);
+    check_launch("sample");
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(host_stage_.data(), dev, rows_bytes + ids_bytes, cudaMemcpyDeviceToHost,
+                                       stream_), "sample");
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "sample");
+    const auto* ids = reinterpret_cast<const int32_t*>(host_stage_.data() + rows_bytes);
+    for (int64_t r = 0; r < rows; ++r) {
+      MAMBART_CHECK(ids[r] != kSampleBadLogit, "[sampler] row ", r, ": a logit is NaN or +inf after repetition_penalty=",
+                    cfg[r].repetition_penalty, " and temperature=", cfg[r].temperature,
+                    "; expected finite values or -inf");
+      MAMBART_CHECK(ids[r] != kSampleAllInf, "[sampler] every logit is -inf (vocab ", vocab, ")");
+      if (cfg[r].temperature != 0.0)
+        samplers[r]->set_rng_state(std::string(reinterpret_cast<const char*>(cfg[r].rng), sizeof cfg[r].rng));
+      out[r] = ids[r];
+    }
+  }
+
+  void run_step(std::unique_ptr<Recording>& rec, const int32_t* tokens, int64_t n,
+                const std::function<void()>& ops) override {
+    if (!rec) rec = std::make_unique<Graph>();
+    Graph& g = static_cast<Graph&>(*rec);
+    if (g.calls++ == 0) {  // eager: scratch reaches its size
+      ops();
+      return;
+    }
+    MAMBART_CHECK(n <= kMaxIds, "[step] ", n, " tokens, at most ", kMaxIds);
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "step");
+    std::memcpy(ids_host_, tokens, static_cast<size_t>(n) * sizeof(int32_t));
+    if (!g.exec) {
+      cudaGraph_t graph = nullptr;
+      MAMBART_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "step");
+      capturing_ = true;
+      try {
+        ops();
+      } catch (...) {
+        capturing_ = false;
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      capturing_ = false;
+      MAMBART_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph), "step");
+      const cudaError_t err = cudaGraphInstantiate(&g.exec, graph, 0);
+      cudaGraphDestroy(graph);
+      MAMBART_CUDA_CHECK(err, "step");
+    }
+    MAMBART_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_), "step");
+  }
+
+ private:
+  static constexpr size_t kCublasWorkspace = 32u << 20;
+  static constexpr int64_t kMaxIds = 4096;  // ids per embedding call (prefill chunk, batch)
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t handle_ = nullptr;
+  std::shared_ptr<void> workspace_, ids_dev_;
+  int32_t* ids_host_ = nullptr;  // pinned
+  bool capturing_ = false;
+  Scratch convert_, sample_, sample_work_;
+  std::vector<char> host_stage_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<cuda::CudaBackend>(device); }
+bool cuda_built() { return true; }
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear it: no driver or no GPU is an answer, not an error
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace mambart
