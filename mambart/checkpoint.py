@@ -68,6 +68,24 @@ class RawTensor:
         return out.reshape(self.shape)
 
 
+def release_pages(arrays) -> None:
+    """Let the mapped checkpoint pages behind `arrays` leave this process's
+    resident memory (they stay in the page cache, and come back on access).
+
+    After the big matrices were converted at load, the runtime reads their
+    converted copies; without this the f32 originals would stay counted in
+    the process's memory until the OS needs it.
+    """
+    seen: set[int] = set()
+    for a in arrays:
+        base = a
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+        if isinstance(base, mmap.mmap) and id(base) not in seen and hasattr(mmap, "MADV_DONTNEED"):
+            seen.add(id(base))
+            base.madvise(mmap.MADV_DONTNEED)
+
+
 def read_safetensors(path: str | os.PathLike) -> dict[str, RawTensor]:
     """Map a .safetensors file and return its tensors by name, validated.
 

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .model import WEIGHT_TYPES
+from .convert import WEIGHT_TYPES
 
 
 def _generate_parser(sub) -> None:

@@ -17,20 +17,47 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from .checkpoint import RawTensor, read_checkpoint, write_safetensors
+from .checkpoint import RawTensor, read_checkpoint, release_pages, write_safetensors
 from .config import QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, parse_config_json
 from .hub import resolve, resolve_tokenizer
-from .weights import as_float32, is_matrix, load_weights, weight_table
+from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_table
 
+WEIGHT_TYPES = ("f32", "f16", "bf16", "q8", "q4")
 _STORED = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8": "U8", "q4": "U8"}
+
+
+def stored_type(weight: np.ndarray | TypedWeight) -> str:
+    return weight.dtype if isinstance(weight, TypedWeight) else "f32"
+
+
+def convert_matrices(weights: dict[str, np.ndarray | TypedWeight], dtype: str) -> dict[str, np.ndarray | TypedWeight]:
+    """The big matrices in `dtype` (converted once, here), the other weights as they are.
+
+    Each source matrix's mapped pages are released right after its
+    conversion, so peak memory stays near the converted size plus one f32
+    matrix rather than both models in full.
+    """
+    if dtype not in WEIGHT_TYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)}, got {dtype!r}")
+    out = dict(weights)
+    for name, w in weights.items():
+        if not is_matrix(name) or stored_type(w) == dtype:
+            continue
+        if stored_type(w) in QUANTIZED_TYPES:
+            raise ValueError(f"tensor '{name}' is stored as {stored_type(w)} and cannot be converted to {dtype}: "
+                             f"convert the original checkpoint instead")
+        stored = _core.kernels.convert(as_float32(w), dtype)
+        out[name] = stored if dtype == "f32" else TypedWeight(dtype, tuple(w.shape), stored)
+        release_pages([w.data if isinstance(w, TypedWeight) else w])
+    return out
 _EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 
 
 def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *, revision: str | None = None,
             tokenizer: str | None = None) -> Path:
     """Convert `model` (a directory or hub id) to `dtype` into out_dir; returns out_dir."""
-    if dtype not in _STORED:
-        raise ValueError(f"dtype must be one of {', '.join(_STORED)}, got {dtype!r}")
+    if dtype not in WEIGHT_TYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)}, got {dtype!r}")
     src = resolve(str(model), revision=revision)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -39,17 +66,15 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     config = config_from_dict(raw_config)
     if config.quantized:
         raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
-    weights = load_weights(read_checkpoint(src), config)
+    weights = convert_matrices(load_weights(read_checkpoint(src), config), dtype)
 
     tensors: dict[str, np.ndarray | RawTensor] = {}
     for spec in weight_table(config):
         w = weights[spec.internal]
-        if not is_matrix(spec.internal):
+        if isinstance(w, TypedWeight):
+            tensors[spec.source] = RawTensor(spec.source, _STORED[dtype], tuple(w.data.shape), w.data)
+        else:
             tensors[spec.source] = np.asarray(w).reshape(spec.stored)
-            continue
-        stored = _core.kernels.convert(as_float32(w), dtype)
-        tensors[spec.source] = stored if dtype == "f32" else RawTensor(spec.source, _STORED[dtype],
-                                                                       tuple(stored.shape), stored)
     out.mkdir(parents=True, exist_ok=True)
     if dtype in QUANTIZED_TYPES:
         raw_config[QUANTIZED_KEY] = dtype

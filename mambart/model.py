@@ -11,16 +11,15 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from . import _core
-from .checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint, release_pages
 from .config import ModelConfig, load_config
 from .decoder import Decoder
 from .generate import GenerationStats, TextStream, generate_ids
 from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
+from .convert import WEIGHT_TYPES, convert_matrices
 from .weights import TypedWeight, load_weights
-
-WEIGHT_TYPES = ("f32", "f16", "bf16", "q8", "q4")
 
 
 class Model:
@@ -205,14 +204,19 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if dtype is not None and dtype not in WEIGHT_TYPES:
-        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)} or None, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)} or None, got {dtype!r}")  # before any I/O
     start = time.perf_counter()
     path = resolve(str(model), revision=revision)
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
-    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0, dtype,
+    if dtype is not None:
+        weights = convert_matrices(weights, dtype)
+    core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0,
                        cuda_device)
+    if cuda_device >= 0:
+        # The device holds its own copy now.
+        release_pages(w.data if isinstance(w, TypedWeight) else w for w in weights.values())
     return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
 

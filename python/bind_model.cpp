@@ -3,7 +3,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include <optional>
 
 #include "bindings.h"
 #include "check.h"
@@ -58,24 +57,20 @@ void bind_model(py::module_& m) {
       .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
-      .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads,
-                       const std::optional<std::string>& dtype, int cuda_device) {
+      .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads, int cuda_device) {
              std::map<std::string, Tensor> tensors;
              for (auto item : weights) {
                const auto name = py::cast<std::string>(item.first);
                tensors[name] = weight_tensor(name, item.second);
              }
-             std::optional<DType> weight_type;
-             if (dtype) weight_type = dtype_from_name(*dtype);
              py::gil_scoped_release nogil;
              auto backend = cuda_device >= 0 ? make_cuda_backend(cuda_device) : make_cpu_backend(threads);
-             return std::make_shared<Model>(config, tensors, std::move(backend), weight_type);
+             return std::make_shared<Model>(config, tensors, std::move(backend));
            }),
-           py::arg("config"), py::arg("weights"), py::arg("threads") = 0, py::arg("dtype") = py::none(),
-           py::arg("cuda_device") = -1,
-           "weights: internal name -> float32 array or Tensor (see mambart.weights); threads <= 0: physical "
-           "cores; dtype: the big matrices' type (f32, f16, bf16, q8, q4), None: as stored; cuda_device >= 0: run on "
-           "that CUDA device (RuntimeError/ValueError without one), else on the CPU.")
+           py::arg("config"), py::arg("weights"), py::arg("threads") = 0, py::arg("cuda_device") = -1,
+           "weights: internal name -> float32 array, or Tensor for a big matrix in another weight type (see "
+           "mambart.weights); threads <= 0: physical cores; cuda_device >= 0: run on that CUDA device "
+           "(RuntimeError/ValueError without one), else on the CPU.")
       .def_property_readonly("weight_bytes", &Model::weight_bytes,
                              "Bytes of every weight held (the embedding and a tied head counted once).")
       .def_property_readonly("step_bytes", &Model::step_bytes, "Weight bytes one decode step reads.")

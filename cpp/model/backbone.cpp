@@ -26,12 +26,11 @@ static void check_config(const ModelConfig& c) {
   MAMBART_CHECK(!(c.dt_min > c.dt_max), "[model] dt limit (", c.dt_min, ", ", c.dt_max, ") is empty");
 }
 
-Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend,
-             std::optional<DType> weight_type)
+Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend)
     : config_(c), backend_(std::move(backend)) {
   check_config(c);
   const int64_t D = c.d_model, V = c.vocab_size;
-  WeightTable w(weights, *backend_, weight_type);
+  WeightTable w(weights, *backend_);
   embedding_ = w.matrix("embedding", {V, D});
   norm_f_ = w.get("norm_f", {D});
   lm_head_ = c.tie_embeddings ? embedding_ : w.matrix("lm_head", {V, D});

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,11 +102,10 @@ class Model {
  public:
   // weights: internal names (mambart/weights.py) -> f32 host tensors.
   // Validates every name and shape; throws mambart::Error naming the tensor.
-  // weight_type: the type of the big matrices (in_proj, x_proj, dt_proj,
-  // out_proj, embedding / lm_head), converted once here; nullopt keeps each
-  // as given. Everything else is f32.
-  Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend,
-        std::optional<DType> weight_type = std::nullopt);
+  // The big matrices (in_proj, x_proj, dt_proj, out_proj, embedding /
+  // lm_head) may come in any weight type and are used as given; everything
+  // else is f32.
+  Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend);
 
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const { return weight_bytes_; }

@@ -3,20 +3,18 @@
 #pragma once
 #include <cmath>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend.h"
 #include "check.h"
-#include "kernels/quantize.h"
 
 namespace mambart {
 
 class WeightTable {
  public:
-  WeightTable(const std::map<std::string, Tensor>& weights, Backend& backend, std::optional<DType> matrix_type)
-      : weights_(weights), backend_(backend), matrix_type_(matrix_type) {}
+  WeightTable(const std::map<std::string, Tensor>& weights, Backend& backend)
+      : weights_(weights), backend_(backend) {}
 
   // Shape of the named tensor; empty if absent.
   std::vector<int64_t> shape_of(const std::string& name) const {
@@ -47,32 +45,17 @@ class WeightTable {
     return t.defined() ? count(backend_.upload(t)) : t;
   }
 
-  // A big matrix (N, K): converted to the model's weight type once, or kept
-  // in the type it came in when the model keeps types as given.
+  // A big matrix (N, K), in whatever weight type it came in.
   Tensor matrix(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
     auto it = weights_.find(name);
     if (it == weights_.end()) {
       MAMBART_CHECK(!required, "[model] missing tensor '", name, "'");
       return Tensor();
     }
-    const Tensor& t = it->second;
-    MAMBART_CHECK(t.shape() == shape, "[model] tensor '", name, "' has shape ", shape_str(t.shape()),
-                  ", expected ", shape_str(shape));
+    MAMBART_CHECK(it->second.shape() == shape, "[model] tensor '", name, "' has shape ",
+                  shape_str(it->second.shape()), ", expected ", shape_str(shape));
     used_ += 1;
-    const DType want = matrix_type_.value_or(t.dtype());
-    if (want == t.dtype()) return count(backend_.upload(t));
-    MAMBART_CHECK(t.dtype() != DType::Q8 && t.dtype() != DType::Q4, "[model] tensor '", name, "' is stored as ",
-                  dtype_name(t.dtype()), " and cannot be converted to ", dtype_name(want),
-                  ": convert the original checkpoint instead");
-    // Row by row through f32, so a big matrix never exists twice in f32.
-    Tensor out = Tensor::zeros(shape, want);
-    const int64_t K = shape[1], in_stride = row_bytes(t.dtype(), K), out_stride = row_bytes(want, K);
-    std::vector<float> row(static_cast<size_t>(K));
-    for (int64_t n = 0; n < shape[0]; ++n) {
-      dequantize_row(t.data<char>() + n * in_stride, t.dtype(), K, row.data());
-      convert_rows(row.data(), 1, K, want, out.data<char>() + n * out_stride);
-    }
-    return count(backend_.upload(out));
+    return count(backend_.upload(it->second));
   }
 
   size_t bytes() const { return bytes_; }
@@ -98,7 +81,6 @@ class WeightTable {
 
   const std::map<std::string, Tensor>& weights_;
   Backend& backend_;
-  std::optional<DType> matrix_type_;
   size_t used_ = 0, bytes_ = 0;
 };
 
