@@ -19,7 +19,9 @@ from .convert import WEIGHT_TYPES
 def _generate_parser(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a prompt",
                        description="Generate text from a prompt; text on stdout, timings on stderr.")
-    g.add_argument("--model", "-m", required=True, help="local directory or Hugging Face hub id")
+    g.add_argument("--model", "-m", default="builtin",
+                   help="local directory, Hugging Face hub id, or builtin (the default: a small model for "
+                        "Python code shipped with mambart)")
     g.add_argument("--prompt", "-p", default="",
                    help="prompt text, or - to read it from stdin (may be empty with --load-state)")
     g.add_argument("--max-new-tokens", "--genlen", "-n", dest="max_new_tokens", type=int, default=128,
@@ -54,7 +56,8 @@ def _info_parser(sub) -> None:
     i = sub.add_parser("info", help="describe a model: family, sizes, parameters, files",
                        description="Describe a model from its config and checkpoint headers "
                                    "(no tensor data is read).")
-    i.add_argument("model", metavar="MODEL", help="local directory or Hugging Face hub id")
+    i.add_argument("model", metavar="MODEL", nargs="?", default="builtin",
+                   help="local directory, Hugging Face hub id, or builtin (the default)")
     i.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
 
 

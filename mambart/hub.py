@@ -20,6 +20,7 @@ from huggingface_hub.utils import (
     validate_repo_id,
 )
 
+from .builtin import BUILTIN_DIR, BUILTIN_NAME
 from .checkpoint import (
     PYTORCH_FILE, PYTORCH_INDEX, SAFETENSORS_FILE, SAFETENSORS_INDEX, read_index,
 )
@@ -40,8 +41,14 @@ def resolve(model: str, *, revision: str | None = None) -> Path:
 
     `model` is an existing directory (returned as is) or a Hub repo id such as
     "state-spaces/mamba-130m-hf", downloaded (or, offline, looked up in the
-    cache) at `revision` (branch, tag or commit; default "main").
+    cache) at `revision` (branch, tag or commit; default "main"), or
+    "builtin": the small model shipped inside the package (a directory of
+    that name is "./builtin").
     """
+    if model == BUILTIN_NAME:
+        if not (BUILTIN_DIR / "config.json").is_file():
+            raise FileNotFoundError(f"the built-in model is missing from this installation ({BUILTIN_DIR})")
+        return BUILTIN_DIR
     path = Path(model).expanduser()
     if path.is_dir():
         return path
