@@ -1,8 +1,11 @@
 #include "thread_pool.h"
 
+#include "check.h"
+
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <system_error>
 #include <string>
 #include <utility>
 
@@ -19,10 +22,17 @@ std::pair<int64_t, int64_t> part_range(int64_t n, int64_t grain, int i, int part
 
 ThreadPool::ThreadPool(int threads) {
   threads = std::max(1, threads);
-  for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker_loop, this, i);
+  try {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker_loop, this, i);
+  } catch (const std::system_error& e) {
+    stop_workers();
+    MAMBART_CHECK(false, "[threads] could not start ", threads, " threads: ", e.what());
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -56,6 +66,9 @@ void ThreadPool::worker_loop(int index) {
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
   if (n <= 0) return;
+  // One job at a time: decoders of one model share its pool, and may be
+  // driven from several Python threads (calls release the GIL).
+  std::lock_guard<std::mutex> one_job(call_mutex_);
   grain = std::max<int64_t>(1, grain);
   if (workers_.empty() || n <= grain) {
     fn(0, n);

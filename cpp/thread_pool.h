@@ -23,9 +23,11 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  void stop_workers();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
+  std::mutex call_mutex_;  // serialises parallel_for callers
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0, job_grain_ = 1;

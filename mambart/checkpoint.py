@@ -69,21 +69,27 @@ class RawTensor:
 
 
 def release_pages(arrays) -> None:
-    """Let the mapped checkpoint pages behind `arrays` leave this process's
+    """Let the mapped checkpoint pages under `arrays` leave this process's
     resident memory (they stay in the page cache, and come back on access).
 
-    After the big matrices were converted at load, the runtime reads their
-    converted copies; without this the f32 originals would stay counted in
-    the process's memory until the OS needs it.
+    After a big matrix was converted at load, the runtime reads its
+    converted copy; without this the f32 original would stay counted in the
+    process's memory until the OS needs it. Arrays not on a mapped file are
+    left alone.
     """
-    seen: set[int] = set()
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
     for a in arrays:
         base = a
         while base is not None and not isinstance(base, mmap.mmap):
             base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-        if isinstance(base, mmap.mmap) and id(base) not in seen and hasattr(mmap, "MADV_DONTNEED"):
-            seen.add(id(base))
-            base.madvise(mmap.MADV_DONTNEED)
+        if not isinstance(base, mmap.mmap) or a.size == 0:
+            continue
+        # The array's byte range within the mapping, widened to whole pages.
+        start = a.__array_interface__["data"][0] - np.frombuffer(base, np.uint8).__array_interface__["data"][0]
+        end = start + a.nbytes
+        start -= start % mmap.PAGESIZE
+        base.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, RawTensor]:

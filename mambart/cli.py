@@ -39,7 +39,7 @@ def _generate_parser(sub) -> None:
     g.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
     g.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable)")
     g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
-    g.add_argument("--device", default="cpu", help="cpu (default)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (a build with CUDA)")
     g.add_argument("--dtype", choices=WEIGHT_TYPES, default=None,
                    help="type of the big matrices, converted at load (default: as stored)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")

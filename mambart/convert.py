@@ -24,6 +24,7 @@ from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_ta
 
 WEIGHT_TYPES = ("f32", "f16", "bf16", "q8", "q4")
 _STORED = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8": "U8", "q4": "U8"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def stored_type(weight: np.ndarray | TypedWeight) -> str:
@@ -50,7 +51,6 @@ def convert_matrices(weights: dict[str, np.ndarray | TypedWeight], dtype: str) -
         out[name] = stored if dtype == "f32" else TypedWeight(dtype, tuple(w.shape), stored)
         release_pages([w.data if isinstance(w, TypedWeight) else w])
     return out
-_EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 
 
 def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *, revision: str | None = None,
@@ -81,9 +81,8 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     (out / "config.json").write_text(json.dumps(raw_config, indent=2) + "\n")
     write_safetensors(out / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
     tok_dir = resolve_tokenizer(src, tokenizer)
-    for name in _EXTRA_FILES:
-        for folder in (tok_dir, src):
+    for folder, names in ((tok_dir, _TOKENIZER_FILES), (src, ("generation_config.json",))):
+        for name in names:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, out / name)
-                break
     return out

@@ -21,6 +21,8 @@ from .tokenizer import Tokenizer
 from .convert import WEIGHT_TYPES, convert_matrices
 from .weights import TypedWeight, load_weights
 
+MAX_THREADS = 1024
+
 
 class Model:
     """A Mamba language model loaded for inference.
@@ -123,6 +125,8 @@ class Model:
                       repetition_penalty=repetition_penalty, seed=seed, stop=stop, state=state)
         if isinstance(prompt, str):
             return "".join(self.stream(prompt, max_new_tokens, **kwargs))
+        if not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt):
+            raise TypeError(f"prompt must be a str or a list of str, got {type(prompt).__name__}")
         return self._generate_batch(list(prompt), max_new_tokens, **kwargs)
 
     def _generate_batch(self, prompts: list[str], max_new_tokens: int, *, stop: Sequence[str] = (), state=None,
@@ -201,8 +205,9 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     local cache is used.
     """
     cuda_device = _cuda_device(device)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"threads must be an int in [1, {MAX_THREADS}] or None, got {threads!r}")
     if dtype is not None and dtype not in WEIGHT_TYPES:
         raise ValueError(f"dtype must be one of {', '.join(WEIGHT_TYPES)} or None, got {dtype!r}")  # before any I/O
     start = time.perf_counter()
@@ -210,6 +215,7 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
+    fingerprint = _fingerprint(config, weights)  # of the checkpoint: a state outlives a change of dtype
     if dtype is not None:
         weights = convert_matrices(weights, dtype)
     core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0,
@@ -217,7 +223,7 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     if cuda_device >= 0:
         # The device holds its own copy now.
         release_pages(w.data if isinstance(w, TypedWeight) else w for w in weights.values())
-    return Model(core, config, tok, path, name=str(model), fingerprint=_fingerprint(config, weights),
+    return Model(core, config, tok, path, name=str(model), fingerprint=fingerprint,
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
 
 
@@ -257,12 +263,13 @@ def _core_weight(w: np.ndarray | TypedWeight):
 
 
 def _fingerprint(config: ModelConfig, weights: dict[str, np.ndarray]) -> str:
-    """Identifies a model cheaply: its sizes, and the first bytes of every tensor."""
+    """Identifies a model cheaply: its sizes, and 64 values spread over every tensor."""
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     for name in sorted(weights):
         w = weights[name]
+        flat = (w.data if isinstance(w, TypedWeight) else w).reshape(-1)
         h.update(name.encode())
-        h.update((w.data if isinstance(w, TypedWeight) else w).reshape(-1)[:64].tobytes())
+        h.update(flat[:: max(1, flat.size // 64)][:64].tobytes())
     return h.hexdigest()[:32]
 
 

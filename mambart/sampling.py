@@ -20,6 +20,9 @@ def _real(name: str, value: object) -> float:
     return value
 
 
+_MAX_TOP_K = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How the next token is chosen from the logits.
@@ -99,7 +102,7 @@ class SamplingParams:
         base = self.seed if self.seed is not None else int.from_bytes(os.urandom(8), "little")
         return _core.Sampler(
             temperature=self.temperature,
-            top_k=self.top_k,
+            top_k=min(int(self.top_k), _MAX_TOP_K),  # beyond any vocabulary: same as keeping all
             top_p=self.top_p,
             min_p=self.min_p,
             repetition_penalty=self.repetition_penalty,

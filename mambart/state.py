@@ -70,8 +70,12 @@ def load(model: "Model", data: bytes) -> "Decoder":
         raise ValueError(f"state was saved from model {name!r}, which differs from the loaded model {model.name!r}")
     if not isinstance(batch, int) or batch < 1 or not isinstance(history, list) or len(history) != batch:
         raise ValueError("state file header is corrupt: batch and history disagree")
+    vocab = model.config.vocab_size
+    for row in history:
+        if not isinstance(row, list) or not all(type(t) is int and 0 <= t < vocab for t in row):
+            raise ValueError(f"state file header is corrupt: token history must hold ids in [0, {vocab})")
 
-    arrays, offset = {}, 16 + n
+    arrays, shapes, offset = {}, {}, 16 + n
     for spec in specs:
         try:
             name_, shape = str(spec[0]), [int(d) for d in spec[1]]
@@ -84,6 +88,7 @@ def load(model: "Model", data: bytes) -> "Decoder":
             raise ValueError(f"state file is truncated: array {name_!r} needs {size} bytes at offset {offset}, "
                              f"file has {len(data)}")
         arrays[name_] = np.frombuffer(data, dtype="<f4", count=size // 4, offset=offset).astype(np.float32)
+        shapes[name_] = shape
         offset += size
     if offset != len(data):
         raise ValueError(f"state file has {len(data) - offset} unexpected trailing bytes")
@@ -91,6 +96,10 @@ def load(model: "Model", data: bytes) -> "Decoder":
         raise ValueError("state file is missing the conv or ssm state")
 
     decoder = Decoder(model, batch)
+    for name_, expected in (("conv", decoder._core.conv_state().shape), ("ssm", decoder._core.ssm_state().shape)):
+        if arrays[name_].size != int(np.prod(expected)) or tuple(shapes[name_]) != tuple(expected):
+            raise ValueError(f"state file's {name_} state has shape {tuple(shapes[name_])}, this model's is "
+                             f"{tuple(expected)}")
     empty = np.zeros(0, dtype=np.float32)
     decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history)
     if rng is not None:

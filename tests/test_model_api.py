@@ -112,3 +112,44 @@ def test_load_errors(tmp_path):
         mambart.load(tmp_path, device="tpu")
     with pytest.raises(ValueError, match="threads"):
         mambart.load(tmp_path, threads=0)
+
+
+def test_one_model_from_several_threads(model):
+    """Decoders of one model share its thread pool: concurrent calls must neither hang nor mix results."""
+    import threading
+
+    ids = [5, 17, 3, 99, 42, 7, 8, 9]
+    expected = model.logits(ids)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(model.logits(ids))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a concurrent call hung"
+    assert not errors and len(results) == 15
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_argument_types_and_bounds(model, small_model_dir):
+    with pytest.raises(ValueError, match="threads"):
+        mambart.load(small_model_dir[0], threads=3_000_000_000)
+    with pytest.raises(TypeError, match="str"):
+        model.generate(b"bytes", max_new_tokens=2)
+    with pytest.raises(TypeError, match="str"):
+        model.generate(None, max_new_tokens=2)
+    # A top_k beyond any vocabulary keeps everything, like top_k = vocabulary size.
+    kw = dict(max_new_tokens=6, temperature=0.9, seed=3)
+    assert model.generate("abc", top_k=2**70, **kw) == model.generate("abc", top_k=0, **kw)
+    dec = model.decoder(2)
+    with pytest.raises(ValueError, match=r"\[history\]"):
+        dec.history(-1)

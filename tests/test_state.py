@@ -141,3 +141,25 @@ def test_cli_load_state_errors(small_model_dir, tmp_path):
                         "--load-state", str(bad)], capture_output=True, text=True, timeout=120,
                        cwd=tempfile.gettempdir())
     assert r.returncode == 1 and r.stderr.startswith("mambart: error:") and r.stderr.count("\n") == 1
+
+
+def test_state_history_is_validated(model):
+    dec = model.decoder(1)
+    dec.prefill([[1, 2, 3]])
+    data = dec.save_state()
+    n = struct.unpack("<Q", data[8:16])[0]
+    for bad in ([[1.5]], [[2**40]], [[-1]], [["x"]]):
+        header = json.loads(data[16:16 + n])
+        header["history"] = bad
+        head = json.dumps(header).encode()
+        with pytest.raises(ValueError, match="token history"):
+            model.load_state(data[:8] + struct.pack("<Q", len(head)) + head + data[16 + n:])
+
+
+def test_state_moves_between_weight_types(any_model_dir):
+    """A state is f32 whatever the weights: one saved with f32 weights continues with q8 weights."""
+    f32 = mambart.load(any_model_dir[0], dtype="f32")
+    q8 = mambart.load(any_model_dir[0], dtype="q8")
+    dec = f32.decoder(1)
+    dec.prefill([[4, 5, 6]])
+    assert q8.load_state(dec.save_state()).history(0) == [4, 5, 6]

@@ -81,18 +81,19 @@ class CpuBackend final : public Backend {
   void sample(const float* logits, int64_t rows, int64_t ld, int64_t vocab_limit,
               const std::vector<Sampler*>& samplers, const std::vector<std::vector<int32_t>>& history,
               int32_t* out) override {
-    scratch_.resize(static_cast<size_t>(vocab_limit));
+    // Per calling thread: decoders of one model may sample concurrently.
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(vocab_limit));
     for (int64_t r = 0; r < rows; ++r) {
-      std::copy(logits + r * ld, logits + r * ld + vocab_limit, scratch_.begin());
+      std::copy(logits + r * ld, logits + r * ld + vocab_limit, scratch.begin());
       const auto& h = history[static_cast<size_t>(r)];
-      out[r] = samplers[static_cast<size_t>(r)]->sample(scratch_.data(), vocab_limit, h.data(),
+      out[r] = samplers[static_cast<size_t>(r)]->sample(scratch.data(), vocab_limit, h.data(),
                                                        static_cast<int64_t>(h.size()));
     }
   }
 
  private:
   ThreadPool pool_;
-  std::vector<float> scratch_;  // one row of logits
 };
 
 }  // namespace

@@ -117,6 +117,11 @@ const std::vector<float>& Decoder::logits() const {
   return logits_;
 }
 
+const std::vector<int32_t>& Decoder::history(int64_t row) const {
+  MAMBART_CHECK(row >= 0 && row < batch_, "[history] row ", row, " is outside [0, ", batch_, ")");
+  return history_[static_cast<size_t>(row)];
+}
+
 std::vector<float> Decoder::conv_state() const {
   std::vector<float> out(static_cast<size_t>(conv_.numel()));
   model_->backend().to_host(conv_.data<float>(), out.data(), conv_.numel());

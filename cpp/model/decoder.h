@@ -44,7 +44,7 @@ class Decoder {
   const Tensor& backend_logits() const { return logits_dev_; }
   bool has_logits() const { return has_logits_; }
   // Tokens fed to each row so far (repetition penalty history).
-  const std::vector<int32_t>& history(int64_t row) const { return history_.at(static_cast<size_t>(row)); }
+  const std::vector<int32_t>& history(int64_t row) const;
 
   // The recurrent state, for saving: conv (n_layer, batch, conv_channels, K)
   // and ssm (n_layer, batch, ssm_state_size), host copies.
