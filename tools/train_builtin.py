@@ -13,7 +13,11 @@ Recipe
   files, ``VOCAB_SIZE`` ids, ``<|endoftext|>`` is id 0 and separates files.
 * Model: ``transformers.MambaForCausalLM`` (Mamba-1), tied embeddings,
   trained in float32 on the CPU with AdamW, linear warm-up and cosine decay
-  on random windows of ``SEQ_LEN`` tokens of the training stream.
+  on windows of ``SEQ_LEN`` tokens of the training stream. Most windows
+  (``line_start_frac``) begin at an unindented line, the rest anywhere: a
+  prompt is code from its first column, and a model that only ever saw
+  windows starting at random places guesses deep indentation after
+  ``def f():``.
 * The selective scan: transformers' torch fallback walks the sequence one
   step at a time. Here it is replaced, for training only, by a fused C
   kernel (forward and backward, compiled on first use with the system C
@@ -79,6 +83,7 @@ DEFAULTS = dict(
     eval_every=200,
     eval_windows=64,
     grad_clip=1.0,
+    line_start_frac=0.75,
 )
 
 
@@ -146,6 +151,23 @@ def token_stream(tok: Tokenizer, per_file: list[list[int]]) -> np.ndarray:
         ids.extend(file_ids)
         ids.append(eos)
     return np.asarray(ids, dtype=np.int32)
+
+
+def line_start_positions(tok: Tokenizer, ids: np.ndarray, seq_len: int) -> np.ndarray:
+    """Positions where an unindented line begins: after a newline or a file's end, not whitespace.
+
+    Only positions with a whole window (seq_len + 1 tokens) after them.
+    """
+    vocab = tok.get_vocab()   # byte-level token strings: "Ċ" is a newline, "Ġ" a space, "ĉ" a tab
+    ends_line = np.zeros(len(vocab), dtype=bool)
+    starts_blank = np.zeros(len(vocab), dtype=bool)
+    for token, i in vocab.items():
+        ends_line[i] = token.endswith("Ċ")
+        starts_blank[i] = token[0] in "ĠĉĊ"
+    eos = tok.token_to_id(ENDOFTEXT)
+    ends_line[eos] = starts_blank[eos] = True
+    p = np.arange(1, len(ids) - seq_len - 1)
+    return p[ends_line[ids[p - 1]] & ~starts_blank[ids[p]]]
 
 
 def middle_windows(per_file: list[list[int]], seq_len: int, max_windows: int) -> torch.Tensor:
@@ -454,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     log(f"model: {n_params / 1e6:.2f}M parameters, scan {args.scan}, hyper-parameters {hp}", logf)
     opt = make_optimizer(model, hp)
     train_t = torch.from_numpy(train_ids.astype(np.int64))
+    line_starts = line_start_positions(tok, train_ids, hp["seq_len"])
+    log(f"{len(line_starts)} unindented line starts in the training stream", logf)
 
     steps = hp["steps"] if args.max_steps is None else min(hp["steps"], args.max_steps)
     history = []
@@ -464,7 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
-        starts = rng.integers(0, len(train_t) - hp["seq_len"] - 1, size=hp["batch"])
+        anywhere = rng.integers(0, len(train_t) - hp["seq_len"] - 1, size=hp["batch"])
+        at_line = line_starts[rng.integers(0, len(line_starts), size=hp["batch"])]
+        starts = np.where(rng.random(hp["batch"]) < hp["line_start_frac"], at_line, anywhere)
         batch = torch.stack([train_t[s: s + hp["seq_len"] + 1] for s in starts])
         logits = model(input_ids=batch[:, :-1], use_cache=False).logits
         loss = F.cross_entropy(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1))
