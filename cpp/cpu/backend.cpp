@@ -37,8 +37,11 @@ class CpuBackend final : public Backend {
 
   void matmul(const MatmulParams& p) override {
     auto fn = cpu_kernels().matmul[static_cast<int>(p.wtype)];
-    // Contiguous ranges of whole cache lines of output; results do not depend on the split.
-    pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, 48);
+    // Contiguous ranges of whole cache lines of output; results do not depend
+    // on the split. Below ~1M multiply-adds one thread finishes before a
+    // hand-off to the pool would (x_proj and dt_proj at decode).
+    const int64_t grain = p.M * p.N * p.K < (1 << 20) ? p.N : 48;
+    pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, grain);
   }
   void rmsnorm(const RmsnormParams& p) override {
     auto fn = cpu_kernels().rmsnorm;
@@ -58,7 +61,8 @@ class CpuBackend final : public Backend {
   }
   void conv1d_step(const Conv1dParams& p) override {
     auto fn = cpu_kernels().conv1d_step;
-    pool_.parallel_for(p.C, [&](int64_t b, int64_t e) { fn(p, b, e); }, 64);
+    // A few thousand multiply-adds per row: cheaper than waking the pool.
+    pool_.parallel_for(p.C, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.batch <= 4 ? p.C : 64);
   }
   void scan_prefill(const ScanParams& p) override {
     auto fn = cpu_kernels().scan_prefill;
@@ -66,7 +70,8 @@ class CpuBackend final : public Backend {
   }
   void scan_step(const ScanParams& p) override {
     auto fn = cpu_kernels().scan_step;
-    pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, 16);
+    // One sequence: ~25K state updates, about what waking the pool costs.
+    pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.batch == 1 ? p.E : 16);
   }
   void ssd_prefill(const SsdParams& p) override {
     auto fn = cpu_kernels().ssd_prefill;
