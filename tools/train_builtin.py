@@ -439,6 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=None, help="stop early (smoke runs)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this saved model's weights (same corpus and tokenizer) instead of a "
+                             "fresh initialisation: a second stage of training")
     for key, value in DEFAULTS.items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args(argv)
@@ -471,6 +474,14 @@ def main(argv: list[str] | None = None) -> None:
         f"({len(held_ids)} tokens), vocab {vocab}, unigram entropy of the held-out slice {unigram:.4f} nats", logf)
 
     model = make_model(hp, vocab, eos)
+    if args.init_from is not None:
+        from transformers import MambaForCausalLM
+
+        model.load_state_dict(MambaForCausalLM.from_pretrained(args.init_from).float().state_dict())
+        log(f"initialised from {args.init_from}", logf)
+        earlier = json.loads((args.init_from / "TRAINING.json").read_text())
+        earlier_stage = {k: earlier[k] for k in ("hyper_parameters", "steps_run", "losses_nats_per_token",
+                                                  "training_seconds") if k in earlier}
     use_scan(model, args.scan)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters, scan {args.scan}, hyper-parameters {hp}", logf)
@@ -537,6 +548,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "hyper_parameters": hp,
         "steps_run": steps,
+        "initialised_from": earlier_stage if args.init_from is not None else None,
         "parameters": n_params,
         "weights_dtype": "bfloat16",
         "corpus": {
