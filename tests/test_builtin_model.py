@@ -53,18 +53,7 @@ def test_held_out_loss_far_below_unigram_entropy(model):
     assert loss < 0.65 * unigram_entropy, (loss, unigram_entropy)
 
 
-# The shipped model was trained on windows starting anywhere in a file: after
-# a top-level header it indents its body 8-12 spaces, then dedents to a level
-# the prompt never opened (tokenize: IndentationError), or opens a docstring
-# it keeps repeating past the cut (TokenError). The training script now starts
-# most windows at an unindented line; a model trained that way is expected to
-# turn these into passes (strict: a pass is reported).
-DEEP_INDENT = pytest.mark.xfail(strict=True, raises=(IndentationError, tokenize.TokenError),
-                                reason="the shipped model indents deeper than the prompt after a top-level header")
-
-
-@pytest.mark.parametrize("prompt", [pytest.param("def fibonacci(n):", marks=DEEP_INDENT), "import os\n",
-                                    pytest.param("class Stack:", marks=DEEP_INDENT)])
+@pytest.mark.parametrize("prompt", ["def fibonacci(n):", "import os\n", "class Stack:"])
 def test_greedy_continuation_is_python(model, prompt):
     text = prompt + model.generate(prompt, max_new_tokens=48, temperature=0)
     complete = text[: text.rfind("\n") + 1] if "\n" in text[len(prompt):] else text + "\n"
