@@ -67,20 +67,26 @@ class TensorSpec:
     shape: tuple[int, ...]         # shape handed to C++ (a reshape of `stored`)
 
 
-def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
-    """The Mamba-1 tensors this config needs, in load order."""
-    D, V, E = config.d_model, config.vocab_size, config.d_inner
-    N, K, R = config.d_state, config.d_conv, config.dt_rank
+def spec(source: str, internal: str, *shape: int) -> TensorSpec:
+    """A row whose stored shape is the shape handed to C++."""
+    return TensorSpec(source, internal, shape, shape)
 
-    def spec(source: str, internal: str, *shape: int) -> TensorSpec:
-        return TensorSpec(source, internal, shape, shape)
 
-    table = [
-        spec(EMBEDDING_NAMES[config.naming], "embedding", V, D),
-        spec("backbone.norm_f.weight", "norm_f", D),
-    ]
+def _global_specs(config: ModelConfig) -> list[TensorSpec]:
+    """The tensors outside the layers, the same in every family (doc 1.6)."""
+    D, V = config.d_model, config.vocab_size
+    table = [spec(EMBEDDING_NAMES[config.naming], "embedding", V, D), spec("backbone.norm_f.weight", "norm_f", D)]
     if not config.tie_embeddings:
         table.append(spec(LM_HEAD, "lm_head", V, D))
+    return table
+
+
+def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
+    """The Mamba-1 tensors this config needs, in load order."""
+    D, E = config.d_model, config.d_inner
+    N, K, R = config.d_state, config.d_conv, config.dt_rank
+
+    table = _global_specs(config)
     for i in range(config.n_layer):
         src, dst = f"backbone.layers.{i}.", f"layers.{i}."
         mixer = src + "mixer."
@@ -107,20 +113,12 @@ def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
 
 def mamba2_table(config: ModelConfig) -> list[TensorSpec]:
     """The Mamba-2 tensors this config needs, in load order (doc 1.6, 3.1)."""
-    D, V, E = config.d_model, config.vocab_size, config.d_inner
+    D, E = config.d_model, config.d_inner
     N, K, H, G = config.d_state, config.d_conv, config.n_heads, config.n_groups
     conv_dim = E + 2 * G * N               # the conv runs over [x | B | C]
     proj_dim = 2 * E + 2 * G * N + H       # in_proj rows: [z | xBC | dt]
 
-    def spec(source: str, internal: str, *shape: int) -> TensorSpec:
-        return TensorSpec(source, internal, shape, shape)
-
-    table = [
-        spec(EMBEDDING_NAMES[config.naming], "embedding", V, D),
-        spec("backbone.norm_f.weight", "norm_f", D),
-    ]
-    if not config.tie_embeddings:
-        table.append(spec(LM_HEAD, "lm_head", V, D))
+    table = _global_specs(config)
     for i in range(config.n_layer):
         src, dst = f"backbone.layers.{i}.", f"layers.{i}."
         mixer = src + "mixer."

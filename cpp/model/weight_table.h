@@ -22,17 +22,18 @@ class WeightTable {
     return it == weights_.end() ? std::vector<int64_t>{} : it->second.shape();
   }
 
-  // The named host tensor, checked against `shape`; undefined if absent and
-  // not required.
-  Tensor host(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
+  // The named host tensor, checked against `shape` (and to be f32 unless
+  // any_type); undefined if absent and not required.
+  Tensor host(const std::string& name, const std::vector<int64_t>& shape, bool required = true,
+              bool any_type = false) {
     auto it = weights_.find(name);
     if (it == weights_.end()) {
       MAMBART_CHECK(!required, "[model] missing tensor '", name, "'");
       return Tensor();
     }
     const Tensor& t = it->second;
-    MAMBART_CHECK(t.dtype() == DType::F32, "[model] tensor '", name, "' has dtype ", dtype_name(t.dtype()),
-                  ", expected f32 (only the big matrices take other types)");
+    MAMBART_CHECK(any_type || t.dtype() == DType::F32, "[model] tensor '", name, "' has dtype ",
+                  dtype_name(t.dtype()), ", expected f32 (only the big matrices take other types)");
     MAMBART_CHECK(t.shape() == shape, "[model] tensor '", name, "' has shape ", shape_str(t.shape()),
                   ", expected ", shape_str(shape));
     used_ += 1;
@@ -47,15 +48,8 @@ class WeightTable {
 
   // A big matrix (N, K), in whatever weight type it came in.
   Tensor matrix(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
-    auto it = weights_.find(name);
-    if (it == weights_.end()) {
-      MAMBART_CHECK(!required, "[model] missing tensor '", name, "'");
-      return Tensor();
-    }
-    MAMBART_CHECK(it->second.shape() == shape, "[model] tensor '", name, "' has shape ",
-                  shape_str(it->second.shape()), ", expected ", shape_str(shape));
-    used_ += 1;
-    return count(backend_.upload(it->second));
+    Tensor t = host(name, shape, required, /*any_type=*/true);
+    return t.defined() ? count(backend_.upload(t)) : t;
   }
 
   size_t bytes() const { return bytes_; }
