@@ -3,27 +3,41 @@
 #include "check.h"
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
-#include <system_error>
 #include <string>
+#include <system_error>
 #include <utility>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+static inline void cpu_relax() { _mm_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax() { __asm__ __volatile__("yield"); }
+#else
+static inline void cpu_relax() {}
+#endif
 
 namespace mambart {
 
 namespace {
-// Range of part `i` of `parts` over [0, n), boundaries rounded to `grain`.
-std::pair<int64_t, int64_t> part_range(int64_t n, int64_t grain, int i, int parts) {
-  const int64_t blocks = (n + grain - 1) / grain;
-  const int64_t b0 = blocks * i / parts, b1 = blocks * (i + 1) / parts;
-  return {std::min(n, b0 * grain), std::min(n, b1 * grain)};
-}
+// How long an idle worker spins before it sleeps: longer than the gaps
+// between the jobs of one decode step, short enough that an idle model
+// costs nothing.
+constexpr auto kSpin = std::chrono::microseconds(300);
+// Chunks per thread: a late or descheduled thread leaves its share to the
+// others at this granularity.
+constexpr int64_t kChunksPerThread = 4;
+
+constexpr uint64_t kIndexMask = 0xffff;
+uint64_t pack_claim(uint64_t job, uint64_t chunks, uint64_t next) { return job << 32 | chunks << 16 | next; }
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   threads = std::max(1, threads);
   try {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker_loop, this, i);
+    for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker_loop, this);
   } catch (const std::system_error& e) {
     stop_workers();
     MAMBART_CHECK(false, "[threads] could not start ", threads, " threads: ", e.what());
@@ -34,33 +48,56 @@ ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::stop_workers() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(sleep_mutex_);
     stop_ = true;
+    epoch_.fetch_add(1);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+// Spins, then sleeps, until epoch_ moves on from `seen`; false on stop.
+// (A worker that starts late may read an epoch already past a job or the
+// stop: the caller runs that job alone, and stop_ is checked as well.)
+bool ThreadPool::wait_for_job(uint32_t seen) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1; epoch_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed); ++i) {
+    cpu_relax();
+    if (i % 64 != 0) continue;
+    // On a busy machine yield() gives the core to whatever else is ready;
+    // on an idle one it returns at once.
+    std::this_thread::yield();
+    if (std::chrono::steady_clock::now() > until) {
+      std::unique_lock<std::mutex> lock(sleep_mutex_);
+      sleepers_.fetch_add(1);  // seq_cst, paired with the poster's load
+      wake_.wait(lock, [&] { return epoch_.load() != seen || stop_.load(); });
+      sleepers_.fetch_sub(1);
+      break;
+    }
+  }
+  return !stop_.load();
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = epoch_.load();
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n, grain;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      grain = job_grain_;
-    }
-    auto [b, e] = part_range(n, grain, index, size());
-    if (b < e) (*job)(b, e);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    if (!wait_for_job(seen)) return;
+    seen = epoch_.load(std::memory_order_acquire);
+    run_chunks();
+  }
+}
+
+// Claims and runs chunks of the current job until none are left.
+void ThreadPool::run_chunks() {
+  uint64_t c = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t next = c & kIndexMask, chunks = c >> 16 & kIndexMask;
+    if (next >= chunks) return;
+    if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    const int64_t b = static_cast<int64_t>(next) * chunk_;
+    (*fn_)(b, std::min(n_, b + chunk_));
+    done_.fetch_add(1, std::memory_order_release);
+    c = claim_.load(std::memory_order_acquire);
   }
 }
 
@@ -70,23 +107,31 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   // driven from several Python threads (calls release the GIL).
   std::lock_guard<std::mutex> one_job(call_mutex_);
   grain = std::max<int64_t>(1, grain);
-  if (workers_.empty() || n <= grain) {
+  const int64_t blocks = (n + grain - 1) / grain;
+  if (workers_.empty() || blocks <= 1) {
     fn(0, n);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  const int64_t chunks_wanted = std::min<int64_t>(blocks, size() * kChunksPerThread);
+  const int64_t chunk = (blocks + chunks_wanted - 1) / chunks_wanted * grain;
+  const uint64_t chunks = static_cast<uint64_t>((n + chunk - 1) / chunk);
+  fn_ = &fn;
+  n_ = n;
+  chunk_ = chunk;
+  done_.store(0, std::memory_order_relaxed);
+  const uint64_t job = (claim_.load(std::memory_order_relaxed) >> 32) + 1;
+  claim_.store(pack_claim(job, chunks, 0), std::memory_order_release);
+  epoch_.fetch_add(1);  // seq_cst, paired with a sleeper's increment
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    wake_.notify_all();
   }
-  wake_.notify_all();
-  auto [b, e] = part_range(n, grain, 0, size());
-  if (b < e) fn(b, e);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  run_chunks();
+  // Only chunks that a worker has claimed are left; they are running.
+  for (int i = 1; done_.load(std::memory_order_acquire) != static_cast<int64_t>(chunks); ++i) {
+    cpu_relax();
+    if (i % 1024 == 0) std::this_thread::yield();
+  }
 }
 
 int default_threads() {

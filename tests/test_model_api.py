@@ -140,6 +140,24 @@ def test_one_model_from_several_threads(model):
         np.testing.assert_array_equal(r, expected)
 
 
+def test_thread_pools_start_and_stop_at_once(small_model_dir):
+    """A model dropped before its workers have started, or right after a call, must not hang (child with a timeout)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mambart\n"
+        "for i in range(40):\n"
+        "    m = mambart.load(sys.argv[1], threads=4)\n"
+        "    if i % 2: m.logits([1, 2, 3])\n"
+        "    del m\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(small_model_dir[0])], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_argument_types_and_bounds(model, small_model_dir):
     with pytest.raises(ValueError, match="threads"):
         mambart.load(small_model_dir[0], threads=3_000_000_000)
