@@ -95,6 +95,18 @@ void quantize_q4(const float* w, int64_t K, BlockQ4* out) {
 
 }  // namespace
 
+void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
+  for (int64_t b = 0; b < blocks(K); ++b) {
+    const int64_t k0 = b * kQuantBlock, n = std::min(kQuantBlock, K - k0);
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[k0 + i]));
+    dx[b] = amax / 127.0f;
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    for (int64_t i = 0; i < kQuantBlock; ++i)
+      q[k0 + i] = i < n ? static_cast<int8_t>(std::nearbyint(x[k0 + i] * inv)) : 0;
+  }
+}
+
 int64_t row_bytes(DType type, int64_t K) {
   switch (type) {
     case DType::F32: return 4 * K;

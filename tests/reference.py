@@ -27,15 +27,40 @@ def gate_silu(x, z):
     return _f64(x) * silu(z)
 
 
+# Rows of x up to which q4 multiplies in integers (kMatmulDecodeRows, cpp/kernels/matmul.h).
+DECODE_ROWS = 32
+
+
 def matmul(x, w, bias=None, wtype="f32", K=None):
     """y (M, N) = x (M, K) @ w (N, K).T + bias (N): a PyTorch Linear.
 
     w as stored for `wtype` (see dequantize); the product is float64 over
-    the dequantized weights.
+    the dequantized weights. q4 with M <= DECODE_ROWS takes x as rounded to
+    int8 per block (quantize_x_q8) for the codes' part, d * code, and the
+    exact x for the minimum's, m.
     """
-    w = w if wtype == "f32" else dequantize(w, wtype, K)
-    y = _f64(x) @ _f64(w).T
+    if wtype == "q4" and len(x) <= DECODE_ROWS:
+        d, codes, m = q4_parts(w, K)
+        y = quantize_x_q8(x) @ (_f64(d) * codes).T + _f64(x) @ _f64(m).T
+    else:
+        y = _f64(x) @ _f64(dequantize(w, wtype, K)).T
     return y if bias is None else y + _f64(bias)
+
+
+def quantize_x_q8(x):
+    """x (M, K) as the q4 decode sees it (cpp/kernels/quantize.h, quantize_x_q8): per
+    block of 32, amax = max|x|, q = rint(x * (127 / amax)), x ~ q * (amax / 127); float64."""
+    x = np.asarray(x, np.float32)
+    M, K = x.shape
+    nb = -(-K // QBLOCK)
+    blocks = np.zeros((M, nb * QBLOCK), np.float32)
+    blocks[:, :K] = x
+    blocks = blocks.reshape(M, nb, QBLOCK)
+    amax = np.abs(blocks).max(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(blocks * inv)  # float32 product, rounded half to even as the kernels do
+    return (_f64(q) * _f64(amax / np.float32(127))).reshape(M, -1)[:, :K]
 
 
 # Weight formats, decoded from their description in cpp/kernels/quantize.h:
@@ -83,10 +108,19 @@ def dequantize(w, wtype, K):
     if wtype == "q8":
         q = b[..., 4:].copy().view(np.int8).reshape(N, nb * QBLOCK)[:, :K]
         return d * q.astype(np.float32)
+    d, codes, m = q4_parts(w, K)
+    return d * codes + m
+
+
+def q4_parts(w, K):
+    """A stored q4 weight's d, code and m per element, float32 (N, K): w = d * code + m."""
+    b = _blocks(w, "q4", K)
+    N, nb = b.shape[:2]
+    d, m = block_params(w, "q4", K)
     q = b[..., 8:]
     codes = np.empty((N, nb, QBLOCK), np.uint8)
     codes[..., 0::2], codes[..., 1::2] = q & 15, q >> 4
-    return d * codes.reshape(N, nb * QBLOCK)[:, :K].astype(np.float32) + m
+    return d, codes.reshape(N, nb * QBLOCK)[:, :K].astype(np.float32), m
 
 
 def rmsnorm(residual, weight, add=None, eps=1e-5):

@@ -207,7 +207,7 @@ def test_matmul_wtype(isa, wtype, M, K):
     ws, w = stored(rng, N, K, wtype)
     x = rand(rng, M, K)
     b = rand(rng, N) if (M + K) % 2 else None
-    assert_close(K_.matmul(x, ws, b, wtype=wtype, K=K), ref.matmul(x, w, b))
+    assert_close(K_.matmul(x, ws, b, wtype=wtype, K=K), ref.matmul(x, ws, b, wtype=wtype, K=K))
 
 
 @pytest.mark.parametrize("wtype", WTYPES)
@@ -232,7 +232,7 @@ def test_matmul_wtype_never_reads_x_past_k(isa, wtype, M):
     x = xz[:, :K]
     out = np.full((M, 30), np.nan, np.float32)
     y = K_.matmul(x, ws, out=out[:, 5:25], wtype=wtype, K=K)
-    assert_close(y, ref.matmul(x, w))
+    assert_close(y, ref.matmul(x, ws, wtype=wtype, K=K))
     assert np.isnan(out[:, :5]).all() and np.isnan(out[:, 25:]).all()
 
 

@@ -1,6 +1,6 @@
 // matmul: y = x · wᵀ (+ bias). See kernels/matmul.h.
 #include <algorithm>
-
+#include <type_traits>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -40,7 +40,34 @@ static void matmul_dequantized(const MatmulParams& p, int64_t n0, int64_t n1) {
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
-void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
+
+// Up to kMatmulDecodeRows rows: integer products over x rounded to int8
+// (kernels/matmul.h).
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
+  if (p.M > kMatmulDecodeRows) return matmul_dequantized(p, n0, n1);
+  const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
+  std::vector<int8_t> q(static_cast<size_t>(nb * kQuantBlock));
+  std::vector<float> dx(static_cast<size_t>(nb)), xs(static_cast<size_t>(nb));
+  for (int64_t m = 0; m < p.M; ++m) {
+    const float* x = p.x + m * p.ldx;
+    quantize_x_q8(x, p.K, q.data(), dx.data());
+    for (int64_t b = 0; b < nb; ++b) {
+      xs[b] = 0.0f;
+      for (int64_t k = b * kQuantBlock; k < std::min(p.K, (b + 1) * kQuantBlock); ++k) xs[b] += x[k];
+    }
+    for (int64_t n = n0; n < n1; ++n) {
+      const BlockQ4* blk = reinterpret_cast<const BlockQ4*>(static_cast<const char*>(p.w) + n * row_bytes(p.wtype, p.K));
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t dot = 0;
+        for (int64_t i = 0; i < kQuantBlock; ++i)
+          dot += (blk[b].q[i / 2] >> (4 * (i % 2)) & 15) * q[b * kQuantBlock + i];
+        acc += blk[b].d * dx[b] * static_cast<float>(dot) + blk[b].m * xs[b];
+      }
+      p.y[m * p.ldy + n] = acc + (p.bias ? p.bias[n] : 0.0f);
+    }
+  }
+}
 
 }  // namespace scalar
 }  // namespace mambart
@@ -55,9 +82,10 @@ namespace {
 
 // Per-thread scratch, 64-byte aligned, grown on first use and then kept:
 // no allocation per call in steady state. Slots: 0 = packed x rows (decode),
-// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill).
+// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill), 3 = x's
+// block scales (decode, q4).
 float* scratch(int slot, int64_t floats) {
-  thread_local std::vector<float> buf[3];
+  thread_local std::vector<float> buf[4];
   std::vector<float>& b = buf[slot];
   const size_t need = static_cast<size_t>(floats) + 16;
   if (b.size() < need) b.resize(need);
@@ -86,18 +114,14 @@ namespace {
 //                         runs the dense decode.
 //   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
 //                         nothing past k + n (dense types).
-// Block types (kBlocked) also decode a block at a time:
-//   codes(row, b, c)      block b's 32 codes as 4 x 8 f32, in the order
-//                         kOrder gives to x (see pack_x)
-//   scale(row, b)         d; minimum(row, b), q4 only (kMinimum): m
-
-// Order of x within a block for codes(): natural, or q4's nibble order.
-enum class XOrder { kNatural, kEvenOdd };
+// q8 also decodes a block at a time (q4 has a decode of its own, below):
+//   codes(row, b, c)      block b's 32 codes as 4 x 8 f32
+//   scale(row, b)         d
+// kMinimum: q4's blocks add a minimum m (minimum(row, b)) to every weight.
 
 struct F32 {
   static constexpr bool kBlocked = false, kMinimum = false;
   static constexpr int64_t kBytes = 4;  // per weight (dense) or per block
-  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 load8(const char* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -116,7 +140,6 @@ inline __m128i load_u16_tail(const char* row, int64_t k, int64_t n) {
 struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
   static constexpr bool kBlocked = false, kMinimum = false;
   static constexpr int64_t kBytes = 2;
-  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 cvt(__m128i h) { return _mm256_cvtph_ps(h); }
   static __m256 load8(const char* row, int64_t k) {
     return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
@@ -127,7 +150,6 @@ struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
 struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
   static constexpr bool kBlocked = false, kMinimum = false;
   static constexpr int64_t kBytes = 2;
-  static constexpr XOrder kOrder = XOrder::kNatural;
   static __m256 cvt(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
   static __m256 load8(const char* row, int64_t k) {
     return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
@@ -142,7 +164,6 @@ inline __m256i load_i8x8(const int8_t* p) { return _mm256_cvtepi8_epi32(_mm_load
 struct Q8 {  // d * q: int8 -> int32 -> f32, times the block scale (as dequantize_row)
   static constexpr bool kBlocked = true, kMinimum = false;
   static constexpr int64_t kBytes = sizeof(BlockQ8);
-  static constexpr XOrder kOrder = XOrder::kNatural;
   static const BlockQ8& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ8*>(row)[b]; }
   static __m256 load8(const char* row, int64_t k) {
     const BlockQ8& b = block(row, k / kQuantBlock);
@@ -158,10 +179,9 @@ struct Q8 {  // d * q: int8 -> int32 -> f32, times the block scale (as dequantiz
 struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
   static constexpr bool kBlocked = true, kMinimum = true;
   static constexpr int64_t kBytes = sizeof(BlockQ4);
-  static constexpr XOrder kOrder = XOrder::kEvenOdd;
   static const BlockQ4& block(const char* row, int64_t b) { return reinterpret_cast<const BlockQ4*>(row)[b]; }
-  // Natural order (GEMM packing), without m: codes k..k+7 are the 8
-  // nibbles of one little-endian 32-bit word, low nibble first.
+  // Without m: codes k..k+7 are the 8 nibbles of one little-endian 32-bit
+  // word, low nibble first.
   static __m256 load8(const char* row, int64_t k) {
     const BlockQ4& b = block(row, k / kQuantBlock);
     int32_t word;
@@ -171,29 +191,17 @@ struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
     return _mm256_mul_ps(_mm256_cvtepi32_ps(code), _mm256_broadcast_ss(&b.d));
   }
   static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
-  // Decode order: bytes 0-7 give the even codes 0..14 (low nibbles) and the
-  // odd codes 1..15 (high nibbles), bytes 8-15 codes 16..31 likewise; x is
-  // packed to match. 2 ops per 8 codes where the natural order takes 4.
-  static void codes(const char* row, int64_t b, __m256 c[4]) {
-    const __m256i lo = _mm256_set1_epi32(15);
-    for (int h = 0; h < 2; ++h) {
-      const __m256i q = load_u8x8(block(row, b).q + 8 * h);
-      c[2 * h] = _mm256_cvtepi32_ps(_mm256_and_si256(q, lo));
-      c[2 * h + 1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4));
-    }
-  }
-  static float scale(const char* row, int64_t b) { return block(row, b).d; }
   static float minimum(const char* row, int64_t b) { return block(row, b).m; }
 };
 
 // ---------------------------------------------------------------- decode
 //
-// M <= kDecodeRows: a product of bandwidth. x is copied once per call into
-// zero-padded rows (K rounded up to a block of 32, in the format's order),
-// so the inner loops never mask x and never read it past K. A weight row is
+// M <= kDecodeRows: a product of bandwidth. x is packed once per call into
+// zero-padded rows (K rounded up to a block of 32; int8 blocks for q4), so
+// the inner loops never mask x and never read it past K. A weight row is
 // used by all M rows of x while it is in registers: every weight row is read
-// from memory exactly once per call, and a quantized block is converted to
-// f32 once for all M rows.
+// from memory exactly once per call, and a quantized block is decoded once
+// for all M rows.
 //
 // One weight row at a time keeps the weight reads one sequential stream:
 // tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
@@ -202,7 +210,7 @@ struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
 // Up to 32 rows, groups of 8 reusing each weight chunk from L2 beat the
 // GEMM's panel packing (f32, N=3072 K=768, cold weights, 1 thread: M=9
 // 10-16 GB/s vs 6-8, M=16 8-11 vs 5-7, M=32 4-5.5 vs 3.3; M=64 ties).
-constexpr int64_t kDecodeRows = 32;
+constexpr int64_t kDecodeRows = kMatmulDecodeRows;
 
 // Dense types: independent k chains per x row, so that MR * U accumulators
 // cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
@@ -244,16 +252,30 @@ void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m25
   }
 }
 
-// Block types: per block and x row, t = sum(code * x) over the 32 codes,
-// then acc += d * t: the scale costs one FMA per block rather than a
-// multiply per weight, and the loop-carried chain is one FMA per block.
-// q4's minimum: sum_b m_b * xs[b][i], all x rows in one FMA per block.
+// x of one call, packed for the row kernels; `at(g)` is row g onward.
+//   xp (M, ldxp)    dense types and q8: x zero-padded to ldxp = K rounded up to 32
+//   q (M, nb, 32)   q4: x as int8 per block (quantize_x_q8), each block's 16
+//                   even-k values then its 16 odd-k ones (see decode_q4)
+//   dx (M, nb)      q4: the blocks' scales
+//   xs (M/8, nb, 8) q4: each block's exact sum of x, 8 rows side by side
+struct PackedX {
+  const float* xp;
+  int64_t ldxp, nb;
+  const int8_t* q;
+  const float *dx, *xs;
+  PackedX at(int64_t g) const {
+    return {xp ? xp + g * ldxp : nullptr, ldxp, nb, q ? q + g * nb * kQuantBlock : nullptr, dx ? dx + g * nb : nullptr,
+            xs ? xs + g * nb : nullptr};
+  }
+};
+
+// q8: per block and x row, t = sum(code * x) over the 32 codes, then
+// acc += d * t: the scale costs one FMA per block rather than a multiply
+// per weight, and the loop-carried chain is one FMA per block.
 template <class F, int MR>
-void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, const float* xs,
-                   __m256 (&out)[MR], __m256& mterm) {
+void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
   __m256 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
-  __m256 ms = _mm256_setzero_ps();
   const int64_t nb = (K + kQuantBlock - 1) / kQuantBlock;
   for (int64_t b = 0; b < nb; ++b) {
     prefetch_ahead<F, MR>(w, b * F::kBytes);
@@ -266,7 +288,38 @@ void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, cons
       for (int u = 1; u < 4; ++u) t = _mm256_fmadd_ps(_mm256_load_ps(x + 8 * u), c[u], t);
       acc[i] = _mm256_fmadd_ps(d, t, acc[i]);
     }
-    if constexpr (F::kMinimum) ms = _mm256_fmadd_ps(_mm256_set1_ps(F::minimum(w, b)), _mm256_load_ps(xs + 8 * b), ms);
+  }
+  for (int i = 0; i < MR; ++i) out[i] = acc[i];
+}
+
+// q4 in integers (kernels/matmul.h). A block's 16 bytes, masked and shifted,
+// are its 32 codes in one register: low nibbles (even k) in the low half,
+// high nibbles (odd k) in the high half; x's int8 are stored in that order.
+// maddubs multiplies the unsigned codes by the signed x and adds pairs
+// (|sum| <= 2 * 15 * 127 fits int16), madd adds those pairs to 8 int32, and
+// one FMA adds them times d * dx. Where the float decode converted and
+// multiplied every weight, this takes ~7 operations per block and row.
+// The minimum's term, sum_b m_b xs_b, runs for all 8 rows in one FMA.
+template <int MR>
+void decode_q4(const char* w, const PackedX& x, __m256 (&out)[MR], __m256& mterm) {
+  const BlockQ4* blk = reinterpret_cast<const BlockQ4*>(w);
+  const __m128i nibble = _mm_set1_epi8(15);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  __m256 ms = _mm256_setzero_ps();
+  for (int64_t b = 0; b < x.nb; ++b) {
+    prefetch_ahead<Q4, MR>(w, b * Q4::kBytes);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b].q));
+    const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), nibble), _mm_and_si128(raw, nibble));
+    const __m256 d = _mm256_set1_ps(blk[b].d);
+    for (int i = 0; i < MR; ++i) {
+      const __m256i qx = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q + (i * x.nb + b) * kQuantBlock));
+      const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, qx), ones);
+      const __m256 scale = _mm256_mul_ps(d, _mm256_broadcast_ss(x.dx + i * x.nb + b));
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[i]);
+    }
+    ms = _mm256_fmadd_ps(_mm256_set1_ps(blk[b].m), _mm256_load_ps(x.xs + 8 * b), ms);
   }
   for (int i = 0; i < MR; ++i) out[i] = acc[i];
   mterm = ms;
@@ -278,20 +331,21 @@ void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, cons
 // run at 9 GB/s instead of 20 (f32, 1 thread).
 constexpr int64_t kDecodeCols = 64;
 
-// y[0:MR, c0:c1] for one group of MR <= 8 rows of x (xp, xs and y at the
+// y[0:MR, c0:c1] for one group of MR <= 8 rows of x (x and y at the
 // group's first row).
 template <class F, int MR>
-void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const float* xs, float* y,
-                 int64_t c0, int64_t c1) {
+void decode_rows(const MatmulParams& p, const PackedX& x, float* y, int64_t c0, int64_t c1) {
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
   alignas(32) float yb[MR * kDecodeCols];
   for (int64_t n = c0; n < c1; ++n) {
     __m256 acc[MR], mterm = _mm256_setzero_ps();
-    if constexpr (F::kBlocked)
-      decode_blocks<F, MR>(w + n * stride, xp, ldxp, p.K, xs, acc, mterm);
+    if constexpr (std::is_same_v<F, Q4>)
+      decode_q4<MR>(w + n * stride, x, acc, mterm);
+    else if constexpr (F::kBlocked)
+      decode_blocks<F, MR>(w + n * stride, x.xp, x.ldxp, p.K, acc);
     else
-      decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+      decode_dense<F, MR>(w + n * stride, x.xp, x.ldxp, p.K, acc);
     alignas(32) float m[8];
     _mm256_store_ps(m, mterm);
     const float bias = p.bias ? p.bias[n] : 0.0f;
@@ -300,31 +354,67 @@ void decode_rows(const MatmulParams& p, const float* xp, int64_t ldxp, const flo
   for (int i = 0; i < MR; ++i) std::memcpy(y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
 }
 
-// xp (M, ldxp) = x, zero-padded to ldxp = K rounded up to 32; for q4 each
-// block's x in the order of Q4::codes (even k, then odd k, per 16). xs
-// (blocks, 8): the per-block sums of each x row (rows >= M zero), for q4.
-template <class F>
-void pack_x(const MatmulParams& p, int64_t ldxp, float* xp, float* xs) {
-  for (int64_t i = 0; i < p.M; ++i) {
-    float* dst = xp + i * ldxp;
-    std::memcpy(dst, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
-    std::memset(dst + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
-    if constexpr (F::kOrder == XOrder::kEvenOdd)
-      for (int64_t k0 = 0; k0 < ldxp; k0 += 16) {
-        float t[16];
-        for (int j = 0; j < 8; ++j) t[j] = dst[k0 + 2 * j], t[8 + j] = dst[k0 + 2 * j + 1];
-        std::memcpy(dst + k0, t, sizeof(t));
-      }
+// Largest lane.
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// One row of x (K) as decode_q4 reads it: quantize_x_q8's values and
+// scales, each block's int8 reordered to its 16 even-k then 16 odd-k.
+void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
+  const __m256i natural = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
+                                            0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  for (int64_t k0 = 0, b = 0; k0 < K; k0 += kQuantBlock, ++b) {
+    __m256 v[4];
+    for (int u = 0; u < 4; ++u) v[u] = load_n(x + k0 + 8 * u, std::clamp<int64_t>(K - k0 - 8 * u, 0, 8));
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, v[0]);
+    for (int u = 1; u < 4; ++u) a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[u]));
+    const float m = hmax(a);
+    dx[b] = m / 127.0f;
+    const __m256 inv = _mm256_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+    __m256i i32[4];
+    for (int u = 0; u < 4; ++u) i32[u] = _mm256_cvtps_epi32(_mm256_mul_ps(v[u], inv));
+    // packs interleave the 128-bit lanes: 4-byte groups come out as x[0:4],
+    // x[8:12], x[16:20], x[24:28] | x[4:8], ...; the permute restores order.
+    __m256i i8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
+    i8 = _mm256_permutevar8x32_epi32(i8, natural);
+    // Per 16: evens then odds; then quads (evens 0-15, evens 16-31, odds 0-15, odds 16-31).
+    i8 = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(i8, even_odd), 0xD8);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + b * kQuantBlock), i8);
   }
-  if (xs) {  // (groups of 8 rows, blocks, 8)
-    const int64_t nb = ldxp / kQuantBlock;
+}
+
+// Packs x: a copy for the float kernels; for q4, int8 values, scales and
+// block sums (rows past M in the last group of xs are zero).
+template <class F>
+PackedX pack_x(const MatmulParams& p) {
+  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
+  if constexpr (!std::is_same_v<F, Q4>) {
+    float* xp = scratch(0, p.M * ldxp);
+    for (int64_t i = 0; i < p.M; ++i) {
+      std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
+      std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+    }
+    return {xp, ldxp, nb, nullptr, nullptr, nullptr};
+  } else {
+    int8_t* q = reinterpret_cast<int8_t*>(scratch(0, p.M * ldxp / 4));
+    float* dx = scratch(3, p.M * nb);
+    float* xs = scratch(1, round_up(p.M, 8) * nb);
+    for (int64_t i = 0; i < p.M; ++i) pack_x_q8(p.x + i * p.ldx, p.K, q + i * ldxp, dx + i * nb);
     for (int64_t g = 0; g < p.M; g += 8)
       for (int64_t b = 0; b < nb; ++b)
         for (int64_t i = g; i < g + 8; ++i) {
           float s = 0.0f;
-          for (int64_t k = 0; i < p.M && k < kQuantBlock; ++k) s += xp[i * ldxp + b * kQuantBlock + k];
+          for (int64_t k = b * kQuantBlock; i < p.M && k < std::min(p.K, (b + 1) * kQuantBlock); ++k)
+            s += p.x[i * p.ldx + k];
           xs[g * nb + 8 * b + (i - g)] = s;
         }
+    return {nullptr, ldxp, nb, q, dx, xs};
   }
 }
 
@@ -333,26 +423,21 @@ void pack_x(const MatmulParams& p, int64_t ldxp, float* xp, float* xs) {
 // others from L2.
 template <class F>
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
-  float* xp = scratch(0, p.M * ldxp);
-  float* xs = nullptr;
-  if constexpr (F::kMinimum) xs = scratch(1, round_up(p.M, 8) * nb);
-  pack_x<F>(p, ldxp, xp, xs);
+  const PackedX x = pack_x<F>(p);
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
     for (int64_t g = 0; g < p.M; g += 8) {
-      const float* xg = xp + g * ldxp;
-      const float* sg = xs ? xs + g * nb : nullptr;
+      const PackedX xg = x.at(g);
       float* yg = p.y + g * p.ldy;
       switch (std::min<int64_t>(8, p.M - g)) {
-        case 1: decode_rows<F, 1>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 2: decode_rows<F, 2>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 3: decode_rows<F, 3>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 4: decode_rows<F, 4>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 5: decode_rows<F, 5>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 6: decode_rows<F, 6>(p, xg, ldxp, sg, yg, c0, c1); break;
-        case 7: decode_rows<F, 7>(p, xg, ldxp, sg, yg, c0, c1); break;
-        default: decode_rows<F, 8>(p, xg, ldxp, sg, yg, c0, c1); break;
+        case 1: decode_rows<F, 1>(p, xg, yg, c0, c1); break;
+        case 2: decode_rows<F, 2>(p, xg, yg, c0, c1); break;
+        case 3: decode_rows<F, 3>(p, xg, yg, c0, c1); break;
+        case 4: decode_rows<F, 4>(p, xg, yg, c0, c1); break;
+        case 5: decode_rows<F, 5>(p, xg, yg, c0, c1); break;
+        case 6: decode_rows<F, 6>(p, xg, yg, c0, c1); break;
+        case 7: decode_rows<F, 7>(p, xg, yg, c0, c1); break;
+        default: decode_rows<F, 8>(p, xg, yg, c0, c1); break;
       }
     }
   }

@@ -12,12 +12,21 @@
 // tokens. A call computes output columns [n0, n1): the backend splits N
 // across threads, so every thread streams a disjoint slice of w, once
 // whatever M is.
+//
+// q4 with M <= kMatmulDecodeRows multiplies in integers: each block of 32
+// of x is rounded to int8 (quantize_x_q8 in kernels/quantize.h), so
+//   y[m, n] = sum_b d_b dx_b (sum_i code_i qx_i) + m_b sum_i x_i  (+ bias),
+// the minimum's term over the exact x. Everything else, and q4 with more
+// rows, is a float product over the dequantized weights.
 #pragma once
 #include <cstdint>
 
 #include "tensor.h"
 
 namespace mambart {
+
+// Rows of x up to which a call takes the decode path (see cpu/matmul.cpp).
+constexpr int64_t kMatmulDecodeRows = 32;
 
 struct MatmulParams {
   const float* x;

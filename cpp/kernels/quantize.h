@@ -39,4 +39,10 @@ void convert_rows(const float* src, int64_t rows, int64_t K, DType type, void* d
 // One row back to f32 (embedding lookups, tests).
 void dequantize_row(const void* src, DType type, int64_t K, float* dst);
 
+// Activations for q4's integer products: x (K) in blocks of 32, each as
+// q[32b + i] = rint(x[32b + i] * 127 / amax) with dx[b] = amax / 127, amax =
+// max|x| over the block (dx = 0, q = 0 for a zero block); q past K is 0.
+// q holds ceil(K/32) * 32 values, dx ceil(K/32).
+void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
+
 }  // namespace mambart
