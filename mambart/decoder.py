@@ -45,6 +45,13 @@ class Decoder:
         """
         return self._core.prefill([_ids(p) for p in prompts], all_logits)
 
+    def prefill_logits_device(self, prompt: Sequence[int]):
+        """Feed one prompt (batch 1, CUDA) and return the logits of every position,
+        (len, vocab_size), in device memory without a copy: an object with
+        `__cuda_array_interface__` (e.g. `cupy.asarray(...)`) that owns its memory."""
+        interface, owner = self._core.prefill([_ids(prompt)], on_device=True)
+        return _DeviceArray(interface, owner)
+
     def step(self, tokens: Sequence[int]) -> None:
         """Feed one token per row."""
         self._core.step(_ids(tokens))

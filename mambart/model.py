@@ -79,8 +79,17 @@ class Model:
         return decoder
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Logits of every position, shape (len(token_ids), vocab_size), float32."""
+        """Logits of every position, shape (len(token_ids), vocab_size), float32.
+
+        On a CUDA device, CuPy token ids give a CuPy array of logits that stay in
+        device memory (no copy); anything else gives numpy.
+        """
+        on_device = self.device != "cpu" and hasattr(token_ids, "__cuda_array_interface__")
         ids = _as_id_list(token_ids)
+        if on_device:
+            import cupy
+
+            return cupy.asarray(self.decoder(1).prefill_logits_device(ids))
         return self.decoder(1).prefill([ids], all_logits=True)
 
     def encode(self, prompt: str, allow_empty: bool = False) -> list[int]:

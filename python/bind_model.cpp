@@ -30,6 +30,34 @@ py::array_t<float> to_numpy(std::vector<float>&& v, std::vector<int64_t> shape) 
   return py::array_t<float>(shape, heap->data(), free_when_done);
 }
 
+// A capsule that keeps a tensor's storage alive.
+py::capsule keep_alive(const Tensor& t) {
+  return py::capsule(new Tensor(t), [](void* p) { delete static_cast<Tensor*>(p); });
+}
+
+// An f32 tensor as numpy: a view of host memory, a copy of device memory.
+py::array_t<float> host_array(const Tensor& t, const Backend& be) {
+  if (t.device() == Device::CPU) return py::array_t<float>(t.shape(), t.data<float>(), keep_alive(t));
+  std::vector<float> host(static_cast<size_t>(t.numel()));
+  const_cast<Backend&>(be).to_host(t.data<float>(), host.data(), t.numel());
+  return to_numpy(std::move(host), t.shape());
+}
+
+// __cuda_array_interface__ (version 3) of an f32 device tensor, and the
+// capsule that keeps its memory alive.
+py::tuple device_array(const Tensor& t) {
+  MAMBART_CHECK(t.device() == Device::CUDA, "[logits] the logits are in host memory: use logits()");
+  py::dict cai;
+  py::tuple shape(t.ndim());
+  for (int64_t i = 0; i < t.ndim(); ++i) shape[static_cast<size_t>(i)] = t.dim(static_cast<size_t>(i));
+  cai["shape"] = shape;
+  cai["typestr"] = "<f4";
+  cai["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(t.data<void>()), false);
+  cai["strides"] = py::none();
+  cai["version"] = 3;
+  return py::make_tuple(cai, keep_alive(t));
+}
+
 }  // namespace
 
 void bind_model(py::module_& m) {
@@ -84,18 +112,22 @@ void bind_model(py::module_& m) {
       .def("reset", &Decoder::reset, "Zero the state, forget history and logits.")
       .def(
           "prefill",
-          [](Decoder& d, const std::vector<std::vector<int32_t>>& prompts, bool all_logits) -> py::object {
-            std::vector<float> all;
+          [](Decoder& d, const std::vector<std::vector<int32_t>>& prompts, bool all_logits,
+             bool on_device) -> py::object {
+            MAMBART_CHECK(!on_device || d.model().backend().name() == std::string("cuda"),
+                          "[prefill] on_device needs the CUDA backend");
+            Tensor all;
             {
               py::gil_scoped_release nogil;
-              all = d.prefill(prompts, all_logits);
+              all = d.prefill(prompts, all_logits || on_device);
             }
+            if (on_device) return device_array(all);
             if (!all_logits) return py::none();
-            const int64_t V = d.model().config().vocab_size;
-            return to_numpy(std::move(all), {static_cast<int64_t>(prompts[0].size()), V});
+            return host_array(all, d.model().backend());
           },
-          py::arg("prompts"), py::arg("all_logits") = false,
-          "Feed one prompt per row. With all_logits (batch 1), return the (len, V) logits of every position.")
+          py::arg("prompts"), py::arg("all_logits") = false, py::arg("on_device") = false,
+          "Feed one prompt per row. With all_logits (batch 1), return the (len, V) logits of every position "
+          "as numpy; with on_device (CUDA), as (__cuda_array_interface__, owner) without a copy.")
       .def("step", &Decoder::step, py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
            "Feed one token per row.")
       .def("sample", &Decoder::sample, py::arg("samplers"), py::arg("vocab_limit"),
@@ -110,17 +142,7 @@ void bind_model(py::module_& m) {
           "The current (batch, V) logits, a copy.")
       .def(
           "logits_interface",
-          [](const Decoder& d) {
-            const Tensor& t = d.backend_logits();
-            MAMBART_CHECK(t.device() == Device::CUDA, "[logits] the logits are in host memory: use logits()");
-            py::dict cai;
-            cai["shape"] = py::make_tuple(t.dim(0), t.dim(1));
-            cai["typestr"] = "<f4";
-            cai["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(t.data<void>()), false);
-            cai["strides"] = py::none();
-            cai["version"] = 3;
-            return cai;
-          },
+          [](const Decoder& d) { return device_array(d.backend_logits())[0]; },
           "__cuda_array_interface__ of the current (batch, V) logits in device memory (CUDA only); valid "
           "until the next prefill / step.")
       .def("history", &Decoder::history, py::arg("row"), "Token ids fed to a row so far.")

@@ -75,3 +75,8 @@ def test_cupy_interop(small_model_dir):
     d.prefill([cp.asarray([1, 2, 3], dtype=cp.int32)])
     dev = cp.asarray(d.logits_device())
     np.testing.assert_array_equal(cp.asnumpy(dev), d.logits())
+    # model.logits: CuPy ids in, CuPy logits out (device memory), equal to the numpy path.
+    ids = [5, 17, 3, 99, 42]
+    got = model.logits(cp.asarray(ids, dtype=cp.int32))
+    assert isinstance(got, cp.ndarray) and got.shape == (5, model.config.vocab_size)
+    np.testing.assert_array_equal(cp.asnumpy(got), model.logits(ids))

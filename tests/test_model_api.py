@@ -171,3 +171,16 @@ def test_argument_types_and_bounds(model, small_model_dir):
     dec = model.decoder(2)
     with pytest.raises(ValueError, match=r"\[history\]"):
         dec.history(-1)
+
+
+def test_device_logits_need_cuda(model):
+    """The zero-copy device views of the logits exist only on the CUDA backend."""
+    d = model.decoder(1)
+    with pytest.raises(ValueError, match="on_device needs the CUDA backend"):
+        d.prefill_logits_device([1, 2, 3])
+    d.prefill([[1, 2, 3]])
+    with pytest.raises(ValueError, match="host memory"):
+        d.logits_device()
+    # all_logits on the CPU is a view of the backend's tensor that outlives the decoder
+    all_logits = model.decoder(1).prefill([[1, 2, 3]], all_logits=True)
+    np.testing.assert_array_equal(all_logits[-1], d.logits()[0])

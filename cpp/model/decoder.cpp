@@ -44,7 +44,7 @@ std::vector<LayerState> Decoder::row_states(int64_t row) const {
   return states;
 }
 
-std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits) {
+Tensor Decoder::prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits) {
   const ModelConfig& c = model_->config();
   const int64_t V = c.vocab_size;
   MAMBART_CHECK(static_cast<int64_t>(prompts.size()) == batch_, "[prefill] ", prompts.size(),
@@ -56,9 +56,8 @@ std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& pro
       MAMBART_CHECK(t >= 0 && t < V, "[prefill] token id ", t, " in prompt ", b, " is out of range [0, ", V, ")");
   }
 
-  std::vector<float> all;
-  if (all_logits) all.resize(prompts[0].size() * static_cast<size_t>(V));
-  if (all_logits && !all_logits_.defined()) all_logits_ = model_->backend().zeros({kPrefillChunk, V});
+  Tensor all;
+  if (all_logits) all = model_->backend().zeros({static_cast<int64_t>(prompts[0].size()), V});
   for (int64_t b = 0; b < batch_; ++b) {
     const std::vector<int32_t>& p = prompts[static_cast<size_t>(b)];
     const std::vector<LayerState> states = row_states(b);
@@ -66,10 +65,7 @@ std::vector<float> Decoder::prefill(const std::vector<std::vector<int32_t>>& pro
     for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
       const int64_t n = std::min(kPrefillChunk, len - t0);
       model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
-      if (all_logits) {
-        model_->head(ws_, 0, n, all_logits_.data<float>());
-        model_->backend().to_host(all_logits_.data<float>(), all.data() + t0 * V, n * V);
-      }
+      if (all_logits) model_->head(ws_, 0, n, all.data<float>() + t0 * V);
       if (t0 + n == len) model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
     }
     history_[static_cast<size_t>(b)].insert(history_[static_cast<size_t>(b)].end(), p.begin(), p.end());

@@ -28,8 +28,8 @@ class Decoder {
 
   // Feeds prompts[b] to row b (every prompt non-empty, one per row), from the
   // current state. With all_logits (batch 1 only), returns the logits of
-  // every position, (len, V); otherwise returns nothing.
-  std::vector<float> prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits = false);
+  // every position, (len, V), in backend memory; otherwise an empty Tensor.
+  Tensor prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits = false);
 
   // Feeds tokens[b] to row b; batch tokens.
   void step(const std::vector<int32_t>& tokens);
@@ -65,7 +65,6 @@ class Decoder {
   // Logits live in backend memory, so that a device samples them in place;
   // logits() copies them to the host mirror on demand.
   Tensor logits_dev_;                          // (batch, V)
-  Tensor all_logits_;                          // (prefill chunk, V), for prefill(all_logits)
   mutable std::vector<float> logits_;          // host mirror
   mutable bool logits_on_host_ = false;
   std::unique_ptr<Backend::Recording> step_rec_;  // the decode step's graph (CUDA)
