@@ -37,10 +37,10 @@ class CpuBackend final : public Backend {
 
   void matmul(const MatmulParams& p) override {
     auto fn = cpu_kernels().matmul[static_cast<int>(p.wtype)];
-    // Contiguous ranges of whole cache lines of output; results do not depend
-    // on the split. Below ~1M multiply-adds one thread finishes before a
-    // hand-off to the pool would (x_proj and dt_proj at decode).
-    const int64_t grain = p.M * p.N * p.K < (1 << 20) ? p.N : 48;
+    // Contiguous ranges of whole cache lines of output (one line for narrow
+    // outputs such as x_proj's); results do not depend on the split. Below
+    // 64K multiply-adds one thread finishes before a hand-off would.
+    const int64_t grain = p.M * p.N * p.K < (1 << 16) ? p.N : (p.N < 512 ? 16 : 48);
     pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, grain);
   }
   void rmsnorm(const RmsnormParams& p) override {
@@ -70,8 +70,9 @@ class CpuBackend final : public Backend {
   }
   void scan_step(const ScanParams& p) override {
     auto fn = cpu_kernels().scan_step;
-    // One sequence: ~25K state updates, about what waking the pool costs.
-    pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.batch == 1 ? p.E : 16);
+    // One sequence (~25K state updates for a 130m model) still gains from
+    // the split now that a hand-off to a spinning worker costs ~1 us.
+    pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.batch == 1 ? 128 : 16);
   }
   void ssd_prefill(const SsdParams& p) override {
     auto fn = cpu_kernels().ssd_prefill;
