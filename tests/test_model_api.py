@@ -140,7 +140,7 @@ def test_one_model_from_several_threads(model):
         np.testing.assert_array_equal(r, expected)
 
 
-def test_thread_pools_start_and_stop_at_once(small_model_dir):
+def test_thread_pools_start_and_stop_at_once(small_model_dir, tmp_path):
     """A model dropped before its workers have started, or right after a call, must not hang (child with a timeout)."""
     import subprocess
     import sys
@@ -153,8 +153,9 @@ def test_thread_pools_start_and_stop_at_once(small_model_dir):
         "    del m\n"
         "print('ok')\n"
     )
+    # cwd away from the sources: a checkout's mambart/ would shadow the installed package
     out = subprocess.run([sys.executable, "-c", code, str(small_model_dir[0])], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
