@@ -112,7 +112,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  const int64_t chunks_wanted = std::min<int64_t>(blocks, size() * kChunksPerThread);
+  const int64_t chunks_wanted = std::min<int64_t>({blocks, size() * kChunksPerThread, int64_t{kIndexMask}});
   const int64_t chunk = (blocks + chunks_wanted - 1) / chunks_wanted * grain;
   const uint64_t chunks = static_cast<uint64_t>((n + chunk - 1) / chunk);
   fn_ = &fn;
