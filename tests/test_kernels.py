@@ -236,6 +236,25 @@ def test_matmul_wtype_never_reads_x_past_k(isa, wtype, M):
     assert np.isnan(out[:, :5]).all() and np.isnan(out[:, 25:]).all()
 
 
+@pytest.mark.parametrize("M", (1, 9, 40))
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype_non_finite_x_reaches_y(isa, wtype, M):
+    """A NaN or an infinity in a row of x makes that row of y non-finite (q4 rounds x
+    to int8 at decode: such a block must not turn into finite numbers)."""
+    rng = np.random.default_rng(M + 5)
+    K = 70
+    ws, _ = stored(rng, 30, K, wtype)
+    x = rand(rng, M, K)
+    x[0, 5] = np.nan
+    if M > 1:
+        x[1, 40] = np.inf
+    y = K_.matmul(x, ws, wtype=wtype, K=K)
+    assert np.isnan(y[0]).all()
+    assert not np.isfinite(y[1:2]).any()
+    if M > 2:
+        assert_close(y[2:], ref.matmul(x[2:], ws, wtype=wtype, K=K))
+
+
 def _split(n, parts, grain=48):
     """The backend's thread ranges (thread_pool.cpp part_range)."""
     blocks = -(-n // grain)

@@ -16,8 +16,9 @@
 // q4 with M <= kMatmulDecodeRows multiplies in integers: each block of 32
 // of x is rounded to int8 (quantize_x_q8 in kernels/quantize.h), so
 //   y[m, n] = sum_b d_b dx_b (sum_i code_i qx_i) + m_b sum_i x_i  (+ bias),
-// the minimum's term over the exact x. Everything else, and q4 with more
-// rows, is a float product over the dequantized weights.
+// the minimum's term over the exact x (which also carries a NaN or an
+// infinity of x into y, whatever the rounding made of it). Everything else,
+// and q4 with more rows, is a float product over the dequantized weights.
 #pragma once
 #include <cstdint>
 
