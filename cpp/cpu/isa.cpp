@@ -96,8 +96,22 @@ bool has_avx2_fma() {
 
 #endif  // x86-64
 
+#if defined(__aarch64__)
+
+// Every AArch64 CPU has NEON. Only matmul has a NEON version so far (decode
+// is bandwidth-bound on it): the scalar table with NEON matrix products.
+CpuKernels neon_table() {
+  CpuKernels t = kScalar;
+  t.isa = "neon";
+  t.matmul[0] = neon::matmul_f32, t.matmul[1] = neon::matmul_f16, t.matmul[2] = neon::matmul_bf16;
+  t.matmul[3] = neon::matmul_q8, t.matmul[4] = neon::matmul_q4;
+  return t;
+}
+const CpuKernels kNeon = neon_table();
+
+#endif  // arm64
+
 // Every table this build has, worst first, with whether this machine runs it.
-// (neon goes here for arm64: a kNeon table and `true`.)
 struct Entry {
   const CpuKernels* table;
   bool usable;
@@ -108,6 +122,9 @@ const std::vector<Entry>& entries() {
       {&kScalar, true},
 #if defined(__x86_64__) || defined(_M_X64)
       {&kAvx2, has_avx2_fma()},
+#endif
+#if defined(__aarch64__)
+      {&kNeon, true},
 #endif
   };
   return all;

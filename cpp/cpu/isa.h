@@ -1,6 +1,6 @@
 // The one CPU dispatch point. isa.cpp detects the instruction set once
 // (cpuid + XGETBV), fills this table, and nothing else branches on the ISA.
-// MAMBART_CPU_ISA=scalar|avx2 in the environment, or set_isa(), overrides it.
+// MAMBART_CPU_ISA=scalar|avx2|neon in the environment, or set_isa(), overrides it.
 #pragma once
 #include <string>
 #include <vector>

@@ -54,5 +54,12 @@ void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }
+namespace neon {  // arm64 builds only (cpu/matmul_neon.cpp)
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+}
 
 }  // namespace mambart
