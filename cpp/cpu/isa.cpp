@@ -98,13 +98,14 @@ bool has_avx2_fma() {
 
 #if defined(__aarch64__)
 
-// Every AArch64 CPU has NEON. Only matmul has a NEON version so far (decode
-// is bandwidth-bound on it): the scalar table with NEON matrix products.
+// Every AArch64 CPU has NEON. The scalar table with the NEON kernels written
+// so far: matmul and the Mamba-1 scan (what decode spends its time in).
 CpuKernels neon_table() {
   CpuKernels t = kScalar;
   t.isa = "neon";
   t.matmul[0] = neon::matmul_f32, t.matmul[1] = neon::matmul_f16, t.matmul[2] = neon::matmul_bf16;
   t.matmul[3] = neon::matmul_q8, t.matmul[4] = neon::matmul_q4;
+  t.scan_prefill = neon::scan_prefill, t.scan_step = neon::scan_step;
   return t;
 }
 const CpuKernels kNeon = neon_table();

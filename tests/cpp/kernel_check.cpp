@@ -1,11 +1,13 @@
-// Every ISA's matmul against the scalar kernels, for every weight type, on
-// random data of awkward sizes: a check for builds without Python (an
-// arm64 cross build run under qemu, tools/check_arm64.sh). The scalar
-// kernels are themselves checked against float64 numpy by the pytest suite.
-// Prints one line per ISA and exits 1 on any mismatch.
+// Every ISA's kernels against the scalar ones (matmul for every weight type,
+// scan, conv1d, rmsnorm, elementwise) on random data of awkward sizes: a
+// check for builds without Python (an arm64 cross build run under qemu,
+// tools/check_arm64.sh). The scalar kernels are themselves checked against
+// float64 numpy by the pytest suite. Prints one line per family and ISA and
+// exits 1 on any mismatch.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,6 +43,175 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
   return scale > 0 ? err / scale : err;
 }
 
+// Relative error allowed between an ISA and scalar, per output array.
+constexpr double kTolerance = 1e-5;
+
+using Outputs = std::vector<std::vector<float>>;
+
+// Cases of one kernel family on one ISA.
+struct Family {
+  const char* name;
+  int cases = 0;
+  double worst = 0;
+};
+
+// Runs `run` (which builds fresh inputs, calls the active kernels and
+// returns their outputs) under scalar and under `isa`, and compares every
+// output array. `what` names the case in a failure line.
+void compare(Family& f, int& failures, const std::string& isa, const std::string& what,
+             const std::function<Outputs()>& run) {
+  set_isa("scalar");
+  const Outputs want = run();
+  set_isa(isa);
+  const Outputs got = run();
+  double e = 0;
+  for (size_t i = 0; i < want.size(); ++i) e = std::max(e, rel_err(got[i], want[i]));
+  f.worst = std::max(f.worst, e);
+  ++f.cases;
+  if (!(e <= kTolerance)) {
+    std::printf("FAIL %s %s %s: relative error %.3g\n", isa.c_str(), f.name, what.c_str(), e);
+    ++failures;
+  }
+}
+
+void report(const std::string& isa, const Family& f) {
+  std::printf("%s %s vs scalar: %d cases, worst relative error %.3g\n", isa.c_str(), f.name, f.cases, f.worst);
+}
+
+std::string sizes(std::initializer_list<std::pair<const char*, int64_t>> kv) {
+  std::string s;
+  for (const auto& p : kv) s += (s.empty() ? "" : " ") + std::string(p.first) + "=" + std::to_string(p.second);
+  return s;
+}
+
+std::vector<float> randn(std::mt19937& rng, int64_t n, float scale = 1.0f, float shift = 0.0f) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = shift + scale * normal(rng);
+  return v;
+}
+
+// Calls kernel(p, lo, hi) on [0, n) in two ranges, as the thread pool would split it.
+template <class P>
+void split(void (*kernel)(const P&, int64_t, int64_t), const P& p, int64_t n) {
+  kernel(p, 0, n / 2);
+  kernel(p, n / 2, n);
+}
+
+// Mamba-1 scan: prefill over two calls (the state carried from the first to
+// the second) and two decode steps of a batch; E not a multiple of the
+// vector width, N = 16 (real models) and others, z present and absent.
+void check_scan(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"scan"};
+  for (int64_t E : {1, 5, 13, 24})
+    for (int64_t N : {16, 13, 4, 1})
+      for (bool gate : {true, false})
+        for (int64_t batch : {1, 3})
+          for (int64_t seqlen : {1, 7}) {
+            const bool step = batch > 1 || seqlen == 1;  // batch > 1 only steps
+            if (batch > 1 && seqlen > 1) continue;
+            const int64_t rows = batch * seqlen, ld = E + 3;  // rows wider than E, as slices of xz
+            const auto x = randn(rng, 2 * rows * ld), dt = randn(rng, 2 * rows * ld, 1.0f, -1.0f),
+                       z = randn(rng, 2 * rows * ld, 2.0f), B = randn(rng, 2 * rows * N), C = randn(rng, 2 * rows * N),
+                       D = randn(rng, E), dt_bias = randn(rng, E, 0.5f), state0 = randn(rng, batch * E * N);
+            std::vector<float> A = randn(rng, E * N);
+            for (float& a : A) a = -std::exp(a);
+            compare(f, failures, isa, sizes({{"E", E}, {"N", N}, {"batch", batch}, {"seqlen", seqlen}, {"z", gate}}),
+                    [&] {
+                      std::vector<float> state = state0, y(static_cast<size_t>(2 * rows * ld), 0.0f);
+                      for (int64_t call = 0; call < 2; ++call) {
+                        const int64_t o = call * rows;
+                        const ScanParams p{x.data() + o * ld, dt.data() + o * ld, dt_bias.data(), A.data(),
+                                           B.data() + o * N, C.data() + o * N, D.data(),
+                                           gate ? z.data() + o * ld : nullptr, state.data(), y.data() + o * ld,
+                                           batch, seqlen, E, N, ld, ld, N, N, ld, ld};
+                        split(step ? cpu_kernels().scan_step : cpu_kernels().scan_prefill, p, E);
+                      }
+                      return Outputs{y, state};
+                    });
+          }
+  report(isa, f);
+}
+
+// Causal conv1d + SiLU: prefill over two calls and two decode steps of a
+// batch, channel counts off the vector width, every K up to 5, with and
+// without bias.
+void check_conv1d(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"conv1d"};
+  for (int64_t Ch : {1, 5, 8, 13, 20})
+    for (int64_t K : {1, 2, 3, 4, 5})
+      for (bool has_bias : {true, false})
+        for (int64_t batch : {1, 3})
+          for (int64_t seqlen : {1, 6}) {
+            if (batch > 1 && seqlen > 1) continue;
+            const bool step = seqlen == 1;
+            const int64_t rows = batch * seqlen, ldx = 2 * Ch + 1, ldy = Ch + 2;
+            const auto x = randn(rng, 2 * rows * ldx, 2.0f), w = randn(rng, Ch * K, 0.7f), bias = randn(rng, Ch),
+                       state0 = randn(rng, batch * Ch * K, 2.0f);
+            compare(f, failures, isa,
+                    sizes({{"C", Ch}, {"K", K}, {"batch", batch}, {"seqlen", seqlen}, {"bias", has_bias}}), [&] {
+                      std::vector<float> state = state0, y(static_cast<size_t>(2 * rows * ldy), 0.0f);
+                      for (int64_t call = 0; call < 2; ++call) {
+                        const int64_t o = call * rows;
+                        const Conv1dParams p{x.data() + o * ldx, w.data(), has_bias ? bias.data() : nullptr,
+                                             state.data(), y.data() + o * ldy, batch, seqlen, Ch, K, ldx, ldy};
+                        split(step ? cpu_kernels().conv1d_step : cpu_kernels().conv1d_prefill, p, Ch);
+                      }
+                      return Outputs{y, state};
+                    });
+          }
+  report(isa, f);
+}
+
+// rmsnorm with and without the residual add, and the gated rmsnorm with
+// groups off the vector width.
+void check_rmsnorm(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"rmsnorm"};
+  for (int64_t rows : {1, 3})
+    for (int64_t dim : {1, 5, 8, 13, 64, 97})
+      for (bool has_add : {true, false}) {
+        const auto add = randn(rng, rows * dim), res0 = randn(rng, rows * dim, 3.0f), w = randn(rng, dim, 0.2f, 1.0f);
+        compare(f, failures, isa, sizes({{"rows", rows}, {"dim", dim}, {"add", has_add}}), [&] {
+          std::vector<float> res = res0, out(static_cast<size_t>(rows * dim), 0.0f);
+          const RmsnormParams p{has_add ? add.data() : nullptr, res.data(), w.data(), out.data(), rows, dim, 1e-5f};
+          split(cpu_kernels().rmsnorm, p, rows);
+          return Outputs{out, res};
+        });
+      }
+  for (int64_t rows : {1, 3})
+    for (int64_t group : {1, 4, 5, 13, 16})
+      for (int64_t groups : {1, 3}) {
+        const int64_t dim = group * groups, ld = dim + 3;
+        const auto x = randn(rng, rows * ld), z = randn(rng, rows * ld, 2.0f), w = randn(rng, dim, 0.2f, 1.0f);
+        compare(f, failures, isa, sizes({{"gated rows", rows}, {"group", group}, {"groups", groups}}), [&] {
+          std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
+          const RmsnormGatedParams p{x.data(), z.data(), w.data(), out.data(), rows, dim, group, 1e-5f, ld, ld, ld};
+          split(cpu_kernels().rmsnorm_gated, p, rows);
+          return Outputs{out};
+        });
+      }
+  report(isa, f);
+}
+
+// silu, softplus, gate_silu over ranges that start and end off the vector
+// width, on inputs wide enough to reach softplus's threshold of 20.
+void check_elementwise(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"elementwise"};
+  using Kernel = void (*)(const ElementwiseParams&, int64_t, int64_t);
+  const std::pair<const char*, Kernel CpuKernels::*> kernels[] = {
+      {"silu", &CpuKernels::silu}, {"softplus", &CpuKernels::softplus}, {"gate_silu", &CpuKernels::gate_silu}};
+  for (const auto& k : kernels)
+    for (int64_t n : {1, 3, 4, 5, 17, 100}) {
+      const auto x = randn(rng, n, 10.0f), z = randn(rng, n, 10.0f);
+      compare(f, failures, isa, std::string(k.first) + " " + sizes({{"n", n}}), [&] {
+        std::vector<float> y(static_cast<size_t>(n), 0.0f);
+        split(cpu_kernels().*k.second, ElementwiseParams{x.data(), z.data(), y.data(), n}, n);
+        return Outputs{y};
+      });
+    }
+  report(isa, f);
+}
+
 }  // namespace
 
 int main() {
@@ -73,6 +244,10 @@ int main() {
             }
           }
     std::printf("%s matmul vs scalar: %d cases, worst relative error %.3g\n", isa.c_str(), cases, worst);
+    check_scan(rng, isa, failures);
+    check_conv1d(rng, isa, failures);
+    check_rmsnorm(rng, isa, failures);
+    check_elementwise(rng, isa, failures);
   }
   return failures ? 1 : 0;
 }
