@@ -32,5 +32,10 @@ void silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void softplus(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void gate_silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
 }
+namespace neon {  // arm64 builds only (cpu/elementwise_neon.cpp)
+void silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
+void softplus(const ElementwiseParams& p, int64_t i0, int64_t i1);
+void gate_silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
+}
 
 }  // namespace mambart

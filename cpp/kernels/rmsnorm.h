@@ -45,5 +45,9 @@ namespace avx2 {
 void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
 void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
 }
+namespace neon {  // arm64 builds only (cpu/rmsnorm_neon.cpp)
+void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
+void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
+}
 
 }  // namespace mambart
