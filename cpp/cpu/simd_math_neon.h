@@ -2,9 +2,10 @@
 // sums, and exp / log1p / softplus / silu on 4 floats.
 //
 // The same algorithms, constants and operation order as the avx2 versions
-// in simd_math.h (Cephes expf and logf), so the two SIMD paths have the same
-// accuracy against float64 (see the notes there: softplus <= 2.2 ulp, silu
-// <= 3.0 ulp on [-85, 88]); kernel_check holds them to the scalar kernels.
+// in simd_math.h (Cephes expf and logf), so that both SIMD paths round
+// alike (accuracy notes there). Measured against float64 on a 0.0013 grid
+// of [-85, 30] under qemu: relative error <= 1.2e-7 (exp), 1.7e-7
+// (softplus), 2.1e-7 (silu); kernel_check holds the kernels to scalar.
 // NaN propagates (NEON's fmax / fmin return NaN for a NaN operand), exp(x <
 // -104) = 0, exp(x > 88.8) = inf, silu(x < -88.7) = 0 like silu_ref.
 // Every AArch64 CPU has NEON, so unlike the avx2 header there is no target
