@@ -120,3 +120,89 @@ void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
 
 MAMBART_AVX2_END
 #endif  // x86-64
+
+// ---------------------------------------------------------------- neon
+//
+// arm64 (every AArch64 CPU has NEON).
+//
+// The avx2 kernel's shape at 4 lanes: vectorised across 4 channels. w and
+// state are (C, K) per channel, so one tap of 4 channels sits at stride K:
+// gathered once per block and call, kept in registers while the block walks
+// time, scattered back at the end. K up to 4 (real models use 4); other
+// widths, and the last < 4 channels, go to the scalar kernel.
+#if defined(__aarch64__)
+#include "cpu/simd_math_neon.h"
+#include "kernels/conv1d.h"
+
+namespace mambart {
+namespace neon {
+namespace {
+
+inline float32x4_t load_taps(const float* tap, int64_t K) {
+  const float lanes[4] = {tap[0], tap[K], tap[2 * K], tap[3 * K]};
+  return vld1q_f32(lanes);
+}
+
+inline void store_taps(float* tap, int64_t K, float32x4_t v) {
+  float lanes[4];
+  vst1q_f32(lanes, v);
+  for (int i = 0; i < 4; ++i) tap[i * K] = lanes[i];
+}
+
+// Channels [c, c+4) of token rows row0 .. row0+steps-1 (x and y row
+// strides), continuing from state (4, K) of those channels.
+template <int K>
+void conv_block(const Conv1dParams& p, int64_t c, int64_t row0, int64_t steps, float* state) {
+  float32x4_t win[K], w[K];  // win[k] = x[t - K + 1 + k] once token t is shifted in
+  for (int k = 0; k < K; ++k) {
+    win[k] = load_taps(state + k, K);
+    w[k] = load_taps(p.w + c * K + k, K);
+  }
+  const float32x4_t bias = p.bias ? vld1q_f32(p.bias + c) : vdupq_n_f32(0.0f);
+  for (int64_t r = row0; r < row0 + steps; ++r) {
+    for (int k = 0; k + 1 < K; ++k) win[k] = win[k + 1];
+    win[K - 1] = vld1q_f32(p.x + r * p.ldx + c);
+    float32x4_t acc = bias;
+    for (int k = 0; k < K; ++k) acc = vfmaq_f32(acc, w[k], win[k]);
+    vst1q_f32(p.y + r * p.ldy + c, silu(acc));
+  }
+  for (int k = 0; k < K; ++k) store_taps(state + k, K, win[k]);
+}
+
+using ConvBlock = void (*)(const Conv1dParams&, int64_t, int64_t, int64_t, float*);
+
+ConvBlock conv_block_for(int64_t K) {
+  switch (K) {
+    case 1: return conv_block<1>;
+    case 2: return conv_block<2>;
+    case 3: return conv_block<3>;
+    case 4: return conv_block<4>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  const ConvBlock block = conv_block_for(p.K);
+  int64_t c = c0;
+  if (block)
+    for (; c + 4 <= c1; c += 4) block(p, c, 0, p.seqlen, p.state + c * p.K);
+  scalar::conv1d_prefill(p, c, c1);
+}
+
+void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  const ConvBlock block = conv_block_for(p.K);
+  int64_t c4 = c0;
+  if (block) {
+    c4 = c0 + (c1 - c0) / 4 * 4;
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t c = c0; c < c4; c += 4) block(p, c, b, 1, p.state + (b * p.C + c) * p.K);
+  }
+  scalar::conv1d_step(p, c4, c1);
+}
+
+}  // namespace neon
+}  // namespace mambart
+
+#endif  // __aarch64__

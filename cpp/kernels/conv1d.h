@@ -40,7 +40,7 @@ namespace avx2 {
 void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1);
 void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1);
 }
-namespace neon {  // arm64 builds only (cpu/conv1d_neon.cpp)
+namespace neon {  // arm64 builds only
 void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1);
 void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1);
 }

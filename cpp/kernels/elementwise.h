@@ -32,7 +32,7 @@ void silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void softplus(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void gate_silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
 }
-namespace neon {  // arm64 builds only (cpu/elementwise_neon.cpp)
+namespace neon {  // arm64 builds only
 void silu(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void softplus(const ElementwiseParams& p, int64_t i0, int64_t i1);
 void gate_silu(const ElementwiseParams& p, int64_t i0, int64_t i1);

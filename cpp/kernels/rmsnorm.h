@@ -45,7 +45,7 @@ namespace avx2 {
 void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
 void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
 }
-namespace neon {  // arm64 builds only (cpu/rmsnorm_neon.cpp)
+namespace neon {  // arm64 builds only
 void rmsnorm(const RmsnormParams& p, int64_t r0, int64_t r1);
 void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1);
 }
