@@ -138,7 +138,7 @@ void check_scan(std::mt19937& rng, const std::string& isa, int& failures) {
 
 // Mamba-2 SSD: two decode steps of batch 1 and 3, and prefill over two calls
 // (the state carried) with chunks that do and do not divide the sequence;
-// one and two groups, P and N at real sizes and off the vector width, D per
+// one and two groups, P and N at real sizes and off the vector widths, D per
 // head and per channel, delta clamped to a real range and unclamped.
 void check_ssd(std::mt19937& rng, const std::string& isa, int& failures) {
   Family f{"ssd"};
@@ -148,8 +148,8 @@ void check_ssd(std::mt19937& rng, const std::string& isa, int& failures) {
   const Run runs[] = {{1, 1, 0}, {3, 1, 0}, {1, 37, 16}, {1, 64, 64}, {1, 9, 4}};
   const std::pair<float, float> limits[] = {{0.001f, 0.1f}, {0.0f, INFINITY}};
   for (int64_t G : {1, 2})
-    for (int64_t P : {64, 24})
-      for (int64_t N : {128, 16})
+    for (int64_t P : {64, 24, 13})
+      for (int64_t N : {128, 16, 13})
         for (bool per_channel : {true, false})
           for (const auto& lim : limits)
             for (const Run& r : runs) {
