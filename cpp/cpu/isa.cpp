@@ -98,15 +98,16 @@ bool has_avx2_fma() {
 
 #if defined(__aarch64__)
 
-// Every AArch64 CPU has NEON. The scalar table with the NEON kernels written
-// so far: the Mamba-1 path (matmul, scan, conv1d, rmsnorm, activations);
-// the Mamba-2 SSD kernels are still scalar.
+// Every AArch64 CPU has NEON, and every kernel family has a NEON version:
+// matmul, scan, SSD, conv1d, rmsnorm, activations. Built on the scalar
+// table so that a family without one would fall back to scalar.
 CpuKernels neon_table() {
   CpuKernels t = kScalar;
   t.isa = "neon";
   t.matmul[0] = neon::matmul_f32, t.matmul[1] = neon::matmul_f16, t.matmul[2] = neon::matmul_bf16;
   t.matmul[3] = neon::matmul_q8, t.matmul[4] = neon::matmul_q4;
   t.scan_prefill = neon::scan_prefill, t.scan_step = neon::scan_step;
+  t.ssd_prefill = neon::ssd_prefill, t.ssd_step = neon::ssd_step;
   t.conv1d_prefill = neon::conv1d_prefill, t.conv1d_step = neon::conv1d_step;
   t.rmsnorm = neon::rmsnorm, t.rmsnorm_gated = neon::rmsnorm_gated;
   t.silu = neon::silu, t.softplus = neon::softplus, t.gate_silu = neon::gate_silu;

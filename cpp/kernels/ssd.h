@@ -47,5 +47,9 @@ namespace avx2 {
 void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1);
 void ssd_step(const SsdParams& p, int64_t h0, int64_t h1);
 }
+namespace neon {  // arm64 builds only (cpu/ssd_neon.cpp)
+void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1);
+void ssd_step(const SsdParams& p, int64_t h0, int64_t h1);
+}
 
 }  // namespace mambart

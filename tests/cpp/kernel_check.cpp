@@ -1,5 +1,5 @@
 // Every ISA's kernels against the scalar ones (matmul for every weight type,
-// scan, conv1d, rmsnorm, elementwise) on random data of awkward sizes: a
+// scan, SSD, conv1d, rmsnorm, elementwise) on random data of awkward sizes: a
 // check for builds without Python (an arm64 cross build run under qemu,
 // tools/check_arm64.sh). The scalar kernels are themselves checked against
 // float64 numpy by the pytest suite. Prints one line per family and ISA and
@@ -45,6 +45,9 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
 
 // Relative error allowed between an ISA and scalar, per output array.
 constexpr double kTolerance = 1e-5;
+// SSD sums over N and over a chunk's tokens in another order (prefill's block
+// form), and through exp of long segment sums: looser.
+constexpr double kSsdTolerance = 1e-4;
 
 using Outputs = std::vector<std::vector<float>>;
 
@@ -59,7 +62,7 @@ struct Family {
 // returns their outputs) under scalar and under `isa`, and compares every
 // output array. `what` names the case in a failure line.
 void compare(Family& f, int& failures, const std::string& isa, const std::string& what,
-             const std::function<Outputs()>& run) {
+             const std::function<Outputs()>& run, double tolerance = kTolerance) {
   set_isa("scalar");
   const Outputs want = run();
   set_isa(isa);
@@ -68,7 +71,7 @@ void compare(Family& f, int& failures, const std::string& isa, const std::string
   for (size_t i = 0; i < want.size(); ++i) e = std::max(e, rel_err(got[i], want[i]));
   f.worst = std::max(f.worst, e);
   ++f.cases;
-  if (!(e <= kTolerance)) {
+  if (!(e <= tolerance)) {
     std::printf("FAIL %s %s %s: relative error %.3g\n", isa.c_str(), f.name, what.c_str(), e);
     ++failures;
   }
@@ -130,6 +133,49 @@ void check_scan(std::mt19937& rng, const std::string& isa, int& failures) {
                       return Outputs{y, state};
                     });
           }
+  report(isa, f);
+}
+
+// Mamba-2 SSD: two decode steps of batch 1 and 3, and prefill over two calls
+// (the state carried) with chunks that do and do not divide the sequence;
+// one and two groups, P and N at real sizes and off the vector widths, D per
+// head and per channel, delta clamped to a real range and unclamped.
+void check_ssd(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"ssd"};
+  struct Run {
+    int64_t batch, seqlen, chunk;  // chunk 0: ssd_step
+  };
+  const Run runs[] = {{1, 1, 0}, {3, 1, 0}, {1, 37, 16}, {1, 64, 64}, {1, 9, 4}};
+  const std::pair<float, float> limits[] = {{0.001f, 0.1f}, {0.0f, INFINITY}};
+  for (int64_t G : {1, 2})
+    for (int64_t P : {64, 24, 13})
+      for (int64_t N : {128, 16, 13})
+        for (bool per_channel : {true, false})
+          for (const auto& lim : limits)
+            for (const Run& r : runs) {
+              const int64_t H = G == 1 ? 4 : 6, rows = r.batch * r.seqlen;  // split mid-group (G = 1) and between groups
+              const int64_t ldx = H * P + 5, lddt = H + 2, ldb = G * N + 3, ldc = G * N + 1, ldy = H * P + 2;
+              const auto x = randn(rng, 2 * rows * ldx), dt = randn(rng, 2 * rows * lddt, 2.0f, -3.0f),
+                         B = randn(rng, 2 * rows * ldb), C = randn(rng, 2 * rows * ldc),
+                         D = randn(rng, H * P), dt_bias = randn(rng, H, 0.5f), state0 = randn(rng, r.batch * H * P * N);
+              std::vector<float> A = randn(rng, H);
+              for (float& a : A) a = -std::exp(a);
+              const std::string what = sizes({{"G", G}, {"H", H}, {"P", P}, {"N", N}, {"batch", r.batch},
+                                              {"seqlen", r.seqlen}, {"chunk", r.chunk}, {"D per channel", per_channel},
+                                              {"clamped", std::isfinite(lim.second)}});
+              compare(f, failures, isa, what, [&] {
+                std::vector<float> state = state0, y(static_cast<size_t>(2 * rows * ldy), 0.0f);
+                for (int64_t call = 0; call < 2; ++call) {
+                  const int64_t o = call * rows;
+                  const SsdParams p{x.data() + o * ldx, dt.data() + o * lddt, dt_bias.data(), A.data(),
+                                    B.data() + o * ldb, C.data() + o * ldc, D.data(), state.data(),
+                                    y.data() + o * ldy, r.batch, r.seqlen, H, P, G, N, r.chunk, per_channel,
+                                    lim.first, lim.second, ldx, lddt, ldb, ldc, ldy};
+                  split(r.chunk ? cpu_kernels().ssd_prefill : cpu_kernels().ssd_step, p, H);
+                }
+                return Outputs{y, state};
+              }, kSsdTolerance);
+            }
   report(isa, f);
 }
 
@@ -245,6 +291,7 @@ int main() {
           }
     std::printf("%s matmul vs scalar: %d cases, worst relative error %.3g\n", isa.c_str(), cases, worst);
     check_scan(rng, isa, failures);
+    check_ssd(rng, isa, failures);
     check_conv1d(rng, isa, failures);
     check_rmsnorm(rng, isa, failures);
     check_elementwise(rng, isa, failures);
