@@ -56,21 +56,25 @@ def rand(rng, *shape, scale=1.0, shift=0.0):
 # ---------------------------------------------------------------- ISA choice
 
 
-def _cpu_has_avx2_fma():
+def _cpu_flags():
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+        return set()
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
+            return set(next(line for line in f if line.startswith("flags")).split())
     except (OSError, StopIteration):
         pytest.skip("cannot read CPU flags")
-    return "avx2" in flags and "fma" in flags
 
 
 def test_available_isas():
     assert ISAS[0] == "scalar"
-    if _cpu_has_avx2_fma():
+    flags = _cpu_flags()
+    if {"avx2", "fma"} <= flags:
         assert "avx2" in ISAS
+    if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
+        assert "avx512" in ISAS
+    # Best last: a machine with avx512 has avx2.
+    assert [i for i in ISAS if i in ("avx2", "avx512")] in ([], ["avx2"], ["avx2", "avx512"])
     if not os.environ.get("MAMBART_CPU_ISA"):
         assert DEFAULT_ISA == ISAS[-1]
 

@@ -94,6 +94,28 @@ bool has_avx2_fma() {
   return r7[1] & (1u << 5);
 }
 
+// AVX-512 with VNNI usable: AVX2 as above; leaf 7 EBX: AVX512F bit 16,
+// AVX512BW 30, AVX512VL 31; ECX: AVX512_VNNI bit 11; and the OS saves the
+// opmask, upper-ZMM0-15 and ZMM16-31 state (XCR0 bits 5-7) with SSE and AVX.
+bool has_avx512_vnni() {
+  if (!has_avx2_fma()) return false;
+  if ((xgetbv0() & 0xE6) != 0xE6) return false;
+  uint32_t r7[4];
+  cpuid(7, 0, r7);
+  const uint32_t ebx = r7[1], ecx = r7[2];
+  return (ebx & (1u << 16)) && (ebx & (1u << 30)) && (ebx & (1u << 31)) && (ecx & (1u << 11));
+}
+
+// The avx2 table with q4's matmul in VNNI (cpu/matmul_avx512.cpp); the rest
+// had no measured gain from 512-bit versions, or none was written.
+CpuKernels avx512_table() {
+  CpuKernels t = kAvx2;
+  t.isa = "avx512";
+  t.matmul[static_cast<int>(DType::Q4)] = avx512::matmul_q4;
+  return t;
+}
+const CpuKernels kAvx512 = avx512_table();
+
 #endif  // x86-64
 
 #if defined(__aarch64__)
@@ -128,6 +150,7 @@ const std::vector<Entry>& entries() {
       {&kScalar, true},
 #if defined(__x86_64__) || defined(_M_X64)
       {&kAvx2, has_avx2_fma()},
+      {&kAvx512, has_avx512_vnni()},
 #endif
 #if defined(__aarch64__)
       {&kNeon, true},

@@ -72,20 +72,17 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
 }  // namespace scalar
 }  // namespace mambart
 
+#include "cpu/matmul_x86.h"
 #include "cpu/simd_math.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cstring>
 
 namespace mambart {
-namespace {
+namespace x86 {
 
-// Per-thread scratch, 64-byte aligned, grown on first use and then kept:
-// no allocation per call in steady state. Slots: 0 = packed x rows (decode),
-// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill), 3 = x's
-// block scales (decode, q4).
 float* scratch(int slot, int64_t floats) {
-  thread_local std::vector<float> buf[4];
+  thread_local std::vector<float> buf[5];
   std::vector<float>& b = buf[slot];
   const size_t need = static_cast<size_t>(floats) + 16;
   if (b.size() < need) b.resize(need);
@@ -93,9 +90,7 @@ float* scratch(int slot, int64_t floats) {
   return reinterpret_cast<float*>((a + 63) & ~uintptr_t{63});
 }
 
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
-
-}  // namespace
+}  // namespace x86
 }  // namespace mambart
 
 MAMBART_AVX2_F16C_BEGIN
@@ -103,6 +98,11 @@ MAMBART_AVX2_F16C_BEGIN
 namespace mambart {
 namespace avx2 {
 namespace {
+
+using x86::kDecodeCols;
+using x86::kPrefetchBytes;
+using x86::round_up;
+using x86::scratch;
 
 // ---------------------------------------------------------------- formats
 //
@@ -216,11 +216,7 @@ constexpr int64_t kDecodeRows = kMatmulDecodeRows;
 // cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
 constexpr int decode_u(int MR) { return MR <= 4 ? 2 : 1; }
 
-// From 3 rows of x on, the FMAs per weight byte slow the weight stream
-// below what the hardware prefetcher keeps ahead of; prefetching 4 KB ahead
-// (the next rows: they follow in memory) took a 130m model's f32 decode at
-// batch 8 from 325-362 to 483-511 tok/s, 2 threads. One row needs none.
-constexpr int64_t kPrefetchBytes = 4096;
+// Prefetching: see x86::kPrefetchBytes.
 template <class F, int MR>
 inline void prefetch_ahead(const char* w, int64_t offset) {
   if constexpr (MR > 2) _mm_prefetch(w + offset + kPrefetchBytes, _MM_HINT_T0);
@@ -325,12 +321,6 @@ void decode_q4(const char* w, const PackedX& x, __m256 (&out)[MR], __m256& mterm
   mterm = ms;
 }
 
-// Output columns per flush. Rows write into a small buffer that is copied
-// to y row by row: y's rows are often 4 KB multiples apart (in_proj of a
-// 130m model: N = 3072), and scattered stores at that stride made M = 8
-// run at 9 GB/s instead of 20 (f32, 1 thread).
-constexpr int64_t kDecodeCols = 64;
-
 // y[0:MR, c0:c1] for one group of MR <= 8 rows of x (x and y at the
 // group's first row).
 template <class F, int MR>
@@ -362,8 +352,9 @@ inline float hmax(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
-// One row of x (K) as decode_q4 reads it: quantize_x_q8's values and
-// scales, each block's int8 reordered to its 16 even-k then 16 odd-k.
+}  // namespace
+
+// See cpu/matmul_x86.h; decode_q4 reads this order.
 void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
   const __m256i natural = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
@@ -389,6 +380,20 @@ void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
   }
 }
 
+void block_sums8(const MatmulParams& p, int64_t nbs, float* xs) {
+  const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
+  for (int64_t g = 0; g < p.M; g += 8)
+    for (int64_t b = 0; b < nbs; ++b)
+      for (int64_t i = g; i < g + 8; ++i) {
+        float s = 0.0f;
+        for (int64_t k = b * kQuantBlock; i < p.M && b < nb && k < std::min(p.K, (b + 1) * kQuantBlock); ++k)
+          s += p.x[i * p.ldx + k];
+        xs[g * nbs + 8 * b + (i - g)] = s;
+      }
+}
+
+namespace {
+
 // Packs x: a copy for the float kernels; for q4, int8 values, scales and
 // block sums (rows past M in the last group of xs are zero).
 template <class F>
@@ -406,14 +411,7 @@ PackedX pack_x(const MatmulParams& p) {
     float* dx = scratch(3, p.M * nb);
     float* xs = scratch(1, round_up(p.M, 8) * nb);
     for (int64_t i = 0; i < p.M; ++i) pack_x_q8(p.x + i * p.ldx, p.K, q + i * ldxp, dx + i * nb);
-    for (int64_t g = 0; g < p.M; g += 8)
-      for (int64_t b = 0; b < nb; ++b)
-        for (int64_t i = g; i < g + 8; ++i) {
-          float s = 0.0f;
-          for (int64_t k = b * kQuantBlock; i < p.M && k < std::min(p.K, (b + 1) * kQuantBlock); ++k)
-            s += p.x[i * p.ldx + k];
-          xs[g * nb + 8 * b + (i - g)] = s;
-        }
+    block_sums8(p, nb, xs);
     return {nullptr, ldxp, nb, q, dx, xs};
   }
 }

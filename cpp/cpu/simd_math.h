@@ -39,6 +39,18 @@
 #define MAMBART_AVX2_F16C_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
 #endif
 
+// AVX-512 (F, BW, VL) with VNNI, for the avx512 kernels
+// (cpu/matmul_avx512.cpp); closed by MAMBART_AVX2_END. Include this header
+// outside the region: its inline helpers must stay avx2 code, as every
+// other file that includes it compiles them, since the linker keeps one copy.
+#if defined(__clang__)
+#define MAMBART_AVX512_BEGIN \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c\"))), apply_to = function)")
+#else
+#define MAMBART_AVX512_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c\")")
+#endif
+
 MAMBART_AVX2_BEGIN
 
 namespace mambart {

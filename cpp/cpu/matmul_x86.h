@@ -1,0 +1,50 @@
+// What the x86-64 matmuls share: cpu/matmul.cpp (avx2) and
+// cpu/matmul_avx512.cpp, which runs the avx2 code wherever it has no
+// version of its own (kernels/matmul.h has the semantics).
+#pragma once
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace mambart {
+namespace x86 {
+
+// Per-thread scratch, 64-byte aligned, grown on first use and then kept:
+// no allocation per call in steady state. Slots: 0 = packed x rows (decode),
+// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill), 3 = x's
+// block scales (decode, q4), 4 = the block scales 8 times over (avx512 q4).
+float* scratch(int slot, int64_t floats);
+
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Output columns per flush. Rows write into a small buffer that is copied
+// to y row by row: y's rows are often 4 KB multiples apart (in_proj of a
+// 130m model: N = 3072), and scattered stores at that stride made M = 8
+// run at 9 GB/s instead of 20 (f32, 1 thread).
+constexpr int64_t kDecodeCols = 64;
+
+// From 3 rows of x on, the FMAs per weight byte slow the weight stream
+// below what the hardware prefetcher keeps ahead of; prefetching 4 KB ahead
+// (the next rows: they follow in memory) took a 130m model's f32 decode at
+// batch 8 from 325-362 to 483-511 tok/s, 2 threads. One row needs none.
+constexpr int64_t kPrefetchBytes = 4096;
+
+}  // namespace x86
+
+// AVX2 code (cpu/matmul.cpp), callable from the wider ISAs' kernels.
+namespace avx2 {
+// One row of x (K) as q4's integer decode reads it: quantize_x_q8's values
+// into q (nb = K / 32 rounded up blocks of 32 int8) and scales into dx, each
+// block's int8 reordered to its 16 even-k then 16 odd-k.
+void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
+// Each block's exact sum of x, 8 rows side by side: xs (ceil(M / 8), nbs, 8)
+// for the nb = K / 32 rounded up blocks, zero for the rows past M in the
+// last group and the blocks [nb, nbs).
+void block_sums8(const MatmulParams& p, int64_t nbs, float* xs);
+}  // namespace avx2
+
+}  // namespace mambart
+
+#endif  // x86-64
