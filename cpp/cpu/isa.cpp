@@ -106,11 +106,12 @@ bool has_avx512_vnni() {
   return (ebx & (1u << 16)) && (ebx & (1u << 30)) && (ebx & (1u << 31)) && (ecx & (1u << 11));
 }
 
-// The avx2 table with q4's matmul in VNNI (cpu/matmul_avx512.cpp); the rest
-// had no measured gain from 512-bit versions, or none was written.
+// The avx2 table with q4's matmul in VNNI and q8's decode in 512-bit floats
+// (cpu/matmul_avx512.cpp); the rest had no measured gain from 512-bit versions, or none was written.
 CpuKernels avx512_table() {
   CpuKernels t = kAvx2;
   t.isa = "avx512";
+  t.matmul[static_cast<int>(DType::Q8)] = avx512::matmul_q8;
   t.matmul[static_cast<int>(DType::Q4)] = avx512::matmul_q4;
   return t;
 }

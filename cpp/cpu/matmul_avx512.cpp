@@ -1,5 +1,6 @@
-// matmul for AVX-512 with VNNI: q4's integer decode (M <= kMatmulDecodeRows)
-// with vpdpbusd; every other case runs the avx2 code. See kernels/matmul.h.
+// matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4,
+// in integers with vpdpbusd, and of q8, in 512-bit floats; every other case
+// runs the avx2 code. See kernels/matmul.h.
 // GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h
 // (the _mm512_undefined_* operands of permutes, shifts and conversions);
 // the location is the header's, so the pragma must precede the include.
@@ -136,7 +137,108 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
   }
 }
 
+// ---------------------------------------------------------------- q8
+
+// x for decode_q8: each row copied, zero-padded to ldxp = K rounded up to
+// 32 (a whole block; the scratch is 64-byte aligned, so is every block).
+const float* pack_x_f32(const MatmulParams& p, int64_t ldxp) {
+  float* xp = scratch(0, p.M * ldxp);
+  for (int64_t i = 0; i < p.M; ++i) {
+    std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
+    std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+  }
+  return xp;
+}
+
+// q8 with float x, as avx2's decode_blocks: per block and row,
+// t = sum(code * x), then acc += d * t. A block's 32 codes are two
+// registers of 16 (cvtepi8_epi32 of 16 bytes, then to f32), so a row takes
+// a multiply and two FMAs per block where avx2 takes five, and the
+// conversions are half as many instructions. Two blocks per step, each
+// into its own accumulators: at one row the chain acc += d * t, one FMA per
+// block, would otherwise bound the loop by the FMA latency.
+// It prefetches for every MR, one prefetch per block (36 bytes: every
+// 64-byte line is touched).
+template <int MR>
+void decode_q8(const char* w, const float* xp, int64_t ldxp, int64_t nb, __m512 (&out)[MR]) {
+  const BlockQ8* blk = reinterpret_cast<const BlockQ8*>(w);
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    _mm_prefetch(w + b * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
+    _mm_prefetch(w + (b + 1) * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
+    __m512 c[2][2], d[2];
+    for (int u = 0; u < 2; ++u) {
+      const int8_t* q = blk[b + u].q;
+      c[u][0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+      c[u][1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
+      d[u] = _mm512_set1_ps(blk[b + u].d);
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int u = 0; u < 2; ++u) {
+        const float* x = xp + i * ldxp + (b + u) * kQuantBlock;
+        const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(x + 16), c[u][1], _mm512_mul_ps(_mm512_load_ps(x), c[u][0]));
+        acc[i][u] = _mm512_fmadd_ps(d[u], t, acc[i][u]);
+      }
+  }
+  if (b < nb) {
+    const int8_t* q = blk[b].q;
+    const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+    const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
+    const __m512 d = _mm512_set1_ps(blk[b].d);
+    for (int i = 0; i < MR; ++i) {
+      const float* x = xp + i * ldxp + b * kQuantBlock;
+      const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(x + 16), c1, _mm512_mul_ps(_mm512_load_ps(x), c0));
+      acc[i][0] = _mm512_fmadd_ps(d, t, acc[i][0]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) out[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
+}
+
+template <int MR>
+void decode_q8_rows(const MatmulParams& p, const float* xp, int64_t ldxp, float* y, int64_t c0, int64_t c1) {
+  const int64_t stride = row_bytes(p.wtype, p.K), nb = ldxp / kQuantBlock;
+  const char* w = static_cast<const char*>(p.w);
+  alignas(64) float yb[MR * kDecodeCols];
+  for (int64_t n = c0; n < c1; ++n) {
+    __m512 acc[MR];
+    decode_q8<MR>(w + n * stride, xp, ldxp, nb, acc);
+    const float bias = p.bias ? p.bias[n] : 0.0f;
+    for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = _mm512_reduce_add_ps(acc[i]) + bias;
+  }
+  for (int i = 0; i < MR; ++i) std::memcpy(y + i * p.ldy + c0, yb + i * kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
+}
+
+// As decode: groups of 8 rows take each chunk of weight rows in turn.
+void decode_q8_all(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const int64_t ldxp = round_up(p.K, kQuantBlock);
+  const float* xp = pack_x_f32(p, ldxp);
+  for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
+    const int64_t c1 = std::min(n1, c0 + kDecodeCols);
+    for (int64_t g = 0; g < p.M; g += 8) {
+      const float* xg = xp + g * ldxp;
+      float* yg = p.y + g * p.ldy;
+      switch (std::min<int64_t>(8, p.M - g)) {
+        case 1: decode_q8_rows<1>(p, xg, ldxp, yg, c0, c1); break;
+        case 2: decode_q8_rows<2>(p, xg, ldxp, yg, c0, c1); break;
+        case 3: decode_q8_rows<3>(p, xg, ldxp, yg, c0, c1); break;
+        case 4: decode_q8_rows<4>(p, xg, ldxp, yg, c0, c1); break;
+        case 5: decode_q8_rows<5>(p, xg, ldxp, yg, c0, c1); break;
+        case 6: decode_q8_rows<6>(p, xg, ldxp, yg, c0, c1); break;
+        case 7: decode_q8_rows<7>(p, xg, ldxp, yg, c0, c1); break;
+        default: decode_q8_rows<8>(p, xg, ldxp, yg, c0, c1); break;
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {
+  if (n0 >= n1 || p.M <= 0 || p.K <= 0 || p.M > kMatmulDecodeRows) return avx2::matmul_q8(p, n0, n1);
+  decode_q8_all(p, n0, n1);
+}
 
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (n0 >= n1 || p.M <= 0 || p.K <= 0 || p.M > kMatmulDecodeRows) return avx2::matmul_q4(p, n0, n1);

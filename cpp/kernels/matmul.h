@@ -54,7 +54,8 @@ void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }
-namespace avx512 {  // x86-64: q4 only, the other types run the avx2 code
+namespace avx512 {  // x86-64: q8 and q4, the other types run the avx2 code
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }
 namespace neon {  // arm64 builds only (cpu/matmul_neon.cpp)
