@@ -51,10 +51,7 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
   for (int64_t m = 0; m < p.M; ++m) {
     const float* x = p.x + m * p.ldx;
     quantize_x_q8(x, p.K, q.data(), dx.data());
-    for (int64_t b = 0; b < nb; ++b) {
-      xs[b] = 0.0f;
-      for (int64_t k = b * kQuantBlock; k < std::min(p.K, (b + 1) * kQuantBlock); ++k) xs[b] += x[k];
-    }
+    for (int64_t b = 0; b < nb; ++b) xs[b] = block_sum(x, p.K, b);
     for (int64_t n = n0; n < n1; ++n) {
       const BlockQ4* blk = reinterpret_cast<const BlockQ4*>(static_cast<const char*>(p.w) + n * row_bytes(p.wtype, p.K));
       float acc = 0.0f;
@@ -384,12 +381,8 @@ void block_sums8(const MatmulParams& p, int64_t nbs, float* xs) {
   const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
   for (int64_t g = 0; g < p.M; g += 8)
     for (int64_t b = 0; b < nbs; ++b)
-      for (int64_t i = g; i < g + 8; ++i) {
-        float s = 0.0f;
-        for (int64_t k = b * kQuantBlock; i < p.M && b < nb && k < std::min(p.K, (b + 1) * kQuantBlock); ++k)
-          s += p.x[i * p.ldx + k];
-        xs[g * nbs + 8 * b + (i - g)] = s;
-      }
+      for (int64_t i = g; i < g + 8; ++i)
+        xs[g * nbs + 8 * b + (i - g)] = i < p.M && b < nb ? block_sum(p.x + i * p.ldx, p.K, b) : 0.0f;
 }
 
 namespace {

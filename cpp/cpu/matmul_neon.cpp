@@ -150,11 +150,7 @@ void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
     for (int64_t i = 0; i < p.M; ++i) {
       const float* x = p.x + i * p.ldx;
       quantize_x_q8(x, p.K, q + i * ldxp, dx + i * nb);
-      for (int64_t b = 0; b < nb; ++b) {
-        float s = 0.0f;
-        for (int64_t k = b * kQuantBlock; k < std::min(p.K, (b + 1) * kQuantBlock); ++k) s += x[k];
-        xs[i * nb + b] = s;
-      }
+      for (int64_t b = 0; b < nb; ++b) xs[i * nb + b] = block_sum(x, p.K, b);
     }
   } else {
     xp = scratch(xbuf, p.M * ldxp);

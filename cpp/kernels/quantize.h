@@ -45,4 +45,11 @@ void dequantize_row(const void* src, DType type, int64_t K, float* dst);
 // q holds ceil(K/32) * 32 values, dx ceil(K/32).
 void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
 
+// The exact sum of block b of x (K): q4's minimum term, m_b * sum(x_b).
+inline float block_sum(const float* x, int64_t K, int64_t b) {
+  float s = 0.0f;
+  for (int64_t k = b * kQuantBlock; k < K && k < (b + 1) * kQuantBlock; ++k) s += x[k];
+  return s;
+}
+
 }  // namespace mambart
