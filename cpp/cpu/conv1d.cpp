@@ -37,6 +37,27 @@ void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
 }
 
 }  // namespace scalar
+
+// An ISA's kernel for one block of W channels, (p, first channel, batch
+// row, steps, that block's state); nullptr where the ISA has none for K.
+using ConvBlock = void (*)(const Conv1dParams&, int64_t, int64_t, int64_t, float*);
+
+// Full W-channel blocks by `block`, the remaining channels by the scalar kernel.
+template <int64_t W>
+void conv1d_prefill_blocks(const Conv1dParams& p, int64_t c0, int64_t c1, ConvBlock block) {
+  int64_t c = c0;
+  if (block)
+    for (; c + W <= c1; c += W) block(p, c, 0, p.seqlen, p.state + c * p.K);
+  scalar::conv1d_prefill(p, c, c1);
+}
+
+template <int64_t W>
+void conv1d_step_blocks(const Conv1dParams& p, int64_t c0, int64_t c1, ConvBlock block) {
+  const int64_t cw = block ? c0 + (c1 - c0) / W * W : c0;
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t c = c0; c < cw; c += W) block(p, c, b, 1, p.state + (b * p.C + c) * p.K);
+  scalar::conv1d_step(p, cw, c1);
+}
 }  // namespace mambart
 
 #include "cpu/simd_math.h"
@@ -81,8 +102,6 @@ void conv_block(const Conv1dParams& p, int64_t c, int64_t row0, int64_t steps, f
   for (int k = 0; k < K; ++k) store_taps(state + k, K, win[k]);
 }
 
-using ConvBlock = void (*)(const Conv1dParams&, int64_t, int64_t, int64_t, float*);
-
 // Real models use K = 4 (d_conv); other widths up to 4 are cheap to keep.
 // nullptr: no SIMD block for this K, the scalar kernel does the call.
 ConvBlock conv_block_for(int64_t K) {
@@ -95,24 +114,13 @@ ConvBlock conv_block_for(int64_t K) {
   }
 }
 
-// Full 8-channel blocks in SIMD, the remaining < 8 channels by the scalar kernel.
+// Blocks of 8 channels here, the rest by the scalar kernel (conv1d_*_blocks).
 void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1) {
-  const ConvBlock block = conv_block_for(p.K);
-  int64_t c = c0;
-  if (block)
-    for (; c + 8 <= c1; c += 8) block(p, c, 0, p.seqlen, p.state + c * p.K);
-  scalar::conv1d_prefill(p, c, c1);
+  conv1d_prefill_blocks<8>(p, c0, c1, conv_block_for(p.K));
 }
 
 void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
-  const ConvBlock block = conv_block_for(p.K);
-  int64_t c8 = c0;
-  if (block) {
-    c8 = c0 + (c1 - c0) / 8 * 8;
-    for (int64_t b = 0; b < p.batch; ++b)
-      for (int64_t c = c0; c < c8; c += 8) block(p, c, b, 1, p.state + (b * p.C + c) * p.K);
-  }
-  scalar::conv1d_step(p, c8, c1);
+  conv1d_step_blocks<8>(p, c0, c1, conv_block_for(p.K));
 }
 
 }  // namespace avx2
@@ -169,8 +177,6 @@ void conv_block(const Conv1dParams& p, int64_t c, int64_t row0, int64_t steps, f
   for (int k = 0; k < K; ++k) store_taps(state + k, K, win[k]);
 }
 
-using ConvBlock = void (*)(const Conv1dParams&, int64_t, int64_t, int64_t, float*);
-
 ConvBlock conv_block_for(int64_t K) {
   switch (K) {
     case 1: return conv_block<1>;
@@ -184,22 +190,11 @@ ConvBlock conv_block_for(int64_t K) {
 }  // namespace
 
 void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1) {
-  const ConvBlock block = conv_block_for(p.K);
-  int64_t c = c0;
-  if (block)
-    for (; c + 4 <= c1; c += 4) block(p, c, 0, p.seqlen, p.state + c * p.K);
-  scalar::conv1d_prefill(p, c, c1);
+  conv1d_prefill_blocks<4>(p, c0, c1, conv_block_for(p.K));
 }
 
 void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
-  const ConvBlock block = conv_block_for(p.K);
-  int64_t c4 = c0;
-  if (block) {
-    c4 = c0 + (c1 - c0) / 4 * 4;
-    for (int64_t b = 0; b < p.batch; ++b)
-      for (int64_t c = c0; c < c4; c += 4) block(p, c, b, 1, p.state + (b * p.C + c) * p.K);
-  }
-  scalar::conv1d_step(p, c4, c1);
+  conv1d_step_blocks<4>(p, c0, c1, conv_block_for(p.K));
 }
 
 }  // namespace neon
