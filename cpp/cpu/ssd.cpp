@@ -96,6 +96,7 @@ void ssd_step(const SsdParams& p, int64_t h0, int64_t h1) {
 }  // namespace mambart
 
 #include "cpu/simd_math.h"
+#include "cpu/ssd_blocks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 MAMBART_AVX2_BEGIN
@@ -210,26 +211,11 @@ void ssd_step(const SsdParams& p, int64_t h0, int64_t h1) {
 // ~5% faster than 64, 16 and below slower (per-chunk overheads), 256 1.7x
 // slower. 4 x 3 and 6 x 2 tiles (12 accumulators) were slower than 4 x 2.
 
-// c (rows, cols) = beta c + a b, with
-//   a(r, k) = a[r * ars + k * aks]    broadcast, any strides (transposes are free)
-//   b(k, col) = b[k * ldb + col]      8-float vectors: readable up to cols rounded up to 8
-//   c(r, col) = c[r * ldc + col]      only columns < cols are read or written
-// beta == 0 ignores c's old contents (scratch may hold anything).
-struct Mm {
-  const float* a;
-  int64_t ars, aks;
-  const float* b;
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  float beta;
-};
-
-// How much of the product a caller needs, for triangular operands:
-//   kFull
-//   kCausal: column block [c0, c1) sums k < min(K, c1) only (b(k, col) = 0 for k > col)
-//   kUpper:  column block [c0, c1) computes rows r < c1 only (c(r, col) unused for r > col)
-enum class MmShape { kFull, kCausal, kUpper };
+using ssd_blocks::grow;
+using ssd_blocks::Mm;
+using ssd_blocks::MmShape;
+using ssd_blocks::SsdScratch;
+using ssd_blocks::t_scratch;
 
 // Rows [r0, r0 + R) x columns [col0, col0 + 8V) of c, summing k < K: R x V
 // accumulators stay in registers (4 x 2 = 8: 2 b loads + 4 broadcasts per 8 FMAs).
@@ -268,18 +254,6 @@ inline void mm(const Mm& m, int64_t rows, int64_t cols, int64_t K, MmShape shape
     for (; r < nr; ++r) two ? mm_tile<1, 2>(m, r, col0, k, cols) : mm_tile<1, 1>(m, r, col0, k, cols);
   }
 }
-
-inline float* grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
-// Scratch of one thread, sized by the largest chunk seen (about 128 KB at
-// q = 64, P = 64, N = 128): no allocation per call in steady state.
-struct SsdScratch {
-  std::vector<float> ct, bp, cbt, mt, yt, xw, tok;
-};
-thread_local SsdScratch t_scratch;
 
 // Group g, chunk rows [c0, c0 + q): Ct, Bp, CBt.
 inline void group_chunk(const SsdParams& p, int64_t g, int64_t c0, int64_t q, int64_t Q8, float* ct,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/simd_math_neon.h"
+#include "cpu/ssd_blocks.h"
 #include "kernels/ssd.h"
 
 namespace mambart {
@@ -118,24 +119,11 @@ void ssd_step(const SsdParams& p, int64_t h0, int64_t h1) {
 
 namespace {
 
-// c (rows, cols) = beta c + a b, with
-//   a(r, k) = a[r * ars + k * aks]    broadcast, any strides (transposes are free)
-//   b(k, col) = b[k * ldb + col]      4-float vectors: readable up to cols rounded up to 4
-//   c(r, col) = c[r * ldc + col]      only columns < cols are read or written
-// beta == 0 ignores c's old contents (scratch may hold anything).
-struct Mm {
-  const float* a;
-  int64_t ars, aks;
-  const float* b;
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  float beta;
-};
-
-// kCausal: column block [c0, c1) sums k < min(K, c1) only (b(k, col) = 0 for k > col).
-// kUpper:  column block [c0, c1) computes rows r < c1 only (c(r, col) unused for r > col).
-enum class MmShape { kFull, kCausal, kUpper };
+using ssd_blocks::grow;
+using ssd_blocks::Mm;
+using ssd_blocks::MmShape;
+using ssd_blocks::SsdScratch;
+using ssd_blocks::t_scratch;
 
 // Rows [r0, r0 + R) x columns [col0, col0 + 4V) of c, summing k < K.
 template <int R, int V>
@@ -181,17 +169,6 @@ inline void mm(const Mm& m, int64_t rows, int64_t cols, int64_t K, MmShape shape
     }
   }
 }
-
-inline float* grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
-// Scratch of one thread, sized by the largest chunk seen: no allocation per call in steady state.
-struct SsdScratch {
-  std::vector<float> ct, bp, cbt, mt, yt, xw, tok;
-};
-thread_local SsdScratch t_scratch;
 
 // r[k] = column k of the 4 x 4 block r (rows in, columns out).
 inline void transpose4(float32x4_t r[4]) {
