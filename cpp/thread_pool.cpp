@@ -50,18 +50,17 @@ void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(sleep_mutex_);
     stop_ = true;
-    epoch_.fetch_add(1);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-// Spins, then sleeps, until epoch_ moves on from `seen`; false on stop.
-// (A worker that starts late may read an epoch already past a job or the
-// stop: the caller runs that job alone, and stop_ is checked as well.)
-bool ThreadPool::wait_for_job(uint32_t seen) {
+// Spins, then sleeps, until the job id moves on from `seen`; false on stop.
+// (A worker that starts late may read a job id already past a job: the
+// caller runs that job alone.)
+bool ThreadPool::wait_for_job(uint64_t seen) {
   const auto until = std::chrono::steady_clock::now() + kSpin;
-  for (int i = 1; epoch_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed); ++i) {
+  for (int i = 1; job_id() == seen && !stop_.load(std::memory_order_relaxed); ++i) {
     cpu_relax();
     if (i % 64 != 0) continue;
     // On a busy machine yield() gives the core to whatever else is ready;
@@ -70,7 +69,7 @@ bool ThreadPool::wait_for_job(uint32_t seen) {
     if (std::chrono::steady_clock::now() > until) {
       std::unique_lock<std::mutex> lock(sleep_mutex_);
       sleepers_.fetch_add(1);  // seq_cst, paired with the poster's load
-      wake_.wait(lock, [&] { return epoch_.load() != seen || stop_.load(); });
+      wake_.wait(lock, [&] { return claim_.load() >> 32 != seen || stop_.load(); });
       sleepers_.fetch_sub(1);
       break;
     }
@@ -79,10 +78,10 @@ bool ThreadPool::wait_for_job(uint32_t seen) {
 }
 
 void ThreadPool::worker_loop() {
-  uint32_t seen = epoch_.load();
+  uint64_t seen = job_id();
   for (;;) {
     if (!wait_for_job(seen)) return;
-    seen = epoch_.load(std::memory_order_acquire);
+    seen = job_id();
     run_chunks();
   }
 }
@@ -120,8 +119,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   chunk_ = chunk;
   done_.store(0, std::memory_order_relaxed);
   const uint64_t job = (claim_.load(std::memory_order_relaxed) >> 32) + 1;
-  claim_.store(pack_claim(job, chunks, 0), std::memory_order_release);
-  epoch_.fetch_add(1);  // seq_cst, paired with a sleeper's increment
+  claim_.store(pack_claim(job, chunks, 0));  // seq_cst, paired with a sleeper's increment
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> lock(sleep_mutex_); }
     wake_.notify_all();

@@ -32,7 +32,8 @@ class ThreadPool {
 
  private:
   void worker_loop();
-  bool wait_for_job(uint32_t seen);
+  uint64_t job_id() const { return claim_.load(std::memory_order_acquire) >> 32; }
+  bool wait_for_job(uint64_t seen);
   void run_chunks();
   void stop_workers();
 
@@ -47,9 +48,8 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
 
-  // Posting a job bumps `epoch_`; spinning workers see it, sleeping ones
-  // (counted in `sleepers_`) are woken through the condition variable.
-  std::atomic<uint32_t> epoch_{0};
+  // Spinning workers see a new job id in claim_; sleeping ones (counted in
+  // `sleepers_`) are woken through the condition variable.
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::mutex sleep_mutex_;
