@@ -70,13 +70,8 @@ def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decod
         out["prefill"][n] = n / (time.perf_counter() - t)
     out["decode"] = {}
     for b in batches:
-        dec = model.decoder(b)
-        dec.prefill([rng.integers(0, V, 8).tolist() for _ in range(b)])
-        dec.set_sampling(mambart.SamplingParams(temperature=0))
-        t = time.perf_counter()
-        for _ in range(decode_tokens):
-            dec.step(dec.sample())
-        out["decode"][b] = b * decode_tokens / (time.perf_counter() - t)
+        dec = greedy_decoder(model, [rng.integers(0, V, 8).tolist() for _ in range(b)])
+        out["decode"][b] = decode_rate(dec, decode_tokens)
     out["peak_rss_mb"] = peak_rss_mb()
     if device == "cpu":
         out["decode_b1_of_bound"] = decode_of_bound(model, threads, decode_tokens)
@@ -85,26 +80,29 @@ def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decod
     return out
 
 
+def greedy_decoder(model, prompts: list[list[int]]):
+    """A decoder of len(prompts) rows after their prefill, sampling greedily."""
+    import mambart
+
+    dec = model.decoder(len(prompts))
+    dec.prefill(prompts)
+    dec.set_sampling(mambart.SamplingParams(temperature=0))
+    return dec
+
+
+def decode_rate(dec, steps: int) -> float:
+    """Tokens/s of `steps` sample-and-step rounds, all rows."""
+    t = time.perf_counter()
+    for _ in range(steps):
+        dec.step(dec.sample())
+    return dec.batch * steps / (time.perf_counter() - t)
+
+
 def batch_over_b1(model, batch: int, tokens: int, rounds: int = 5) -> float:
     """Decode tokens/s at `batch` over batch 1, the median of rounds that time
     both back to back, so that the ratio shares the machine's state."""
-    import mambart
-
-    decs = {}
-    for b in (1, batch):
-        decs[b] = model.decoder(b)
-        decs[b].prefill([[1, 2, 3, 4]] * b)
-        decs[b].set_sampling(mambart.SamplingParams(temperature=0))
-    ratios = []
-    for _ in range(rounds):
-        rate = {}
-        for b, dec in decs.items():
-            steps = max(1, tokens // b)
-            t = time.perf_counter()
-            for _ in range(steps):
-                dec.step(dec.sample())
-            rate[b] = b * steps / (time.perf_counter() - t)
-        ratios.append(rate[batch] / rate[1])
+    one, many = greedy_decoder(model, [[1, 2, 3, 4]]), greedy_decoder(model, [[1, 2, 3, 4]] * batch)
+    ratios = [decode_rate(many, max(1, tokens // batch)) / decode_rate(one, tokens) for _ in range(rounds)]
     return float(np.median(ratios))
 
 
@@ -114,19 +112,12 @@ def decode_of_bound(model, threads: int, tokens: int, rounds: int = 5) -> float:
     two bandwidth probes and counts against the better of them; the median
     round is reported. (Run after the peak RSS is read: the probe's buffer
     would count in it.)"""
-    import mambart
-
     probe = build_probe()
-    dec = model.decoder(1)
-    dec.prefill([[1, 2, 3, 4]])
-    dec.set_sampling(mambart.SamplingParams(temperature=0))  # greedy, as the decode figures
+    dec = greedy_decoder(model, [[1, 2, 3, 4]])
     ratios = []
     for _ in range(rounds):
         before = read_bandwidth(probe, threads, repeat=3)
-        t = time.perf_counter()
-        for _ in range(tokens):
-            dec.step(dec.sample())
-        rate = tokens / (time.perf_counter() - t)
+        rate = decode_rate(dec, tokens)
         bandwidth = max(before, read_bandwidth(probe, threads, repeat=3))
         ratios.append(rate * model.weight_bytes_per_token / (bandwidth * 1e9))
     return float(np.median(ratios))
