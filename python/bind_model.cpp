@@ -36,10 +36,10 @@ py::capsule keep_alive(const Tensor& t) {
 }
 
 // An f32 tensor as numpy: a view of host memory, a copy of device memory.
-py::array_t<float> host_array(const Tensor& t, const Backend& be) {
+py::array_t<float> host_array(const Tensor& t, Backend& be) {
   if (t.device() == Device::CPU) return py::array_t<float>(t.shape(), t.data<float>(), keep_alive(t));
   std::vector<float> host(static_cast<size_t>(t.numel()));
-  const_cast<Backend&>(be).to_host(t.data<float>(), host.data(), t.numel());
+  be.to_host(t.data<float>(), host.data(), t.numel());
   return to_numpy(std::move(host), t.shape());
 }
 
