@@ -123,7 +123,6 @@ using ssd_blocks::grow;
 using ssd_blocks::Mm;
 using ssd_blocks::MmShape;
 using ssd_blocks::SsdScratch;
-using ssd_blocks::t_scratch;
 
 // Rows [r0, r0 + R) x columns [col0, col0 + 4V) of c, summing k < K.
 template <int R, int V>
@@ -281,20 +280,7 @@ inline void head_chunk(const SsdParams& p, int64_t h, int64_t c0, int64_t q, int
 }  // namespace
 
 void ssd_prefill(const SsdParams& p, int64_t h0, int64_t h1) {
-  const int64_t heads_per_group = p.H / p.G, N4 = (p.N + 3) / 4 * 4;
-  SsdScratch& w = t_scratch;
-  if (h0 >= h1) return;
-  for (int64_t g = h0 / heads_per_group; g * heads_per_group < h1; ++g) {
-    const int64_t ha = std::max(h0, g * heads_per_group), hb = std::min(h1, (g + 1) * heads_per_group);
-    for (int64_t c0 = 0; c0 < p.seqlen; c0 += p.chunk) {
-      const int64_t q = std::min(p.chunk, p.seqlen - c0), Q4 = (q + 3) / 4 * 4;
-      float* ct = grow(w.ct, p.N * Q4);
-      float* bp = grow(w.bp, q * N4);
-      float* cbt = grow(w.cbt, Q4 * Q4);
-      group_chunk(p, g, c0, q, Q4, ct, bp, cbt);
-      for (int64_t h = ha; h < hb; ++h) head_chunk(p, h, c0, q, Q4, ct, bp, cbt, w);
-    }
-  }
+  ssd_blocks::walk_chunks<4>(p, h0, h1, group_chunk, head_chunk);
 }
 
 }  // namespace neon
