@@ -95,4 +95,15 @@ Tensor Tensor::borrow(void* data, std::vector<int64_t> shape, DType dtype, std::
   return t;
 }
 
+Tensor Tensor::rows(int64_t r0, int64_t r1) const {
+  MAMBART_CHECK(shape_.size() == 2 && 0 <= r0 && r0 <= r1 && r1 <= shape_[0], "[tensor] rows [", r0, ", ", r1,
+                ") of a tensor of shape ", shape_str(shape_));
+  Tensor t = *this;
+  t.shape_[0] = r1 - r0;
+  const bool blocks = dtype_ == DType::Q8 || dtype_ == DType::Q4;
+  const int64_t row = blocks ? row_bytes(dtype_, shape_[1]) : shape_[1] * static_cast<int64_t>(dtype_size(dtype_));
+  t.data_ = static_cast<char*>(data_) + r0 * row;
+  return t;
+}
+
 }  // namespace mambart

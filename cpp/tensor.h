@@ -42,6 +42,10 @@ class Tensor {
   template <typename T>
   T* data() const { return static_cast<T*>(data_); }
 
+  // Rows [r0, r1) of a 2-D tensor, sharing its storage (rows are contiguous
+  // in every type, block types included).
+  Tensor rows(int64_t r0, int64_t r1) const;
+
  private:
   std::shared_ptr<void> storage_;
   void* data_ = nullptr;

@@ -64,6 +64,8 @@ class ModelConfig:
     dt_max: float = math.inf
     gated_norm: bool = False   # Mamba-2 gated RMSNorm before out_proj (mixer.norm.weight)
     d_has_hdim: bool = False   # Mamba-2 D has one value per channel (E) instead of per head (H)
+    dt_bc_norm: bool = False   # Falcon-Mamba: weightless RMSNorms on dt, B and C after x_proj
+    dt_bc_eps: float = 1e-6    # their epsilon (mixer_rms_eps)
     quantized: str | None = None  # "q8" / "q4": the big matrices are stored so (`mambart convert`)
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +135,16 @@ def _config_from_dict(raw: dict[str, Any]) -> ModelConfig:
 
 def _parse_hf_mamba1(raw: dict[str, Any]) -> ModelConfig:
     """transformers MambaConfig (doc 1.3); defaults are that class's."""
+    return _hf_mamba1(raw)
+
+
+def _parse_hf_falcon_mamba(raw: dict[str, Any]) -> ModelConfig:
+    """transformers FalconMambaConfig: MambaConfig's keys and defaults, plus
+    weightless RMSNorms (epsilon `mixer_rms_eps`) on dt, B and C after x_proj."""
+    return replace(_hf_mamba1(raw), dt_bc_norm=True, dt_bc_eps=_eps(raw, "mixer_rms_eps", 1e-6))
+
+
+def _hf_mamba1(raw: dict[str, Any]) -> ModelConfig:
     d_model = _size(raw, "hidden_size", 768)
     act = raw.get("hidden_act", "silu")
     if act != "silu":
@@ -201,6 +213,7 @@ def _parse_hf_mamba2(raw: dict[str, Any]) -> ModelConfig:
 _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "mamba": _parse_hf_mamba1,
     "mamba2": _parse_hf_mamba2,
+    "falcon_mamba": _parse_hf_falcon_mamba,
 }
 
 

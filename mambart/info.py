@@ -87,7 +87,7 @@ def _headers(weights: list[Path]):
 _NOT_SHOWN = {
     "mamba": {"n_heads", "head_dim", "n_groups", "chunk_size", "dt_min", "dt_max",
               "gated_norm", "d_has_hdim"},
-    "mamba2": {"dt_rank"},
+    "mamba2": {"dt_rank", "dt_bc_norm", "dt_bc_eps"},
 }
 
 

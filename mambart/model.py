@@ -296,4 +296,5 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
         # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
     else:
         c.dt_rank = config.dt_rank
+        c.dt_bc_norm, c.dt_bc_eps = config.dt_bc_norm, config.dt_bc_eps
     return c

@@ -82,7 +82,9 @@ void bind_model(py::module_& m) {
       .def_readwrite("dt_min", &ModelConfig::dt_min)
       .def_readwrite("dt_max", &ModelConfig::dt_max)
       .def_readwrite("eps", &ModelConfig::eps)
-      .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
+      .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings)
+      .def_readwrite("dt_bc_norm", &ModelConfig::dt_bc_norm)
+      .def_readwrite("dt_bc_eps", &ModelConfig::dt_bc_eps);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
       .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads, int cuda_device) {

@@ -28,7 +28,19 @@ def small_mamba2_dir(tmp_path_factory):
     return path, make_mamba2(path, hidden_size=64, head_dim=32, state_size=16, n_groups=2, vocab_size=320)
 
 
-@pytest.fixture(scope="session", params=["mamba1", "mamba2"])
-def any_model_dir(request, small_model_dir, small_mamba2_dir):
-    """Each small checkpoint in turn, Mamba-1 and Mamba-2: (path, hf_model)."""
-    return small_model_dir if request.param == "mamba1" else small_mamba2_dir
+@pytest.fixture(scope="session")
+def small_falcon_mamba_dir(tmp_path_factory):
+    """A small random Falcon-Mamba checkpoint (f32, tied) with a tokenizer: (path, hf_model)."""
+    from models import make_mamba
+
+    path = tmp_path_factory.mktemp("falcon-mamba-small")
+    return path, make_mamba(path, hidden_size=32, num_hidden_layers=2, state_size=8, vocab_size=320,
+                            mixer_rms_eps=1e-6)
+
+
+@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba"])
+def any_model_dir(request):
+    """Each small checkpoint in turn, one per family: (path, hf_model)."""
+    fixture = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir",
+               "falcon_mamba": "small_falcon_mamba_dir"}[request.param]
+    return request.getfixturevalue(fixture)

@@ -36,8 +36,12 @@ def train_tokenizer(out_dir: Path, vocab_size: int = 300) -> Tokenizer:
 def make_mamba(out_dir: Path, *, hidden_size: int = 32, num_hidden_layers: int = 2, state_size: int = 8,
                expand: int = 2, time_step_rank: int | str = "auto", conv_kernel: int = 4, vocab_size: int = 320,
                tie_word_embeddings: bool = True, use_bias: bool = False, perturb: bool = True,
-               dtype: torch.dtype = torch.float32, seed: int = 0) -> MambaForCausalLM:
+               dtype: torch.dtype = torch.float32, seed: int = 0,
+               mixer_rms_eps: float | None = None) -> MambaForCausalLM:
     """Save a random MambaForCausalLM (and a tokenizer) to out_dir; return it in f32.
+
+    With mixer_rms_eps, a FalconMambaForCausalLM instead (the Mamba-1 block
+    with weightless RMSNorms of that epsilon on dt, B and C).
 
     The model starts from its own initialisation. With perturb, the
     parameters that initialise to constants (norm weights, D, biases) get
@@ -46,11 +50,16 @@ def make_mamba(out_dir: Path, *, hidden_size: int = 32, num_hidden_layers: int =
     `dtype`), in float32, in eval mode.
     """
     torch.manual_seed(seed)
-    config = MambaConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                         state_size=state_size, expand=expand, time_step_rank=time_step_rank,
-                         conv_kernel=conv_kernel, tie_word_embeddings=tie_word_embeddings, use_bias=use_bias,
-                         pad_token_id=0, bos_token_id=0, eos_token_id=0)
-    model = MambaForCausalLM(config).eval()
+    kwargs = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                  state_size=state_size, expand=expand, time_step_rank=time_step_rank, conv_kernel=conv_kernel,
+                  tie_word_embeddings=tie_word_embeddings, use_bias=use_bias, pad_token_id=0, bos_token_id=0,
+                  eos_token_id=0)
+    if mixer_rms_eps is None:
+        model = MambaForCausalLM(MambaConfig(**kwargs)).eval()
+    else:
+        from transformers import FalconMambaConfig, FalconMambaForCausalLM
+
+        model = FalconMambaForCausalLM(FalconMambaConfig(mixer_rms_eps=mixer_rms_eps, **kwargs)).eval()
     if perturb:
         _perturb(model)
     model = model.to(dtype)

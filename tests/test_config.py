@@ -81,6 +81,19 @@ def test_hf_mamba1_defaults(tmp_path):
     assert cfg.tie_embeddings is True
 
 
+def test_hf_falcon_mamba(tmp_path):
+    """A FalconMambaConfig as transformers writes it: Mamba-1 sizes plus mixer_rms_eps."""
+    raw = dict(HF_130M, model_type="falcon_mamba", architectures=["FalconMambaForCausalLM"], hidden_size=64,
+               time_step_rank="auto", mixer_rms_eps=1e-3, tie_word_embeddings=False)
+    cfg = load_config(write(tmp_path, raw))
+    assert cfg == dataclasses.replace(load_config(write(tmp_path, dict(raw, model_type="mamba"))),
+                                      dt_bc_norm=True, dt_bc_eps=1e-3)
+    assert (cfg.family, cfg.dt_rank, cfg.d_inner, cfg.tie_embeddings) == ("mamba", 4, 128, False)
+    assert load_config(write(tmp_path, {"model_type": "falcon_mamba"})).dt_bc_eps == 1e-6  # the class default
+    with pytest.raises(ValueError, match="'mixer_rms_eps' must be a positive number, got 0"):
+        load_config(write(tmp_path, dict(raw, mixer_rms_eps=0)))
+
+
 def test_mamba_ssm_mamba1(tmp_path):
     cfg = load_config(write(tmp_path, SSM_130M))
     assert cfg == ModelConfig(
@@ -105,7 +118,7 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 
 
 @pytest.mark.parametrize("raw, match", [
-    ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2'\)"),
+    ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba'\)"),
     (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
      r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),

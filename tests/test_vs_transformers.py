@@ -1,4 +1,4 @@
-"""Whole-model agreement with transformers' MambaForCausalLM (f32, CPU)."""
+"""Whole-model agreement with transformers' MambaForCausalLM and FalconMambaForCausalLM (f32, CPU)."""
 import numpy as np
 import pytest
 import torch
@@ -13,12 +13,20 @@ SHAPES = {
     "inner_90": dict(hidden_size=45, num_hidden_layers=2, state_size=7, expand=2, vocab_size=301),
     "untied_bias_k3": dict(hidden_size=40, num_hidden_layers=2, state_size=16, time_step_rank=13, conv_kernel=3,
                            tie_word_embeddings=False, use_bias=True, vocab_size=320),
+    # Falcon-Mamba: weightless RMSNorms on dt, B and C; a small epsilon, and one large enough to matter.
+    "falcon_base": dict(hidden_size=32, num_hidden_layers=2, state_size=8, vocab_size=320, mixer_rms_eps=1e-6),
+    "falcon_dt_rank_5": dict(hidden_size=48, num_hidden_layers=3, state_size=16, time_step_rank=5,
+                             vocab_size=333, mixer_rms_eps=1e-5),
+    "falcon_untied_bias_eps": dict(hidden_size=40, num_hidden_layers=2, state_size=7, time_step_rank=1,
+                                   conv_kernel=3, tie_word_embeddings=False, use_bias=True, vocab_size=301,
+                                   mixer_rms_eps=0.05),
 }
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
 
-@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("base", "bf16"), ("dt_rank_5", "f16")],
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("base", "bf16"), ("dt_rank_5", "f16"),
+                                                                      ("falcon_base", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     shape, dtype = request.param

@@ -1,6 +1,8 @@
 // The Mamba-1 mixer (reference doc 2.1 for prefill, 2.2 for step). One
 // function serves both: only the conv and scan kernels differ, because a
 // prefill walks time inside one sequence while a step advances a batch.
+#include <algorithm>
+
 #include "model/model.h"
 #include "model/weight_table.h"
 
@@ -19,12 +21,21 @@ void Model::load_mamba1_layers(WeightTable& w) {
     L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
     L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
     L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
+    if (c.dt_bc_norm) {
+      L.x_proj_dt = L.x_proj.rows(0, R);
+      L.x_proj_bc = L.x_proj.rows(R, R + 2 * N);
+    }
     L.dt_proj = w.matrix(p + "dt_proj", {E, R});
     L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
     L.A = w.negative_exp(p + "A_log", {E, N});
     L.D = w.get(p + "D", {E});
     L.out_proj = w.matrix(p + "out_proj", {D, E});
     L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
+  }
+  if (c.dt_bc_norm) {
+    Tensor ones = Tensor::zeros({std::max(R, N)});
+    for (int64_t i = 0; i < ones.numel(); ++i) ones.data<float>()[i] = 1.0f;
+    ones_ = backend_->upload(ones);
   }
 }
 
@@ -49,15 +60,32 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   prefill ? be.conv1d_prefill(conv) : be.conv1d_step(conv);
 
   // [dt | B | C] = x_proj(x')                            (n, R + 2N)
-  be.matmul(linear(xc, n, E, L.x_proj, Tensor(), x_dbl, xdbl_cols));
+  // With dt_bc_norm, dt (n, R) and then [B | C] (n, 2N) = (2n, N) instead, each
+  // normalised in place by a weightless RMSNorm.
+  const float* dt_in = x_dbl;
+  const float* bc = x_dbl + R;
+  int64_t dt_ld = xdbl_cols, bc_ld = xdbl_cols;
+  if (config_.dt_bc_norm) {
+    float* bc_out = x_dbl + n * R;
+    be.matmul(linear(xc, n, E, L.x_proj_dt, Tensor(), x_dbl, R));
+    be.matmul(linear(xc, n, E, L.x_proj_bc, Tensor(), bc_out, 2 * N));
+    const float* ones = ones_.data<float>();
+    be.rmsnorm({nullptr, x_dbl, ones, x_dbl, n, R, config_.dt_bc_eps});
+    be.rmsnorm({nullptr, bc_out, ones, bc_out, 2 * n, N, config_.dt_bc_eps});
+    bc = bc_out;
+    dt_ld = R;
+    bc_ld = 2 * N;
+  } else {
+    be.matmul(linear(xc, n, E, L.x_proj, Tensor(), x_dbl, xdbl_cols));
+  }
 
   // dt = dt_proj(dt); its bias is added inside the scan  (n, E)
-  be.matmul(linear(x_dbl, n, xdbl_cols, L.dt_proj, Tensor(), dt, E));
+  be.matmul(linear(dt_in, n, dt_ld, L.dt_proj, Tensor(), dt, E));
 
   // h = exp(softplus(dt + dt_bias) A) h + delta B x'; y = (C·h + D x') silu(z)
-  ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), x_dbl + R, x_dbl + R + N,
+  ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), bc, bc + N,
                   L.D.data<float>(), xz + E, state.ssm, y, batch, seqlen, E, N,
-                  E, E, xdbl_cols, xdbl_cols, 2 * E, E};
+                  E, E, bc_ld, bc_ld, 2 * E, E};
   prefill ? be.scan_prefill(scan) : be.scan_step(scan);
 
   // out = out_proj(y)                                    (n, D)

@@ -33,6 +33,10 @@ struct ModelConfig {
   float dt_min = 0.0f, dt_max = INFINITY;  // Mamba-2 prefill clamp of delta
   float eps = 1e-5f;
   bool tie_embeddings = true;
+  // Falcon-Mamba (Mamba-1): dt, B and C each go through a weightless RMSNorm
+  // of epsilon dt_bc_eps right after x_proj.
+  bool dt_bc_norm = false;
+  float dt_bc_eps = 1e-6f;
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
   int64_t conv_channels() const { return family == Family::Mamba1 ? d_inner : d_inner + 2 * n_groups * d_state; }
@@ -49,6 +53,8 @@ struct Mamba1Layer {
   Tensor conv1d_weight;  // (E, K)
   Tensor conv1d_bias;    // (E) or undefined
   Tensor x_proj;         // (R + 2N, E): rows give [dt | B | C]
+  Tensor x_proj_dt;      // with dt_bc_norm: views of x_proj's rows [0, R) and [R, R + 2N),
+  Tensor x_proj_bc;      // so that dt and [B | C] land in contiguous rows to be normed
   Tensor dt_proj;        // (E, R)
   Tensor dt_proj_bias;   // (E)
   Tensor A;              // (E, N) = -exp(A_log), computed once at load in f32
@@ -140,6 +146,7 @@ class Model {
   Tensor embedding_;  // (V, D)
   Tensor norm_f_;     // (D)
   Tensor lm_head_;    // (V, D): the embedding when tied
+  Tensor ones_;       // (max(R, N)) the weight of a weightless norm (dt_bc_norm)
   size_t weight_bytes_ = 0;
   std::vector<Mamba1Layer> layers_;    // Mamba-1 models
   std::vector<Mamba2Layer> layers2_;   // Mamba-2 models
