@@ -20,8 +20,9 @@ SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
 PYTORCH_INDEX = "pytorch_model.bin.index.json"
-# Weight formats in order of preference (transformers' order, doc 6.4).
-WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
+MISTRAL_FILE = "consolidated.safetensors"  # Mistral's own layout, beside params.json
+# Weight formats in order of preference (transformers' order, doc 6.4; then Mistral's).
+WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX, MISTRAL_FILE)
 
 MAX_HEADER_BYTES = 100_000_000  # the reference reader's limit
 _MAX_BYTES = 2**64 - 1          # offsets are u64 in the reference reader
@@ -229,7 +230,7 @@ def read_checkpoint(model_dir: str | os.PathLike) -> dict[str, RawTensor]:
 
     Looks for `model.safetensors`, `model.safetensors.index.json` with its
     shards, `pytorch_model.bin`, then `pytorch_model.bin.index.json` with its
-    shards (the order transformers uses).
+    shards (the order transformers uses), then Mistral's `consolidated.safetensors`.
     """
     from .torch_pickle import read_torch_bin  # imports RawTensor from this module
 
@@ -244,6 +245,8 @@ def read_checkpoint(model_dir: str | os.PathLike) -> dict[str, RawTensor]:
         return read_torch_bin(model_dir / PYTORCH_FILE)
     if (model_dir / PYTORCH_INDEX).is_file():
         return _read_sharded(model_dir, PYTORCH_INDEX, read_torch_bin)
+    if (model_dir / MISTRAL_FILE).is_file():
+        return read_safetensors(model_dir / MISTRAL_FILE)
     raise FileNotFoundError(
         f"{model_dir}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
 

@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 CONFIG_FILE = "config.json"
+# Mistral's own layout (Codestral Mamba): params.json beside consolidated.safetensors.
+MISTRAL_PARAMS_FILE = "params.json"
+
+
+def config_path(model_dir: str | os.PathLike) -> Path:
+    """The config file of a model directory: config.json, else Mistral's params.json
+    (a repo with both is read in its transformers layout)."""
+    model_dir = Path(model_dir)
+    hf = model_dir / CONFIG_FILE
+    if not hf.is_file() and (model_dir / MISTRAL_PARAMS_FILE).is_file():
+        return model_dir / MISTRAL_PARAMS_FILE
+    return hf
 
 
 def parse_config_json(text: str) -> Any:
@@ -81,7 +93,7 @@ def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
     """
     path = Path(path_or_dir)
     if path.is_dir():
-        path = path / CONFIG_FILE
+        path = config_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
@@ -93,7 +105,7 @@ def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     try:
-        return config_from_dict(raw)
+        return config_from_dict(raw, mistral=path.name == MISTRAL_PARAMS_FILE)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
@@ -103,9 +115,10 @@ QUANTIZED_KEY = "mambart_quantized"
 QUANTIZED_TYPES = ("q8", "q4")
 
 
-def config_from_dict(raw: dict[str, Any]) -> ModelConfig:
-    """Detect the family of a parsed config.json and normalise it (doc 1.1)."""
-    config = _config_from_dict(raw)
+def config_from_dict(raw: dict[str, Any], *, mistral: bool = False) -> ModelConfig:
+    """Detect the family of a parsed config.json (or, with mistral, a params.json)
+    and normalise it (doc 1.1)."""
+    config = _parse_mistral_params(raw) if mistral else _config_from_dict(raw)
     quantized = raw.get(QUANTIZED_KEY)
     if quantized is None:
         return config
@@ -241,14 +254,11 @@ def _parse_mamba_ssm(raw: dict[str, Any]) -> ModelConfig:
         raise ValueError("rms_norm false (LayerNorm blocks) is not supported")
 
     d_model = _size(raw, "d_model", 2560)
-    vocab = _size(raw, "vocab_size", 50277)
-    multiple = _size(raw, "pad_vocab_size_multiple", 8)
-    vocab += (multiple - vocab % multiple) % multiple  # mamba_ssm pads the rows
     common = dict(
         naming="mamba_ssm",
         d_model=d_model,
         n_layer=_size(raw, "n_layer", 64),
-        vocab_size=vocab,
+        vocab_size=_padded_vocab(raw, 50277, 8),
         d_inner=_inner(ssm_cfg, "expand", 2, d_model),
         d_conv=_size(ssm_cfg, "d_conv", 4),
         eps=1e-5,  # hard-coded norm_epsilon in mamba_ssm; no config field
@@ -295,6 +305,39 @@ def _mamba_ssm_mamba2(ssm_cfg: dict[str, Any], common: dict[str, Any]) -> ModelC
     )
 
 
+# --- Mistral layout -----------------------------------------------------------
+
+
+def _parse_mistral_params(raw: dict[str, Any]) -> ModelConfig:
+    """mistral-inference's MambaArgs (params.json): a mamba_ssm Mamba-2 model whose
+    mixer keeps every Mamba2 default but `ngroups` (n_groups); tensors are named as
+    in mamba_ssm. Transformer params.json files (no model_type "mamba") are refused."""
+    model_type = raw.get("model_type")
+    if model_type != "mamba":
+        raise ValueError(f"model_type {model_type!r} in params.json is not supported "
+                         "(only Mistral's Mamba models, model_type 'mamba')")
+    if not _flag(raw, "rms_norm", True):
+        raise ValueError("rms_norm false (LayerNorm blocks) is not supported")
+    d_model = _size(raw, "dim", 4096)
+    common = dict(
+        naming="mamba_ssm",
+        d_model=d_model,
+        n_layer=_size(raw, "n_layers", 64),
+        vocab_size=_padded_vocab(raw, 32768, 1),
+        d_inner=2 * d_model,
+        d_conv=4,
+        eps=1e-5,
+        tie_embeddings=_flag(raw, "tie_embeddings", False),
+        use_bias=False,
+        use_conv_bias=True,
+    )
+    n_groups = _size(raw, "n_groups", 1)
+    if (2 * d_model) % 64:
+        raise ValueError(f"'dim' {d_model}: 2 * dim must be a multiple of the Mamba2 head size 64")
+    _check_groups(2 * d_model // 64, n_groups, "heads (2 * dim / 64)", "n_groups")
+    return _mamba_ssm_mamba2({"ngroups": n_groups}, common)
+
+
 # --- field readers: each error names the key and the value -------------------
 
 
@@ -303,6 +346,13 @@ def _size(raw: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
     return value
+
+
+def _padded_vocab(raw: dict[str, Any], default: int, multiple_default: int) -> int:
+    """vocab_size rounded up to pad_vocab_size_multiple, as mamba_ssm pads the rows."""
+    vocab = _size(raw, "vocab_size", default)
+    multiple = _size(raw, "pad_vocab_size_multiple", multiple_default)
+    return vocab + (multiple - vocab % multiple) % multiple
 
 
 def _inner(raw: dict[str, Any], key: str, default: float, d_model: int) -> int:

@@ -18,7 +18,9 @@ import numpy as np
 
 from . import _core
 from .checkpoint import RawTensor, read_checkpoint, release_pages, write_safetensors
-from .config import QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, parse_config_json
+from .config import (
+    MISTRAL_PARAMS_FILE, QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, config_path, parse_config_json,
+)
 from .hub import resolve, resolve_tokenizer
 from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_table
 
@@ -62,8 +64,9 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output directory exists and is not empty")
-    raw_config = parse_config_json((src / "config.json").read_text(encoding="utf-8"))
-    config = config_from_dict(raw_config)
+    config_file = config_path(src)  # config.json, or Mistral's params.json (kept as such)
+    raw_config = parse_config_json(config_file.read_text(encoding="utf-8"))
+    config = config_from_dict(raw_config, mistral=config_file.name == MISTRAL_PARAMS_FILE)
     if config.quantized:
         raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
     weights = convert_matrices(load_weights(read_checkpoint(src), config), dtype)
@@ -78,7 +81,7 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     out.mkdir(parents=True, exist_ok=True)
     if dtype in QUANTIZED_TYPES:
         raw_config[QUANTIZED_KEY] = dtype
-    (out / "config.json").write_text(json.dumps(raw_config, indent=2) + "\n")
+    (out / config_file.name).write_text(json.dumps(raw_config, indent=2) + "\n")
     write_safetensors(out / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
     tok_dir = resolve_tokenizer(src, tokenizer)
     for folder, names in ((tok_dir, _TOKENIZER_FILES), (src, ("generation_config.json",))):

@@ -22,8 +22,9 @@ from huggingface_hub.utils import (
 
 from .builtin import BUILTIN_DIR, BUILTIN_NAME
 from .checkpoint import (
-    PYTORCH_FILE, PYTORCH_INDEX, SAFETENSORS_FILE, SAFETENSORS_INDEX, read_index,
+    MISTRAL_FILE, PYTORCH_FILE, PYTORCH_INDEX, SAFETENSORS_FILE, SAFETENSORS_INDEX, read_index,
 )
+from .config import MISTRAL_PARAMS_FILE, config_path
 
 # Small files fetched whenever the repo has them; config.json is required.
 CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
@@ -85,6 +86,8 @@ def choose_files(repo_files: Iterable[str], shards: Callable[[str], list[str]]) 
     """
     available = set(repo_files)
     if CONFIG_FILES[0] not in available:
+        if MISTRAL_PARAMS_FILE in available and MISTRAL_FILE in available:  # Mistral's own layout
+            return [MISTRAL_PARAMS_FILE] + [f for f in TOKENIZER_FILES if f in available] + [MISTRAL_FILE]
         raise FileNotFoundError("repository has no config.json")
     chosen = [f for f in CONFIG_FILES if f in available]
     weights = next((f for f in WEIGHT_FORMATS if f in available), None)
@@ -119,8 +122,11 @@ def _first_line(e: BaseException) -> str:
 
 def _from_cache(repo_id: str, revision: str | None) -> Path | None:
     """The cached snapshot directory holding config.json, without network access."""
-    config = hf.try_to_load_from_cache(repo_id, CONFIG_FILES[0], revision=revision)
-    return Path(config).parent if isinstance(config, str) else None
+    for name in (CONFIG_FILES[0], MISTRAL_PARAMS_FILE):
+        config = hf.try_to_load_from_cache(repo_id, name, revision=revision)
+        if isinstance(config, str):
+            return Path(config).parent
+    return None
 
 
 def _list_repo(repo_id: str, revision: str | None, label: str,
@@ -178,7 +184,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise FileNotFoundError(f"{label}: {e}") from None
     for name in chosen:
         fetch(name)
-    return fetch(CONFIG_FILES[0]).parent
+    return fetch(chosen[0]).parent
 
 
 # --- tokenizer -------------------------------------------------------------------------
@@ -198,6 +204,15 @@ def resolve_tokenizer(model_dir: str | os.PathLike, tokenizer: str | None = None
     model_dir = Path(model_dir)
     if (model_dir / TOKENIZER_FILES[0]).is_file():
         return model_dir
+    if config_path(model_dir).name == MISTRAL_PARAMS_FILE:
+        # Mistral's models never used gpt-neox's vocabulary: no fallback.
+        found = sorted(p.name for p in model_dir.glob("tokenizer.model*")) + \
+            sorted(p.name for p in model_dir.glob("tekken*.json"))
+        shipped = (f"it ships only {', '.join(found)}, which the `tokenizers` library cannot read"
+                   if found else "nor any other tokenizer")
+        raise FileNotFoundError(
+            f"no tokenizer: {_model_label(model_dir)} (Mistral layout) has no {TOKENIZER_FILES[0]}; "
+            f"{shipped}; pass a tokenizer directory or repo id with a {TOKENIZER_FILES[0]}")
     try:
         return _hub_tokenizer(DEFAULT_TOKENIZER)
     except OSError as e:

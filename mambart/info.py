@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import read_safetensors_header, weight_files
-from .config import CONFIG_FILE, load_config
+from .config import MISTRAL_PARAMS_FILE, config_path, load_config
 from .hub import DEFAULT_TOKENIZER, TOKENIZER_FILES, resolve
 from .torch_pickle import scan_torch_bin
 from .weights import LM_HEAD
@@ -49,7 +49,7 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         parameters += n
         dtypes[dtype] = dtypes.get(dtype, 0) + n
 
-    listed = [path / CONFIG_FILE] + [path / f for f in _SIDE_FILES if (path / f).is_file()]
+    listed = [config_path(path)] + [path / f for f in _SIDE_FILES if (path / f).is_file()]
     files = {str(p.relative_to(path)): os.stat(p).st_size for p in listed + weights}
     has_tokenizer = (path / TOKENIZER_FILES[0]).is_file()
     from . import _core  # the kernel set the runtime would use on this machine
@@ -62,6 +62,7 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         "tensors": stored,
         "dtypes": dict(sorted(dtypes.items())),
         "tokenizer": (TOKENIZER_FILES[0] if has_tokenizer
+                      else "none (Mistral layout: pass one)" if config_path(path).name == MISTRAL_PARAMS_FILE
                       else f"{DEFAULT_TOKENIZER} (none in the model)"),
         "files": files,
         "total_bytes": sum(files.values()),

@@ -165,7 +165,7 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     shapes), or tensors the model does not use.
     """
     table = weight_table(config)
-    tensors = _with_embedding_alias(tensors, config)
+    tensors = _with_embedding_alias(_without_model_prefix(tensors), config)
 
     out: dict[str, np.ndarray] = {}
     for spec in table:
@@ -205,6 +205,15 @@ def _quantized(raw: RawTensor, spec: TensorSpec, dtype: str) -> TypedWeight:
         raise ValueError(f"tensor '{raw.name}' is {raw.dtype} {_fmt(raw.shape)}; a {dtype} checkpoint stores "
                          f"U8 {_fmt(stored)} for this ({N}, {K}) matrix")
     return TypedWeight(dtype, (N, K), raw.data.reshape(stored))
+
+
+def _without_model_prefix(tensors: dict[str, RawTensor]) -> dict[str, RawTensor]:
+    """mamba_ssm names under a `model.` prefix (Mistral's consolidated.safetensors
+    may hold the wrapper's state dict) are the plain names."""
+    prefix = "model."
+    if not tensors or not all(name.startswith(prefix) for name in tensors):
+        return tensors
+    return {name[len(prefix):]: raw for name, raw in tensors.items()}
 
 
 def _with_embedding_alias(tensors: dict[str, RawTensor],

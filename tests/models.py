@@ -192,3 +192,27 @@ def save_as_mamba_ssm(hf_model, out_dir: Path, *, shards: int = 1, pad_vocab_siz
         weight_map.update({n: fname for n in part})
     (out_dir / "pytorch_model.bin.index.json").write_text(
         json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+
+
+def save_as_mistral(hf_model, out_dir: Path, *, prefix: str = "", tokenizer_from: Path | None = None) -> None:
+    """Write a Mamba2ForCausalLM the way Mistral publishes Codestral Mamba: params.json
+    (mistral-inference's MambaArgs) and consolidated.safetensors with mamba_ssm names,
+    each under `prefix`. The model must have the Mamba2 mixer's defaults (head_dim 64,
+    state_size 128, expand 2, conv_kernel 4), which params.json cannot express."""
+    from safetensors.torch import save_file
+
+    cfg = hf_model.config
+    assert (cfg.head_dim, cfg.state_size, cfg.expand, cfg.conv_kernel) == (64, 128, 2, 4)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "params.json").write_text(json.dumps({
+        "dim": cfg.hidden_size, "n_layers": cfg.num_hidden_layers, "vocab_size": cfg.vocab_size,
+        "n_groups": cfg.n_groups, "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+        "pad_vocab_size_multiple": 1, "tie_embeddings": bool(cfg.tie_word_embeddings), "model_type": "mamba",
+    }))
+    state = {prefix + name.replace("backbone.embeddings.", "backbone.embedding."): t.contiguous().clone()
+             for name, t in hf_model.state_dict().items()}
+    if cfg.tie_word_embeddings:
+        state.pop(prefix + "lm_head.weight", None)
+    save_file(state, str(out_dir / "consolidated.safetensors"))
+    if tokenizer_from is not None:
+        (out_dir / "tokenizer.json").write_bytes((tokenizer_from / "tokenizer.json").read_bytes())

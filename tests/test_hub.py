@@ -156,6 +156,14 @@ def test_download_only_needed_files(tmp_path, monkeypatch):
          "generation_config.json", "model.safetensors"])
 
 
+def test_download_mistral_layout(tmp_path, monkeypatch):
+    """A repo in Mistral's layout only (params.json + consolidated.safetensors) is fetched as such."""
+    fake = FakeHub(tmp_path, ["params.json", "consolidated.safetensors", "tokenizer.model.v3", "tokenizer.json"])
+    fake.install(monkeypatch)
+    assert hub.resolve("mistralai/mamba") == tmp_path / "snapshots" / COMMIT
+    assert sorted(fake.downloads) == ["consolidated.safetensors", "params.json", "tokenizer.json"]
+
+
 def test_download_sharded_reads_index_once(tmp_path, monkeypatch):
     index = {"weight_map": {"a": "model-00001-of-00002.safetensors",
                             "b": "model-00002-of-00002.safetensors"}}
@@ -221,6 +229,13 @@ def make_cache(root: Path) -> Path:
     (nocfg / "refs" / "main").write_text(COMMIT)
     (nocfg / "snapshots" / COMMIT).mkdir(parents=True)
     (nocfg / "snapshots" / COMMIT / "model.safetensors").write_text("x")
+    # Mistral's layout: params.json instead of config.json.
+    mistral = root / "models--org--mistral"
+    (mistral / "refs").mkdir(parents=True)
+    (mistral / "refs" / "main").write_text(COMMIT)
+    (mistral / "snapshots" / COMMIT).mkdir(parents=True)
+    for name in ("params.json", "consolidated.safetensors"):
+        (mistral / "snapshots" / COMMIT / name).write_text("x")
     return repo
 
 
@@ -252,7 +267,7 @@ def test_offline_cache_resolution(tmp_path):
     repo = make_cache(tmp_path / "cache")
     results = run_offline(tmp_path, [
         ["org/name", None], ["org/name", "v1"], ["org/name", OTHER_COMMIT],
-        ["foo/bar", None], ["org/name", "v2"], ["org/noconfig", None],
+        ["foo/bar", None], ["org/name", "v2"], ["org/noconfig", None], ["org/mistral", None],
     ])
     assert results[0] == ["ok", str(repo / "snapshots" / COMMIT)]
     assert results[1] == ["ok", str(repo / "snapshots" / OTHER_COMMIT)]
@@ -262,6 +277,7 @@ def test_offline_cache_resolution(tmp_path):
     assert results[4] == ["FileNotFoundError", "model 'org/name' (revision 'v2') not found: not "
                           "a local directory, and not in the Hugging Face cache (offline mode)"]
     assert results[5][0] == "FileNotFoundError" and "org/noconfig" in results[5][1]
+    assert results[6] == ["ok", str(repo.parent / "models--org--mistral" / "snapshots" / COMMIT)]
 
 
 def test_offline_resolved_dir_loads(tmp_path):

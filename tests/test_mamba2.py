@@ -1,4 +1,5 @@
-"""Mamba-2 against transformers' Mamba2ForCausalLM (f32, CPU); the chunked prefill and the step."""
+"""Mamba-2 against transformers' Mamba2ForCausalLM (f32, CPU); the chunked prefill and the step.
+Codestral Mamba's shape (8 groups) here; its Mistral layout in test_mistral_layout.py."""
 import numpy as np
 import pytest
 import torch
@@ -11,13 +12,18 @@ SHAPES = {
     "g2_p32_n64": dict(hidden_size=64, head_dim=32, state_size=64, n_groups=2, num_hidden_layers=3),
     "g2_p64_n64_untied": dict(hidden_size=128, head_dim=64, state_size=64, n_groups=2, tie_word_embeddings=False,
                               chunk_size=16),
+    # Codestral Mamba's grouping: 8 B/C groups, one head each and two heads each.
+    "g8_p16_n16": dict(hidden_size=64, head_dim=16, state_size=16, n_groups=8),
+    "g8_p8_n32_untied": dict(hidden_size=64, head_dim=8, state_size=32, n_groups=8, tie_word_embeddings=False,
+                             num_hidden_layers=3),
 }
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
 
 @pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("g2_p32_n64", "bf16"),
-                                                                      ("g1_p64_n128", "f16")],
+                                                                      ("g1_p64_n128", "f16"),
+                                                                      ("g8_p16_n16", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     shape, dtype = request.param
