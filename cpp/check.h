@@ -2,6 +2,7 @@
 // checked with it; it throws, and pybind11 turns the exception into a
 // Python ValueError (mambart::Error derives from std::invalid_argument).
 #pragma once
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -20,6 +21,23 @@ std::string concat(const Args&... args) {
   return os.str();
 }
 }  // namespace detail
+
+// Size arithmetic that a user's numbers reach (shapes, batch, config
+// sizes): a * b and a + b of non-negative sizes, or an Error naming `what`
+// when the result does not fit int64. One helper, so that no product of
+// user sizes can wrap to a small positive number and pass a later check.
+inline int64_t size_mul(int64_t a, int64_t b, const char* what) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    throw Error(detail::concat("[", what, "] size ", a, " x ", b, " is negative or overflows int64"));
+  return r;
+}
+inline int64_t size_add(int64_t a, int64_t b, const char* what) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r))
+    throw Error(detail::concat("[", what, "] size ", a, " + ", b, " is negative or overflows int64"));
+  return r;
+}
 
 }  // namespace mambart
 

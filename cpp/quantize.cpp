@@ -12,7 +12,7 @@ namespace mambart {
 
 namespace {
 
-int64_t blocks(int64_t K) { return (K + kQuantBlock - 1) / kQuantBlock; }
+int64_t blocks(int64_t K) { return K / kQuantBlock + (K % kQuantBlock != 0); }  // no K + 31: K may be huge
 
 uint16_t f32_to_bf16(float f) {
   uint32_t u;
@@ -109,10 +109,10 @@ void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
 
 int64_t row_bytes(DType type, int64_t K) {
   switch (type) {
-    case DType::F32: return 4 * K;
-    case DType::F16: case DType::BF16: return 2 * K;
-    case DType::Q8: return blocks(K) * static_cast<int64_t>(sizeof(BlockQ8));
-    case DType::Q4: return blocks(K) * static_cast<int64_t>(sizeof(BlockQ4));
+    case DType::F32: return size_mul(4, K, "row_bytes");
+    case DType::F16: case DType::BF16: return size_mul(2, K, "row_bytes");
+    case DType::Q8: return size_mul(blocks(K), static_cast<int64_t>(sizeof(BlockQ8)), "row_bytes");
+    case DType::Q4: return size_mul(blocks(K), static_cast<int64_t>(sizeof(BlockQ4)), "row_bytes");
     default: break;
   }
   MAMBART_CHECK(false, "[quantize] ", dtype_name(type), " is not a weight type");

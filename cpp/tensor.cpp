@@ -1,6 +1,7 @@
 #include "tensor.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -55,28 +56,46 @@ static std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape)
   return strides;
 }
 
+int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype) {
+  for (int64_t d : shape)
+    MAMBART_CHECK(d >= 0, "[tensor] negative dimension in shape ", shape_str(shape));
+  const bool blocks = dtype == DType::Q8 || dtype == DType::Q4;
+  MAMBART_CHECK(!blocks || shape.size() == 2, "[tensor] ", dtype_name(dtype), " tensors are 2-D, got ",
+                shape_str(shape));
+  try {
+    if (blocks) return size_mul(shape[0], row_bytes(dtype, shape[1]), "tensor");
+    int64_t n = static_cast<int64_t>(dtype_size(dtype));
+    for (int64_t d : shape) n = size_mul(n, d, "tensor");
+    return n;
+  } catch (const Error&) {
+    MAMBART_CHECK(false, "[tensor] ", dtype_name(dtype), " shape ", shape_str(shape), " is too large: its size overflows int64");
+  }
+  return 0;
+}
+
 size_t Tensor::nbytes() const {
   if (dtype_ != DType::Q8 && dtype_ != DType::Q4) return static_cast<size_t>(numel()) * dtype_size(dtype_);
-  MAMBART_CHECK(shape_.size() == 2, "[tensor] ", dtype_name(dtype_), " tensors are 2-D, got ", shape_str(shape_));
   return static_cast<size_t>(shape_[0] * row_bytes(dtype_, shape_[1]));
 }
 
 int64_t Tensor::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape_) n *= d;
+  for (int64_t d : shape_) n *= d;  // no overflow: checked_nbytes accepted the shape
   return n;
 }
 
 Tensor Tensor::zeros(std::vector<int64_t> shape, DType dtype) {
+  const int64_t nbytes = checked_nbytes(shape, dtype);
   Tensor t;
   t.shape_ = std::move(shape);
   t.strides_ = row_major_strides(t.shape_);
   t.dtype_ = dtype;
-  for (int64_t d : t.shape_) MAMBART_CHECK(d >= 0, "[tensor] negative dimension in ", shape_str(t.shape_));
   // Round up to the alignment: aligned_alloc requires a multiple of it.
-  const size_t bytes = (std::max<size_t>(t.nbytes(), 1) + 63) / 64 * 64;
+  MAMBART_CHECK(nbytes <= INT64_MAX - 64, "[tensor] shape ", shape_str(t.shape_), " is too large");
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(nbytes, 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
+  if (!p) throw OutOfMemory(detail::concat("[tensor] cannot allocate ", bytes, " bytes for ", dtype_name(dtype), " ",
+                                           shape_str(t.shape_)));
   std::memset(p, 0, bytes);
   t.storage_ = std::shared_ptr<void>(p, std::free);
   t.data_ = p;
@@ -85,6 +104,7 @@ Tensor Tensor::zeros(std::vector<int64_t> shape, DType dtype) {
 
 Tensor Tensor::borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,
                       Device device) {
+  checked_nbytes(shape, dtype);
   Tensor t;
   t.shape_ = std::move(shape);
   t.strides_ = row_major_strides(t.shape_);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,17 @@ const char* dtype_name(DType dtype);
 DType dtype_from_name(const std::string& name);  // "f32", "bf16", ...; throws on others
 size_t dtype_size(DType dtype);  // bytes per element (0 for block types)
 std::string shape_str(const std::vector<int64_t>& shape);
+// Storage bytes of `shape` in `dtype` (block types: 2-D, rows of
+// row_bytes). Throws Error for a negative dimension or a size that
+// overflows int64, so every Tensor's numel() and nbytes() are exact.
+int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype);
+
+// A failed allocation, with the size asked for (Python: MemoryError).
+struct OutOfMemory : std::bad_alloc {
+  explicit OutOfMemory(std::string what) : what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+  std::string what_;
+};
 
 class Tensor {
  public:
@@ -26,6 +38,7 @@ class Tensor {
   // shape (N, K) get N rows of row_bytes(dtype, K) (kernels/quantize.h).
   static Tensor zeros(std::vector<int64_t> shape, DType dtype = DType::F32);
   // Borrowed storage: `owner` (may be null) is kept alive as long as the tensor.
+  // Both check the shape with checked_nbytes.
   static Tensor borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,
                        Device device = Device::CPU);
 

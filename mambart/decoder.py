@@ -1,8 +1,10 @@
 """`Decoder`: the recurrent state of a batch of sequences, and their samplers."""
 from __future__ import annotations
 
+import functools
 import os
-from typing import TYPE_CHECKING, Sequence
+import threading
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -13,6 +15,64 @@ if TYPE_CHECKING:
     from .model import Model
 
 
+BUSY = ("this Decoder is in use by another thread; give each thread its own Decoder "
+        "(a Model can be shared)")
+
+
+class _Use:
+    """Which thread is using a Decoder: one at a time, re-entrant for it.
+
+    A second thread gets RuntimeError(BUSY) at once rather than waiting: two
+    threads feeding one sequence is a bug waiting would hide. A generation
+    holds the decoder from its first token to its end, and follows its
+    iterator when another thread resumes it (`follow`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._owner not in (None, me):
+                raise RuntimeError(BUSY)
+            self._owner = me
+            self._depth += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+
+    def follow(self) -> None:
+        """A held generation resumed, maybe on another thread: it moves there,
+        unless its former thread is inside a call of its own right now."""
+        me = threading.get_ident()
+        with self._lock:
+            if self._owner != me:
+                if self._depth != 1:
+                    raise RuntimeError(BUSY)
+                self._owner = me
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _exclusive(method):
+    """The decoder is held by the calling thread for the whole call."""
+    @functools.wraps(method)
+    def held(self, *args, **kwargs):
+        with self._use:
+            return method(self, *args, **kwargs)
+    return held
+
+
 class Decoder:
     """The state of `batch` sequences over one model: prefill, step, sample.
 
@@ -20,31 +80,49 @@ class Decoder:
     restored (`save_state`, `Model.load_state`). Each row has its own
     sampler; the random stream starts from the seed of the first sampling
     parameters and continues across calls and through save and load.
+
+    One thread at a time: a call while another thread is using the decoder
+    (in a call, or in a generation that has not ended) raises RuntimeError.
+    A Model is shared by any number of threads, each with its own Decoder.
     """
 
     def __init__(self, model: "Model", batch: int = 1) -> None:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
+        if batch >= 2**63:
+            raise ValueError(f"batch {batch} is too large")
         self.model = model
         self._core = _core.Decoder(model._core, int(batch))
         self._samplers: list | None = None
         self._rng_states: list[bytes] | None = None  # restored, applied at the next set_sampling
+        self._use = _Use()
 
     @property
     def batch(self) -> int:
         return self._core.batch
 
     @property
+    @_exclusive
     def has_logits(self) -> bool:
         return self._core.has_logits
 
-    def prefill(self, prompts: Sequence[Sequence[int]], all_logits: bool = False) -> np.ndarray | None:
+    @_exclusive
+    def prefill(self, prompts: Sequence[Sequence[int]], all_logits: bool = False,
+                progress: Callable[[int, int], object] | None = None) -> np.ndarray | None:
         """Feed one prompt (token ids) per row, continuing from the current state.
 
         With all_logits (batch 1) return the logits of every position, (len, vocab_size).
+        progress(done, total), if given, is called after each chunk of the
+        prompts (tokens fed so far, tokens in all). Ctrl-C (KeyboardInterrupt)
+        or an exception from progress stops the prefill at that chunk: each
+        row's state and history() then cover exactly the tokens fed, and
+        there are no logits until the next prefill or step.
         """
-        return self._core.prefill([_ids(p) for p in prompts], all_logits)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
+        return self._core.prefill([_ids(p) for p in prompts], all_logits, progress=progress)
 
+    @_exclusive
     def prefill_logits_device(self, prompt: Sequence[int]):
         """Feed one prompt (batch 1, CUDA) and return the logits of every position,
         (len, vocab_size), in device memory without a copy: an object with
@@ -52,41 +130,60 @@ class Decoder:
         interface, owner = self._core.prefill([_ids(prompt)], on_device=True)
         return _DeviceArray(interface, owner)
 
+    @_exclusive
     def step(self, tokens: Sequence[int]) -> None:
         """Feed one token per row."""
         self._core.step(_ids(tokens))
 
+    @_exclusive
     def logits(self) -> np.ndarray:
         """The current next-token logits, (batch, vocab_size), a copy."""
         return self._core.logits()
 
+    @_exclusive
     def logits_device(self):
         """The current logits in device memory (CUDA), without a copy: an object with
         `__cuda_array_interface__` (e.g. `cupy.asarray(d.logits_device())`), valid until
         the next prefill or step."""
         return _DeviceArray(self._core.logits_interface(), self)
 
+    @_exclusive
     def history(self, row: int = 0) -> list[int]:
         """Token ids fed to `row` so far."""
         return self._core.history(row)
 
+    @_exclusive
     def set_sampling(self, params: SamplingParams) -> None:
         """Sample with `params` from now on (row i seeded with seed + i on first use)."""
+        self._samplers, self._rng_states = self._make_samplers(params), None
+
+    def _make_samplers(self, params: SamplingParams) -> list:
+        if not isinstance(params, SamplingParams):
+            raise TypeError(f"params must be a mambart.SamplingParams, got {type(params).__name__}")
         samplers = [params.make_sampler(row) for row in range(self.batch)]
         carried = self._rng_states or ([s.rng_state for s in self._samplers] if self._samplers else None)
         if carried:
             for sampler, state in zip(samplers, carried):
                 sampler.rng_state = state
-        self._samplers, self._rng_states = samplers, None
+        return samplers
 
+    @_exclusive
     def sample(self) -> np.ndarray:
-        """The next token of every row, (batch,) int32. Does not feed them: call step()."""
-        if self._samplers is None:
-            self.set_sampling(SamplingParams())
-        return np.asarray(self._core.sample(self._samplers, self.model.vocab_limit), dtype=np.int32)
+        """The next token of every row, (batch,) int32. Does not feed them: call step().
 
+        A call that fails (no logits yet) changes nothing, random streams included.
+        """
+        samplers = self._samplers if self._samplers is not None else self._make_samplers(SamplingParams())
+        tokens = np.asarray(self._core.sample(samplers, self.model.vocab_limit), dtype=np.int32)
+        if self._samplers is None:  # installed only once they have drawn
+            self._samplers, self._rng_states = samplers, None
+        return tokens
+
+    @_exclusive
     def save_state(self, path: str | os.PathLike | None = None) -> bytes:
-        """The whole state as bytes (and written to `path` when given); see mambart.state."""
+        """The whole state as bytes (and written to `path` when given); see mambart.state.
+
+        One consistent snapshot: no other thread can change the decoder meanwhile."""
         from .state import dump
 
         data = dump(self)
@@ -95,6 +192,7 @@ class Decoder:
                 f.write(data)
         return data
 
+    @_exclusive
     def rng_states(self) -> list[bytes] | None:
         if self._rng_states is not None:
             return list(self._rng_states)

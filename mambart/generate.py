@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,6 +45,7 @@ def generate_ids(
     params: SamplingParams,
     max_new_tokens: int,
     stats: GenerationStats,
+    progress: Callable[[int, int], object] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the next token of every row, (batch,) int32, up to max_new_tokens times.
 
@@ -53,26 +54,36 @@ def generate_ids(
     Each yielded token is fed back before the next one is sampled, so when
     the caller exhausts the iterator the state covers every token. Rows
     keep going after an end-of-text token; callers decide what a row's end is.
+
+    The decoder is held from the first next() until the iterator ends or is
+    closed: another thread using it meanwhile gets RuntimeError.
+    progress(done, total) is called between prefill chunks (Decoder.prefill).
     """
     if len(prompts) != decoder.batch:
         raise ValueError(f"{len(prompts)} prompts for a decoder of batch {decoder.batch}")
-    decoder.set_sampling(params)
-    t0 = time.perf_counter()
-    if any(len(p) for p in prompts):
-        if not all(len(p) for p in prompts):
-            raise ValueError("give every row a prompt, or none to continue a saved state")
-        decoder.prefill(prompts)
-    elif not decoder.has_logits:
-        raise ValueError("prompt is empty and there is no state to continue from")
-    t1 = time.perf_counter()
-    stats.prefill_tokens = sum(len(p) for p in prompts)
-    stats.prefill_seconds = t1 - t0
-    for i in range(max_new_tokens):
-        tokens = decoder.sample()
-        stats.decode_tokens = (i + 1) * len(prompts)
-        stats.decode_seconds = time.perf_counter() - t1
-        yield tokens
-        decoder.step(tokens)
+    use = decoder._use
+    use.acquire()
+    try:
+        decoder.set_sampling(params)
+        t0 = time.perf_counter()
+        if any(len(p) for p in prompts):
+            if not all(len(p) for p in prompts):
+                raise ValueError("give every row a prompt, or none to continue a saved state")
+            decoder.prefill(prompts, progress=progress)
+        elif not decoder.has_logits:
+            raise ValueError("prompt is empty and there is no state to continue from")
+        t1 = time.perf_counter()
+        stats.prefill_tokens = sum(len(p) for p in prompts)
+        stats.prefill_seconds = t1 - t0
+        for i in range(max_new_tokens):
+            tokens = decoder.sample()
+            stats.decode_tokens = (i + 1) * len(prompts)
+            stats.decode_seconds = time.perf_counter() - t1
+            yield tokens
+            use.follow()  # the caller may resume it from another thread
+            decoder.step(tokens)
+    finally:
+        use.release()
 
 
 class TextStream:
@@ -92,11 +103,13 @@ class TextStream:
         params: SamplingParams,
         max_new_tokens: int,
         stop: Sequence[str] = (),
+        progress: Callable[[int, int], object] | None = None,
     ) -> None:
         self.stats = GenerationStats()
         self.token_ids: list[int] = []
         self.decoder = decoder
-        self._pieces = self._run(decoder, tokenizer, prompt_ids, params, max_new_tokens, list(stop))
+        ids = generate_ids(decoder, [prompt_ids], params, max_new_tokens, self.stats, progress)
+        self._pieces = self._run(ids, tokenizer, list(stop))
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces
@@ -104,12 +117,23 @@ class TextStream:
     def __next__(self) -> str:
         return next(self._pieces)
 
-    def _run(self, decoder, tokenizer, prompt_ids, params, max_new_tokens, stop) -> Iterator[str]:
+    def close(self) -> None:
+        """End the generation here: the decoder is free for other threads again
+        (as when the stream is exhausted or garbage-collected)."""
+        self._pieces.close()
+
+    def _run(self, ids: Iterator[np.ndarray], tokenizer, stop) -> Iterator[str]:
+        try:
+            yield from self._text(ids, tokenizer, stop)
+        finally:
+            ids.close()  # ends the hold on the decoder now, not at garbage collection
+
+    def _text(self, ids: Iterator[np.ndarray], tokenizer, stop) -> Iterator[str]:
         detok = tokenizer.stream_decoder()
         eos = tokenizer.eos_token_id
         held = ""  # text not yet emitted: it may be the start of a stop string
         self.stats.stop_reason = "length"
-        for tokens in generate_ids(decoder, [prompt_ids], params, max_new_tokens, self.stats):
+        for tokens in ids:
             token = int(tokens[0])
             if eos is not None and token == eos:
                 self.stats.stop_reason = "eos"

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -106,21 +106,25 @@ class Model:
 
     def stream(self, prompt: str, max_new_tokens: int = 128, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
-               seed: int | None = None, stop: Sequence[str] = (), state=None) -> TextStream:
+               seed: int | None = None, stop: Sequence[str] = (), state=None,
+               progress: Callable[[int, int], object] | None = None) -> TextStream:
         """Generate from `prompt`, yielding text pieces as they become final.
 
         Sampling follows `SamplingParams` (every filter off by default;
         temperature 0 is greedy). `state` continues a saved state (bytes, a
         file, or a Decoder, which is updated in place); the prompt may then
         be empty. The returned iterator's `.stats` holds token counts and
-        timings, and `.decoder` the state, once it has run.
+        timings, and `.decoder` the state, once it has run. progress(done,
+        total) is called between chunks of the prompt's prefill.
         """
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repetition_penalty=repetition_penalty, seed=seed)
         _check_max_new_tokens(max_new_tokens)
         stop = _check_stop(stop)
         ids = self.encode(prompt, allow_empty=state is not None)
-        return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
+        return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop, progress)
 
     def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 128, *, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
@@ -151,18 +155,22 @@ class Model:
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         stats = GenerationStats()
-        for tokens in generate_ids(decoder, ids, params, max_new_tokens, stats):
-            for row, token in enumerate(tokens.tolist()):
-                if done[row]:
-                    continue
-                if eos is not None and token == eos:
-                    done[row] = True
-                    continue
-                out[row].append(token)
-                if stop and any(s in self.tokenizer.decode(out[row][-64:]) for s in stop):
-                    done[row] = True
-            if all(done):
-                break
+        steps = generate_ids(decoder, ids, params, max_new_tokens, stats)
+        try:
+            for tokens in steps:
+                for row, token in enumerate(tokens.tolist()):
+                    if done[row]:
+                        continue
+                    if eos is not None and token == eos:
+                        done[row] = True
+                        continue
+                    out[row].append(token)
+                    if stop and any(s in self.tokenizer.decode(out[row][-64:]) for s in stop):
+                        done[row] = True
+                if all(done):
+                    break
+        finally:
+            steps.close()  # frees the decoder for other threads now
         texts = [self.tokenizer.decode(row) for row in out]
         return [_cut_at_stop(t, stop) for t in texts]
 

@@ -114,33 +114,39 @@ void bind_model(py::module_& m) {
       .def("reset", &Decoder::reset, "Zero the state, forget history and logits.")
       .def(
           "prefill",
-          [](Decoder& d, const std::vector<std::vector<int32_t>>& prompts, bool all_logits,
-             bool on_device) -> py::object {
+          [](Decoder& d, const std::vector<std::vector<int32_t>>& prompts, bool all_logits, bool on_device,
+             const py::object& progress) -> py::object {
             MAMBART_CHECK(!on_device || d.model().backend().name() == std::string("cuda"),
                           "[prefill] on_device needs the CUDA backend");
+            // Between chunks: Ctrl-C (a pending signal) and the callback's
+            // exceptions stop the prefill, raised as they are.
+            const PrefillProgress between_chunks = [&progress](int64_t done, int64_t total) {
+              py::gil_scoped_acquire gil;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              if (!progress.is_none()) progress(done, total);
+            };
             Tensor all;
             {
               py::gil_scoped_release nogil;
-              all = d.prefill(prompts, all_logits || on_device);
+              all = d.prefill(prompts, all_logits || on_device, between_chunks);
             }
             if (on_device) return device_array(all);
             if (!all_logits) return py::none();
             return host_array(all, d.model().backend());
           },
           py::arg("prompts"), py::arg("all_logits") = false, py::arg("on_device") = false,
+          py::arg("progress") = py::none(),
           "Feed one prompt per row. With all_logits (batch 1), return the (len, V) logits of every position "
-          "as numpy; with on_device (CUDA), as (__cuda_array_interface__, owner) without a copy.")
+          "as numpy; with on_device (CUDA), as (__cuda_array_interface__, owner) without a copy. progress(done, "
+          "total) is called after each chunk; a signal (KeyboardInterrupt) or its exception stops the prefill "
+          "at that chunk boundary.")
       .def("step", &Decoder::step, py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
            "Feed one token per row.")
       .def("sample", &Decoder::sample, py::arg("samplers"), py::arg("vocab_limit"),
            py::call_guard<py::gil_scoped_release>(), "Choose the next token of every row from the current logits.")
       .def(
           "logits",
-          [](const Decoder& d) {
-            const int64_t V = d.model().config().vocab_size;
-            std::vector<float> copy = d.logits();
-            return to_numpy(std::move(copy), {d.batch(), V});
-          },
+          [](const Decoder& d) { return to_numpy(d.logits(), {d.batch(), d.model().config().vocab_size}); },
           "The current (batch, V) logits, a copy.")
       .def(
           "logits_interface",

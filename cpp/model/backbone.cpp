@@ -14,12 +14,20 @@ static void check_config(const ModelConfig& c) {
                 "[model] every size must be positive: d_model=", c.d_model, " n_layer=", c.n_layer,
                 " vocab_size=", c.vocab_size, " d_inner=", c.d_inner, " d_state=", c.d_state, " d_conv=", c.d_conv);
   MAMBART_CHECK(std::isfinite(c.eps) && c.eps > 0, "[model] eps must be positive, got ", c.eps);
+  // The sizes derived from these (conv_channels, in_proj_rows,
+  // ssm_state_size, x_proj's rows) must not overflow: size_* throw if so.
+  size_mul(c.d_inner, c.d_state, "model");
   if (c.family == Family::Mamba1) {
     MAMBART_CHECK(c.dt_rank > 0, "[model] dt_rank must be positive, got ", c.dt_rank);
+    size_mul(2, c.d_inner, "model");
+    size_add(c.dt_rank, size_mul(2, c.d_state, "model"), "model");
     return;
   }
-  MAMBART_CHECK(c.n_heads > 0 && c.head_dim > 0 && c.n_heads * c.head_dim == c.d_inner, "[model] n_heads ",
-                c.n_heads, " x head_dim ", c.head_dim, " must equal d_inner ", c.d_inner);
+  MAMBART_CHECK(c.n_heads > 0 && c.head_dim > 0 && size_mul(c.n_heads, c.head_dim, "model") == c.d_inner,
+                "[model] n_heads ", c.n_heads, " x head_dim ", c.head_dim, " must equal d_inner ", c.d_inner);
+  MAMBART_CHECK(c.n_groups > 0, "[model] n_groups must be positive, got ", c.n_groups);
+  const int64_t bc = size_mul(2, size_mul(c.n_groups, c.d_state, "model"), "model");
+  size_add(size_add(size_mul(2, c.d_inner, "model"), bc, "model"), c.n_heads, "model");
   MAMBART_CHECK(c.n_groups > 0 && c.n_heads % c.n_groups == 0, "[model] n_groups ", c.n_groups,
                 " must divide n_heads ", c.n_heads);
   MAMBART_CHECK(c.chunk_size > 0, "[model] chunk_size must be positive, got ", c.chunk_size);
