@@ -334,6 +334,54 @@ py::array elementwise(const char* op, ElementwiseFn fn, const py::array& x, cons
   return y;
 }
 
+// attention: q (rows, Hq*d) row-strided; ks[r], vs[r] (S_r, Hkv, d) C-contiguous,
+// row r seeing lens[r] <= S_r keys.
+py::array attention(const py::array& q, const std::vector<py::array>& ks, const std::vector<py::array>& vs,
+                    const std::vector<int64_t>& lens, int64_t n_heads, int64_t n_kv_heads, float scale,
+                    const py::object& out) {
+  const char* op = "attention";
+  MAMBART_CHECK(q.ndim() == 2, "[attention] q must be 2-D (rows, n_heads * head_dim)");
+  MAMBART_CHECK(n_heads >= 1 && n_kv_heads >= 1 && n_heads % n_kv_heads == 0, "[attention] n_kv_heads ",
+                n_kv_heads, " must divide n_heads ", n_heads);
+  const int64_t rows = q.shape(0), d = q.shape(1) / n_heads;
+  MAMBART_CHECK(d >= 1 && d * n_heads == q.shape(1), "[attention] q has ", q.shape(1),
+                " columns, not a multiple of n_heads ", n_heads);
+  MAMBART_CHECK(static_cast<int64_t>(ks.size()) == rows && static_cast<int64_t>(vs.size()) == rows &&
+                    static_cast<int64_t>(lens.size()) == rows,
+                "[attention] ks, vs and lens need one entry per row (", rows, ")");
+  std::vector<const float*> kp, vp;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t S = ks[r].ndim() == 3 ? ks[r].shape(0) : -1;
+    kp.push_back(view(op, "ks[r]", ks[r], {S, n_kv_heads, d}, kContiguous).data);
+    vp.push_back(view(op, "vs[r]", vs[r], {S, n_kv_heads, d}, kContiguous).data);
+    MAMBART_CHECK(lens[r] >= 1 && lens[r] <= S, "[attention] lens[", r, "] = ", lens[r], " is outside [1, ", S, "]");
+  }
+  AttentionParams p{};
+  View qv = view(op, "q", q, {rows, n_heads * d}, kRowStrided);
+  p.q = qv.data, p.ldq = qv.ld;
+  py::array y = output(op, out, {rows, n_heads * d}, kRowStrided, &p.ldo);
+  p.out = ptr(y), p.k = kp.data(), p.v = vp.data(), p.len = lens.data();
+  p.rows = rows, p.n_heads = n_heads, p.n_kv_heads = n_kv_heads, p.head_dim = d, p.scale = scale;
+  run(cpu_kernels().attention, p, rows * n_heads);
+  return y;
+}
+
+// rope: x (rows, H*d) row-strided, turned in place; pos (rows); inv_freq (rot / 2).
+void rope(py::array& x, const std::vector<int64_t>& pos, const py::array& inv_freq, int64_t n_heads) {
+  const char* op = "rope";
+  MAMBART_CHECK(x.ndim() == 2 && n_heads >= 1 && x.shape(1) % n_heads == 0, "[rope] x must be (rows, n_heads * d)");
+  MAMBART_CHECK(inv_freq.ndim() == 1, "[rope] inv_freq must be 1-D");
+  const int64_t rows = x.shape(0), d = x.shape(1) / n_heads, half = inv_freq.shape(0);
+  MAMBART_CHECK(static_cast<int64_t>(pos.size()) == rows, "[rope] pos needs one entry per row (", rows, ")");
+  MAMBART_CHECK(half >= 1 && 2 * half <= d, "[rope] inv_freq has ", half, " values; 2 * that must be in [2, ", d, "]");
+  RopeParams p{};
+  View xv = view(op, "x", x, {rows, n_heads * d}, kRowStrided, true);
+  p.x = xv.data, p.ldx = xv.ld, p.pos = pos.data();
+  p.inv_freq = view(op, "inv_freq", inv_freq, {half}, kContiguous).data;
+  p.rows = rows, p.n_heads = n_heads, p.head_dim = d, p.rot = 2 * half;
+  run(cpu_kernels().rope, p, rows);
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -438,4 +486,16 @@ void bind_kernels(py::module_& m) {
         return elementwise("gate_silu", cpu_kernels().gate_silu, x, z, out);
       },
       py::arg("x"), py::arg("z"), py::arg("out") = none, "x * silu(z).");
+  k.def(
+      "relu_sq",
+      [](const py::array& x, const py::object& out) {
+        return elementwise("relu_sq", cpu_kernels().relu_sq, x, py::none(), out);
+      },
+      py::arg("x"), py::arg("out") = none, "max(x, 0)^2.");
+  k.def("attention", &attention, py::arg("q"), py::arg("ks"), py::arg("vs"), py::arg("lens"), py::arg("n_heads"),
+        py::arg("n_kv_heads"), py::arg("scale"), py::arg("out") = none,
+        "Causal GQA attention: row r of q (rows, n_heads*d) over the first lens[r] keys of ks[r], vs[r] "
+        "(S_r, n_kv_heads, d).");
+  k.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"),
+        "Rotary embedding in place (rotate_half layout) of the first 2 * len(inv_freq) dims of every head.");
 }

@@ -226,3 +226,42 @@ def rmsnorm_gated(x, z, weight, group, eps=1e-5):
     v = v.reshape(rows, dim // group, group)
     v = v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps)
     return v.reshape(rows, dim) * _f64(weight)
+
+
+# --- attention-layer kernels ---------------------------------------------------------
+
+
+def attention(q, ks, vs, lens, n_heads, n_kv_heads, scale):
+    """Row r of q (rows, Hq*d) attends the first lens[r] keys of ks[r], vs[r] (S, Hkv, d);
+    query head h reads kv head h // (Hq // Hkv). Plain softmax over the full score row."""
+    q = _f64(q)
+    rows, d = q.shape[0], q.shape[1] // n_heads
+    out = np.zeros((rows, n_heads, d))
+    for r in range(rows):
+        k, v = _f64(ks[r])[:lens[r]], _f64(vs[r])[:lens[r]]
+        for h in range(n_heads):
+            g = h // (n_heads // n_kv_heads)
+            s = scale * (k[:, g] @ q[r, h * d:(h + 1) * d])
+            w = np.exp(s - s.max())
+            out[r, h] = (w / w.sum()) @ v[:, g]
+    return out.reshape(rows, n_heads * d)
+
+
+def rope(x, pos, inv_freq, n_heads):
+    """rotate_half rotary embedding of the first 2 * len(inv_freq) dims of every head.
+    The angle pos * inv_freq is rounded to float32, as transformers forms it; the rest is float64."""
+    x = _f64(x).copy()
+    rows, d = x.shape[0], x.shape[1] // n_heads
+    half = len(inv_freq)
+    angle = (np.asarray(pos, np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]).astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    for h in range(n_heads):
+        a = x[:, h * d:h * d + half].copy()
+        b = x[:, h * d + half:h * d + 2 * half].copy()
+        x[:, h * d:h * d + half] = a * c - b * s
+        x[:, h * d + half:h * d + 2 * half] = b * c + a * s
+    return x
+
+
+def relu_sq(x):
+    return np.maximum(_f64(x), 0.0) ** 2

@@ -33,6 +33,9 @@ const CpuKernels kScalar = {
     scalar::silu,
     scalar::softplus,
     scalar::gate_silu,
+    scalar::relu_sq,
+    scalar::attention,
+    scalar::rope,
 };
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -51,6 +54,9 @@ const CpuKernels kAvx2 = {
     avx2::silu,
     avx2::softplus,
     avx2::gate_silu,
+    avx2::relu_sq,
+    avx2::attention,
+    scalar::rope,  // a few sin/cos per row and head pair: not worth vectors
 };
 
 // cpuid(leaf, subleaf) -> {eax, ebx, ecx, edx}; zeros if the leaf is absent.

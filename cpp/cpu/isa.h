@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
@@ -30,6 +31,9 @@ struct CpuKernels {
   void (*silu)(const ElementwiseParams&, int64_t, int64_t);
   void (*softplus)(const ElementwiseParams&, int64_t, int64_t);
   void (*gate_silu)(const ElementwiseParams&, int64_t, int64_t);
+  void (*relu_sq)(const ElementwiseParams&, int64_t, int64_t);
+  void (*attention)(const AttentionParams&, int64_t, int64_t);
+  void (*rope)(const RopeParams&, int64_t, int64_t);
 };
 
 // The active table (detected on first use, or as last set).
