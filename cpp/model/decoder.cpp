@@ -175,13 +175,20 @@ std::vector<int32_t> Decoder::sample(const std::vector<Sampler*>& samplers, int6
   }
   std::vector<int32_t> out(static_cast<size_t>(n));
   // A failed call changes nothing: rows sampled before the one that threw
-  // (bad logits) get their random streams back.
+  // (bad logits) get their random streams and token counts back.
   std::vector<std::string> rng(samplers.size());
-  for (size_t b = 0; b < samplers.size(); ++b) rng[b] = samplers[b]->rng_state();
+  std::vector<std::unordered_map<int32_t, int32_t>> counts(samplers.size());
+  for (size_t b = 0; b < samplers.size(); ++b) {
+    rng[b] = samplers[b]->rng_state();
+    if (samplers[b]->counts_tokens()) counts[b] = samplers[b]->counts();
+  }
   try {
     model_->backend().sample(logits_dev_.data<float>(), n, V, vocab_limit, samplers, history_, out.data());
   } catch (...) {
-    for (size_t b = 0; b < samplers.size(); ++b) samplers[b]->set_rng_state(rng[b]);
+    for (size_t b = 0; b < samplers.size(); ++b) {
+      samplers[b]->set_rng_state(rng[b]);
+      if (samplers[b]->counts_tokens()) samplers[b]->set_counts(counts[b]);
+    }
     throw;
   }
   return out;
