@@ -14,6 +14,7 @@ from typing import Sequence
 
 from . import __version__
 from .convert import WEIGHT_TYPES
+from .progress import PrefillBar
 
 
 def _generate_parser(sub) -> None:
@@ -74,12 +75,17 @@ def _run_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype,
                          revision=args.revision, tokenizer=args.tokenizer)
+    bar = PrefillBar(sys.stderr) if sys.stderr.isatty() else None
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-                          seed=args.seed, stop=args.stop, state=args.load_state)
-    for piece in stream:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+                          seed=args.seed, stop=args.stop, state=args.load_state, progress=bar)
+    try:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:
+        if bar:
+            bar.clear()  # Ctrl-C during the prefill
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     sys.stdout.flush()

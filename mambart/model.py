@@ -61,12 +61,11 @@ class Model:
 
     def load_state(self, state: bytes | str | os.PathLike) -> Decoder:
         """A decoder restored from `Decoder.save_state()` bytes or a file of them."""
-        from .state import load as load_state
+        from .state import load, load_file
 
         if isinstance(state, (bytes, bytearray, memoryview)):
-            return load_state(self, bytes(state))
-        with open(state, "rb") as f:
-            return load_state(self, f.read())
+            return load(self, bytes(state))
+        return load_file(self, state)
 
     def _decoder_for(self, state, batch: int) -> Decoder:
         if state is None:

@@ -1,23 +1,33 @@
 """Saved decoder states: a Mamba's whole context in one small file.
 
-Layout (little-endian):
+Layout (little-endian), format 2:
 
-    8 bytes   magic b"MAMBAST\\x01"
+    8 bytes   magic b"MAMBAST" and the format version, 2
     8 bytes   header length n (uint64)
-    n bytes   header, UTF-8 JSON: format version, the model's name and
-              fingerprint and sizes, batch, per-row token history and RNG
-              state, and the arrays that follow (name, shape)
-    ...       float32 arrays in header order: conv, ssm, logits (if any)
+    8 bytes   data length m (uint64)
+    32 bytes  SHA-256 of the header and the data
+    n bytes   header, UTF-8 JSON: the model's name and fingerprint, batch,
+              per-row token history and RNG state, and the arrays that
+              follow (name, shape)
+    m bytes   float32 arrays in header order: conv, ssm, logits (if any)
 
-Loading checks the magic, the lengths, the model fingerprint and every
-shape before anything is put back, so a truncated or foreign file gives a
-clear error.
+Reading never trusts a length it has not checked: the fixed head comes
+first, then a header of at most _MAX_HEADER bytes, whose batch and array
+shapes must be this model's before the data is read, and then exactly m
+bytes, which must end the file. Any changed byte fails the checksum, so a
+truncated, corrupt or foreign file is always a clear ValueError. Format 1
+files (no checksum, mambart 0.1) are refused with a message saying so.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
+import os
+import stat
 import struct
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -25,19 +35,21 @@ if TYPE_CHECKING:
     from .decoder import Decoder
     from .model import Model
 
-MAGIC = b"MAMBAST\x01"
-VERSION = 1
-_MAX_HEADER = 1 << 30
+MAGIC = b"MAMBAST"
+FORMAT = 2
+_HEAD = struct.Struct("<7sBQQ32s")  # magic, format, n, m, digest
+_MAX_HEADER = 1 << 30  # a token history of ~100M ids
+_READ_CHUNK = 1 << 24  # a file that ends early costs at most its own size
 
 
 def dump(decoder: "Decoder") -> bytes:
+    """The state file's bytes; the caller holds the decoder (one snapshot)."""
     model = decoder.model
     arrays = {"conv": decoder._core.conv_state(), "ssm": decoder._core.ssm_state()}
     if decoder.has_logits:
         arrays["logits"] = decoder.logits()
     rng = decoder.rng_states()
     header = {
-        "version": VERSION,
         "model": model.name,
         "fingerprint": model.fingerprint,
         "batch": decoder.batch,
@@ -47,61 +59,90 @@ def dump(decoder: "Decoder") -> bytes:
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     body = b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays.values())
-    return MAGIC + struct.pack("<Q", len(head)) + head + body
+    digest = hashlib.sha256(head + body).digest()
+    return _HEAD.pack(MAGIC, FORMAT, len(head), len(body), digest) + head + body
+
+
+def expected_shapes(model: "Model", batch: int, logits: bool) -> dict[str, tuple[int, ...]]:
+    """The arrays a state of `batch` rows holds for this model, in file order."""
+    c = model._core.config
+    shapes = {"conv": (c.n_layer, batch, c.conv_channels, c.d_conv), "ssm": (c.n_layer, batch, c.ssm_state_size)}
+    if logits:
+        shapes["logits"] = (batch, c.vocab_size)
+    return shapes
 
 
 def load(model: "Model", data: bytes) -> "Decoder":
+    return read(model, io.BytesIO(data), len(data))
+
+
+def load_file(model: "Model", path: str | os.PathLike) -> "Decoder":
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        return read(model, f, st.st_size if stat.S_ISREG(st.st_mode) else None)
+
+
+def _read_exact(f: IO[bytes], n: int, what: str) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = f.read(min(left, _READ_CHUNK))
+        if not chunk:
+            raise ValueError(f"state file is truncated: {what} needs {n} bytes, {n - left} are there")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
+    """A decoder from a state file open in `f` (`size` bytes long, None if unknown: a pipe)."""
     from .decoder import Decoder
 
-    if len(data) < 16 or data[:8] != MAGIC:
+    head = f.read(_HEAD.size)
+    if len(head) < 8 or head[:7] != MAGIC:
         raise ValueError("not a mambart state file (bad magic)")
-    (n,) = struct.unpack("<Q", data[8:16])
-    if n > _MAX_HEADER or 16 + n > len(data):
-        raise ValueError(f"state file is truncated: header of {n} bytes, file of {len(data)}")
-    try:
-        header = json.loads(data[16:16 + n].decode())
-        version, name, fingerprint = header["version"], header["model"], header["fingerprint"]
-        batch, history, rng, specs = header["batch"], header["history"], header["rng"], header["arrays"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"state file header is corrupt: {e}") from None
-    if version != VERSION:
-        raise ValueError(f"state file version {version} is not supported (this mambart reads {VERSION})")
-    if fingerprint != model.fingerprint:
-        raise ValueError(f"state was saved from model {name!r}, which differs from the loaded model {model.name!r}")
-    if not isinstance(batch, int) or batch < 1 or not isinstance(history, list) or len(history) != batch:
-        raise ValueError("state file header is corrupt: batch and history disagree")
+    if head[7] != FORMAT:
+        if head[7] == 1:
+            raise ValueError("state file is format 1 (mambart 0.1, no checksum), which is no longer read: "
+                             "save the state again with this mambart")
+        raise ValueError(f"state file format {head[7]} is not supported (this mambart reads {FORMAT})")
+    if len(head) < _HEAD.size:
+        raise ValueError(f"state file is truncated: {len(head)} bytes, the fixed head alone is {_HEAD.size}")
+    _, _, n, m, digest = _HEAD.unpack(head)
+    if n > _MAX_HEADER:
+        raise ValueError(f"state file header is corrupt: it declares {n} bytes (at most {_MAX_HEADER})")
+    if size is not None and size != _HEAD.size + n + m:
+        kind = "truncated" if size < _HEAD.size + n + m else "longer than it declares"
+        raise ValueError(f"state file is {kind}: {size} bytes, its head declares {_HEAD.size + n + m}")
+    raw_header = _read_exact(f, n, "the header")
+    header = _parse_header(raw_header)
+    if header["fingerprint"] != model.fingerprint:
+        raise ValueError(f"state was saved from model {header['model']!r}, which differs from the loaded model "
+                         f"{model.name!r}")
+    batch, specs = header["batch"], header["arrays"]
+    if type(batch) is not int or not 1 <= batch <= m:
+        raise ValueError(f"state file header is corrupt: batch {batch!r}")
+    names = [spec[0] if isinstance(spec, list) and spec else None for spec in specs]
+    expected = expected_shapes(model, batch, logits="logits" in names)
+    if names != list(expected) or [_shape(spec) for spec in specs] != list(expected.values()):
+        raise ValueError(f"state file's arrays {specs!r} are not this model's for batch {batch}: "
+                         f"{[[k, list(v)] for k, v in expected.items()]}")
+    sizes = [4 * math.prod(shape) for shape in expected.values()]  # Python ints: no wrap
+    if m != sum(sizes):
+        raise ValueError(f"state file is corrupt: {m} bytes of data declared, the arrays need {sum(sizes)}")
+    body = _read_exact(f, m, "the data")
+    if size is None and f.read(1):
+        raise ValueError("state file has unexpected trailing bytes")
+    if hashlib.sha256(raw_header + body).digest() != digest:
+        raise ValueError("state file is corrupt: its checksum does not match its contents")
+
+    history, rng = header["history"], header["rng"]
     vocab = model.config.vocab_size
+    if not isinstance(history, list) or len(history) != batch:
+        raise ValueError("state file header is corrupt: batch and history disagree")
     for row in history:
         if not isinstance(row, list) or not all(type(t) is int and 0 <= t < vocab for t in row):
             raise ValueError(f"state file header is corrupt: token history must hold ids in [0, {vocab})")
-
-    arrays, shapes, offset = {}, {}, 16 + n
-    for spec in specs:
-        try:
-            name_, shape = str(spec[0]), [int(d) for d in spec[1]]
-        except (TypeError, ValueError, IndexError):
-            raise ValueError(f"state file header is corrupt: bad array entry {spec!r}") from None
-        if any(d < 0 for d in shape):
-            raise ValueError(f"state file header is corrupt: array {name_!r} has shape {shape}")
-        size = int(np.prod(shape, dtype=np.int64)) * 4
-        if offset + size > len(data):
-            raise ValueError(f"state file is truncated: array {name_!r} needs {size} bytes at offset {offset}, "
-                             f"file has {len(data)}")
-        arrays[name_] = np.frombuffer(data, dtype="<f4", count=size // 4, offset=offset).astype(np.float32)
-        shapes[name_] = shape
-        offset += size
-    if offset != len(data):
-        raise ValueError(f"state file has {len(data) - offset} unexpected trailing bytes")
-    if "conv" not in arrays or "ssm" not in arrays:
-        raise ValueError("state file is missing the conv or ssm state")
-
-    decoder = Decoder(model, batch)
-    for name_, expected in (("conv", decoder._core.conv_state().shape), ("ssm", decoder._core.ssm_state().shape)):
-        if arrays[name_].size != int(np.prod(expected)) or tuple(shapes[name_]) != tuple(expected):
-            raise ValueError(f"state file's {name_} state has shape {tuple(shapes[name_])}, this model's is "
-                             f"{tuple(expected)}")
-    empty = np.zeros(0, dtype=np.float32)
-    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history)
+    states = None
     if rng is not None:
         try:
             states = [bytes.fromhex(r) for r in rng]
@@ -109,5 +150,32 @@ def load(model: "Model", data: bytes) -> "Decoder":
             raise ValueError("state file header is corrupt: bad RNG state") from None
         if len(states) != batch or any(len(s) != 32 for s in states):
             raise ValueError("state file header is corrupt: bad RNG state")
-        decoder._rng_states = states
+    arrays, offset = {}, 0
+    for name, nbytes in zip(expected, sizes):
+        arrays[name] = np.frombuffer(body, dtype="<f4", count=nbytes // 4, offset=offset).astype(np.float32)
+        offset += nbytes
+    decoder = Decoder(model, batch)
+    empty = np.zeros(0, dtype=np.float32)
+    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history)
+    decoder._rng_states = states
     return decoder
+
+
+def _parse_header(raw: bytes) -> dict:
+    try:
+        header = json.loads(raw.decode())
+        for key in ("model", "fingerprint", "batch", "history", "rng", "arrays"):
+            header[key]
+        if not isinstance(header["arrays"], list):
+            raise TypeError("arrays is not a list")
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise ValueError(f"state file header is corrupt: {type(e).__name__}: {str(e)[:200]}") from None
+    return header
+
+
+def _shape(spec) -> tuple[int, ...] | None:
+    if not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[1], list):
+        return None
+    if not all(type(d) is int for d in spec[1]):
+        return None
+    return tuple(spec[1])

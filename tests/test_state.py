@@ -1,4 +1,5 @@
 """Saved states: save -> load -> continue equals one uninterrupted run."""
+import hashlib
 import json
 import struct
 import subprocess
@@ -77,25 +78,41 @@ def test_wrong_model_is_refused(model, tmp_path):
         model.load_state(dec.save_state())
 
 
+def split(data):
+    """(header dict, data bytes) of a state file (format 2: see mambart/state.py)."""
+    n, m = struct.unpack("<QQ", data[8:24])
+    return json.loads(data[56:56 + n]), data[56 + n:]
+
+
+def rebuild(header, body):
+    """A state file of this header (a dict, or raw bytes) and data, its lengths and checksum made to match."""
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    digest = hashlib.sha256(head + body).digest()
+    return b"MAMBAST\x02" + struct.pack("<QQ", len(head), len(body)) + digest + head + body
+
+
 def corrupt_cases(data):
-    n = struct.unpack("<Q", data[8:16])[0]
-    header = json.loads(data[16:16 + n])
-    bad_json = data[:16] + b"!" + data[17:]
+    header, body = split(data)
+    n = len(data) - 56 - len(body)
+    bad_json = data[:56] + b"!" + data[57:]
     header["arrays"][0][1][-1] += 1
-    head = json.dumps(header).encode()
-    bad_shape = data[:8] + struct.pack("<Q", len(head)) + head + data[16 + n:]
     return {
         "truncated": (data[: len(data) - 10], "truncated"),
         "truncated header": (data[:20], "truncated"),
         "magic": (b"GARBAGE!" + data[8:], "not a mambart state"),
         "empty": (b"", "not a mambart state"),
         "json": (bad_json, "corrupt"),
-        "shape": (bad_shape, "truncated|trailing|conv state"),
-        "trailing": (data + b"xx", "trailing"),
+        "shape": (rebuild(header, body), "not this model's"),
+        "trailing": (data + b"xx", "longer than it declares"),
+        "checksum": (data[:24] + bytes(32) + data[56:], "checksum"),
+        "format 1": (b"MAMBAST\x01" + data[8:], "format 1"),
+        "format 9": (b"MAMBAST\x09" + data[8:], "format 9 is not supported"),
+        "huge header": (data[:8] + struct.pack("<Q", 2**62) + data[16:], "declares"),
     }
 
 
-@pytest.mark.parametrize("case", ["truncated", "truncated header", "magic", "empty", "json", "shape", "trailing"])
+@pytest.mark.parametrize("case", ["truncated", "truncated header", "magic", "empty", "json", "shape", "trailing",
+                                  "checksum", "format 1", "format 9", "huge header"])
 def test_corrupt_state_is_refused(model, case):
     dec = model.decoder(1)
     dec.prefill([[1, 2, 3]])
@@ -113,8 +130,7 @@ def run_cli(*args):
 
 def state_history(path):
     data = path.read_bytes()
-    n = struct.unpack("<Q", data[8:16])[0]
-    return json.loads(data[16:16 + n])["history"], data
+    return split(data)[0]["history"], data
 
 
 @pytest.mark.parametrize("first", [0, 5])
@@ -147,13 +163,11 @@ def test_state_history_is_validated(model):
     dec = model.decoder(1)
     dec.prefill([[1, 2, 3]])
     data = dec.save_state()
-    n = struct.unpack("<Q", data[8:16])[0]
     for bad in ([[1.5]], [[2**40]], [[-1]], [["x"]]):
-        header = json.loads(data[16:16 + n])
+        header, body = split(data)
         header["history"] = bad
-        head = json.dumps(header).encode()
         with pytest.raises(ValueError, match="token history"):
-            model.load_state(data[:8] + struct.pack("<Q", len(head)) + head + data[16 + n:])
+            model.load_state(rebuild(header, body))
 
 
 def test_state_moves_between_weight_types(any_model_dir):
