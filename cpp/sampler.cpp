@@ -236,8 +236,8 @@ void keep_min_p(float* logits, int64_t vocab, double min_p, Scores& sc, Scratch&
   sc.ids_valid = true;
 }
 
-Scores filter(const SamplingConfig& c, float* logits, int64_t vocab, const int32_t* history,
-              int64_t n_history, Scratch& s) {
+Scores filter(const SamplingConfig& c, const std::unordered_map<int32_t, int32_t>& counts, float* logits,
+              int64_t vocab, const int32_t* history, int64_t n_history, Scratch& s) {
   MAMBART_CHECK(vocab > 0 && vocab <= INT32_MAX, "[sampler] vocab must be in [1, 2**31), got ",
                 vocab);
   MAMBART_CHECK(logits != nullptr, "[sampler] logits is null");
@@ -247,6 +247,8 @@ Scores filter(const SamplingConfig& c, float* logits, int64_t vocab, const int32
 
   if (c.repetition_penalty != 1.0)
     penalise(logits, vocab, history, n_history, static_cast<float>(c.repetition_penalty), s);
+  for (const auto& [id, count] : counts)
+    if (id >= 0 && id < vocab) logits[id] -= penalty_amount(c, count);
   Scores sc = scale_and_scan(logits, vocab, c);
   if (c.temperature == 0.0) return sc;  // greedy: no filter changes the argmax
 
@@ -304,20 +306,36 @@ Sampler::Sampler(const SamplingConfig& config) : config_(config) {
   MAMBART_CHECK(positive_float32(c.repetition_penalty),
                 "[sampler] repetition_penalty must be a finite float32 > 0, got ",
                 c.repetition_penalty);
+  for (const auto& [name, v] : {std::pair<const char*, double>{"presence_penalty", c.presence_penalty},
+                                {"frequency_penalty", c.frequency_penalty}})
+    MAMBART_CHECK(std::isfinite(v) && std::fabs(v) <= FLT_MAX, "[sampler] ", name,
+                  " must be a finite float32, got ", v);
   uint64_t x = c.seed;
   for (uint64_t& word : rng_) word = splitmix64(x);  // never all zero: splitmix64 is a bijection
 }
 
 void Sampler::process(float* logits, int64_t vocab, const int32_t* history,
                       int64_t n_history) const {
-  filter(config_, logits, vocab, history, n_history, scratch());
+  filter(config_, counts_, logits, vocab, history, n_history, scratch());
 }
 
 int32_t Sampler::sample(float* logits, int64_t vocab, const int32_t* history, int64_t n_history) {
   Scratch& s = scratch();
-  const Scores sc = filter(config_, logits, vocab, history, n_history, s);
-  if (greedy()) return sc.argmax;
-  return draw(logits, vocab, sc, uniform(), s);
+  const Scores sc = filter(config_, counts_, logits, vocab, history, n_history, s);
+  const int32_t id = greedy() ? sc.argmax : draw(logits, vocab, sc, uniform(), s);
+  note(id);
+  return id;
+}
+
+void Sampler::note(int32_t id) {
+  if (counts_tokens()) ++counts_[id];
+}
+
+void Sampler::penalties(std::vector<int32_t>& ids, std::vector<float>& amounts) const {
+  for (const auto& [id, count] : counts_) {
+    ids.push_back(id);
+    amounts.push_back(penalty_amount(config_, count));
+  }
 }
 
 double Sampler::uniform() {

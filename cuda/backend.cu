@@ -237,9 +237,27 @@ class CudaBackend final : public Backend {
     // Host layout = device layout: rows | ids | seen bits.
     const size_t rows_bytes = rows * sizeof(SampleRow), ids_bytes = (rows * sizeof(int32_t) + 7) / 8 * 8;
     const size_t seen_bytes = penalty ? rows * words * sizeof(uint32_t) : 0;
-    host_stage_.assign(rows_bytes + ids_bytes + seen_bytes, 0);
+    // Presence/frequency: each row's counted ids and amounts, after the seen bits.
+    pen_start_.assign(static_cast<size_t>(rows) + 1, 0);
+    pen_id_.clear();
+    pen_amount_.clear();
+    for (int64_t r = 0; r < rows; ++r) {
+      samplers[r]->penalties(pen_id_, pen_amount_);
+      pen_start_[r + 1] = static_cast<int64_t>(pen_id_.size());
+    }
+    const size_t n_pen = pen_id_.size();
+    const size_t pen_bytes = n_pen ? (rows + 1) * sizeof(int64_t) + n_pen * (sizeof(int32_t) + sizeof(float)) : 0;
+    const size_t pen_at = rows_bytes + ids_bytes + (seen_bytes + 7) / 8 * 8;
+    host_stage_.assign(pen_at + pen_bytes, 0);
     auto* cfg = reinterpret_cast<SampleRow*>(host_stage_.data());
     auto* seen = reinterpret_cast<uint32_t*>(host_stage_.data() + rows_bytes + ids_bytes);
+    if (n_pen) {
+      char* at = host_stage_.data() + pen_at;
+      std::memcpy(at, pen_start_.data(), (rows + 1) * sizeof(int64_t));
+      std::memcpy(at + (rows + 1) * sizeof(int64_t), pen_id_.data(), n_pen * sizeof(int32_t));
+      std::memcpy(at + (rows + 1) * sizeof(int64_t) + n_pen * sizeof(int32_t), pen_amount_.data(),
+                  n_pen * sizeof(float));
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const SamplingConfig& c = samplers[r]->config();
       const std::string rng = samplers[r]->rng_state();
@@ -255,7 +273,13 @@ class CudaBackend final : public Backend {
                        "sample");
     SampleParams p{logits, work, penalty ? reinterpret_cast<const uint32_t*>(dev + rows_bytes + ids_bytes) : nullptr,
                    reinterpret_cast<SampleRow*>(dev), reinterpret_cast<int32_t*>(dev + rows_bytes), rows, vocab, ld,
-                   words};
+                   words, nullptr, nullptr, nullptr};
+    if (n_pen) {
+      char* at = dev + pen_at;
+      p.pen_start = reinterpret_cast<const int64_t*>(at);
+      p.pen_id = reinterpret_cast<const int32_t*>(at + (rows + 1) * sizeof(int64_t));
+      p.pen_amount = reinterpret_cast<const float*>(at + (rows + 1) * sizeof(int64_t) + n_pen * sizeof(int32_t));
+    }
     launch_sample(p, stream_);
     check_launch("sample");
     MAMBART_CUDA_CHECK(cudaMemcpyAsync(host_stage_.data(), dev, rows_bytes + ids_bytes, cudaMemcpyDeviceToHost,
@@ -270,6 +294,7 @@ class CudaBackend final : public Backend {
       if (cfg[r].temperature != 0.0)
         samplers[r]->set_rng_state(std::string(reinterpret_cast<const char*>(cfg[r].rng), sizeof cfg[r].rng));
       out[r] = ids[r];
+      samplers[r]->note(ids[r]);
     }
   }
 
@@ -317,6 +342,9 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   Scratch convert_, sample_, sample_work_;
   std::vector<char> host_stage_;
+  std::vector<int64_t> pen_start_;  // sample(): presence/frequency lists, reused
+  std::vector<int32_t> pen_id_;
+  std::vector<float> pen_amount_;
 };
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Sampling on the device: cpp/sampler.cpp's filters in its order and with
-// its float32 formulas (repetition penalty -> temperature -> top-k -> top-p
-// -> min-p -> draw), one block per row, so that only the chosen ids cross to
+// its float32 formulas (repetition penalty -> presence/frequency ->
+// temperature -> top-k -> top-p -> min-p -> draw), one block per row, so that only the chosen ids cross to
 // the host. Where the CPU selects or sorts, the device searches instead:
 //
 //   top-k  the k-th largest score is the largest key T with
@@ -39,6 +39,12 @@ struct SampleParams {
   SampleRow* rows;       // (batch)
   int32_t* out;          // (batch)
   int64_t batch, vocab, ld, seen_words;
+  // Presence/frequency: row r subtracts pen_amount[j] from token pen_id[j]
+  // for j in [pen_start[r], pen_start[r + 1]) (ids distinct within a row;
+  // amounts from penalty_amount on the host). pen_start null: none.
+  const int64_t* pen_start;  // (batch + 1)
+  const int32_t* pen_id;
+  const float* pen_amount;
 };
 
 // Shared memory of one block.
@@ -137,17 +143,34 @@ MAMBART_HD void sample_row(const SampleParams& p, int64_t row, SampleShared& sh,
   const float kInf = bits_float(0x7f800000u);
   const bool greedy = cfg.temperature == 0.0;
 
-  // Penalty, temperature, and max / first argmax, rejecting NaN and +inf.
+  // Penalties, temperature, and max / first argmax, rejecting NaN and +inf.
+  const float theta = static_cast<float>(cfg.repetition_penalty);
+  auto repeat = [&](int64_t i) {
+    const float v = in[i];
+    if (cfg.repetition_penalty != 1.0 && p.seen && (p.seen[row * p.seen_words + (i >> 5)] >> (i & 31)) & 1u)
+      return v < 0 ? v * theta : v / theta;
+    return v;
+  };
+  // With presence/frequency amounts for this row, the repeated scores go to
+  // x first and the few counted tokens are lowered there.
+  const int64_t pen0 = p.pen_start ? p.pen_start[row] : 0, pen1 = p.pen_start ? p.pen_start[row + 1] : 0;
+  const bool counted = pen1 > pen0;
+  if (counted) {
+    blk.phase([&](int tid, int nt) {
+      for (int64_t i = tid; i < V; i += nt) x[i] = repeat(i);
+    });
+    blk.phase([&](int tid, int nt) {
+      for (int64_t j = pen0 + tid; j < pen1; j += nt)
+        if (p.pen_id[j] >= 0 && p.pen_id[j] < V) x[p.pen_id[j]] -= p.pen_amount[j];
+    });
+  }
   blk.phase([&](int tid, int nt) {
-    const float theta = static_cast<float>(cfg.repetition_penalty);
     const float temp = static_cast<float>(cfg.temperature);
     float mx = -kInf;
     int64_t arg = V;
     int bad = 0;
     for (int64_t i = tid; i < V; i += nt) {
-      float v = in[i];
-      if (cfg.repetition_penalty != 1.0 && p.seen && (p.seen[row * p.seen_words + (i >> 5)] >> (i & 31)) & 1u)
-        v = v < 0 ? v * theta : v / theta;
+      float v = counted ? x[i] : repeat(i);
       if (!greedy && cfg.temperature != 1.0) v /= temp;
       x[i] = v;
       bad |= !(v < kInf);

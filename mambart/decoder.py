@@ -132,8 +132,51 @@ class Decoder:
 
     @_exclusive
     def step(self, tokens: Sequence[int]) -> None:
-        """Feed one token per row."""
+        """Feed one token to each of the first len(tokens) rows (all rows when
+        len(tokens) == batch; the other rows are left as they are)."""
         self._core.step(_ids(tokens))
+
+    # ---- one row at a time: continuous batching keeps live rows in [0, n) ----
+
+    @_exclusive
+    def sample_rows(self, samplers: Sequence) -> np.ndarray:
+        """The next token of rows [0, len(samplers)), each with its own
+        `_core.Sampler` (e.g. `SamplingParams.make_sampler()`), (n,) int32."""
+        return np.asarray(self._core.sample(list(samplers), self.model.vocab_limit), dtype=np.int32)
+
+    @_exclusive
+    def prefill_row(self, row: int, tokens: Sequence[int]) -> None:
+        """Feed tokens to one row, continuing its state; the other rows are untouched."""
+        self._core.prefill_row(row, _ids(tokens))
+
+    @_exclusive
+    def reset_row(self, row: int) -> None:
+        """Zero one row's state and forget its history and logits."""
+        self._core.reset_row(row)
+
+    @_exclusive
+    def copy_row(self, src: int, dst: int) -> None:
+        """Copy row src's state, logits and history over row dst."""
+        self._core.copy_row(src, dst)
+
+    @_exclusive
+    def export_row(self, row: int) -> bytes:
+        """One row's whole state (recurrent state, logits, history) as one
+        opaque blob, for `import_row` on a decoder of the same model."""
+        return self._core.export_row(row)
+
+    @_exclusive
+    def import_row(self, row: int, blob: bytes) -> None:
+        self._core.import_row(row, blob)
+
+    @_exclusive
+    def row_logits(self, row: int) -> np.ndarray:
+        """One row's current logits, (vocab_size,), a copy."""
+        return self._core.row_logits(row)
+
+    @_exclusive
+    def row_has_logits(self, row: int) -> bool:
+        return self._core.row_has_logits(row)
 
     @_exclusive
     def logits(self) -> np.ndarray:

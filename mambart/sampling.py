@@ -34,11 +34,18 @@ class SamplingParams:
     seed=None draws a random seed from os.urandom each time a sampler is
     made; an int seed makes the draws reproducible on every platform.
 
-    The filters run in transformers' order, pinned and tested:
-    repetition penalty -> temperature -> top-k -> top-p -> min-p -> draw.
+    The filters run in transformers' order, with OpenAI's presence and
+    frequency penalties after the repetition penalty, pinned and tested:
+    repetition penalty -> presence/frequency -> temperature -> top-k ->
+    top-p -> min-p -> draw.
 
     - repetition_penalty > 0: each distinct id seen so far has its logit
       multiplied (if negative) or divided (otherwise) by it.
+    - presence_penalty, frequency_penalty in [-2, 2] (OpenAI's range): the
+      logit of token t drops by frequency_penalty * count[t] +
+      presence_penalty * (count[t] > 0), count[t] the times t was generated
+      so far in this generation (the prompt does not count, as OpenAI
+      defines it: how often t was sampled before the current position).
     - temperature >= 0: logits are divided by it.
     - top_k >= 0: keep the scores >= the k-th largest (ties kept).
     - top_p in (0, 1]: keep the most likely tokens whose probabilities sum to
@@ -53,6 +60,8 @@ class SamplingParams:
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         temperature = _real("temperature", self.temperature)
@@ -75,6 +84,11 @@ class SamplingParams:
             raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
         if not _FLOAT32_MIN <= penalty <= _FLOAT32_MAX:
             raise ValueError(f"repetition_penalty must be within float32 range, got {penalty}")
+        penalties = {}
+        for name in ("presence_penalty", "frequency_penalty"):
+            penalties[name] = _real(name, getattr(self, name))
+            if not -2 <= penalties[name] <= 2:
+                raise ValueError(f"{name} must be in [-2, 2], got {penalties[name]}")
         if self.seed is not None:
             if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
                 raise ValueError(f"seed must be None or an int, got {self.seed!r}")
@@ -83,7 +97,7 @@ class SamplingParams:
         # Store plain Python numbers (numpy scalars in, floats and ints out).
         for name, value in (("temperature", temperature), ("top_k", int(self.top_k)),
                             ("top_p", top_p), ("min_p", min_p),
-                            ("repetition_penalty", penalty)):
+                            ("repetition_penalty", penalty), *penalties.items()):
             object.__setattr__(self, name, value)
         if self.seed is not None:
             object.__setattr__(self, "seed", int(self.seed))
@@ -106,5 +120,7 @@ class SamplingParams:
             top_p=self.top_p,
             min_p=self.min_p,
             repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
             seed=(base + int(row)) % _SEED_LIMIT,
         )

@@ -176,9 +176,17 @@ std::vector<int32_t> sample(const In& logits, const std::vector<Sampler*>& sampl
     for (size_t i = 0; i < rng.size(); ++i)
       rows[b].rng[i / 8] |= uint64_t{static_cast<unsigned char>(rng[i])} << (8 * (i % 8));
   }
+  std::vector<int64_t> pen_start(static_cast<size_t>(batch) + 1, 0);
+  std::vector<int32_t> pen_id;
+  std::vector<float> pen_amount;
+  for (int64_t b = 0; b < batch; ++b) {
+    samplers[b]->penalties(pen_id, pen_amount);
+    pen_start[b + 1] = static_cast<int64_t>(pen_id.size());
+  }
   std::vector<float> work(static_cast<size_t>(batch * V));
   std::vector<int32_t> out(static_cast<size_t>(batch));
-  SampleParams p{in_ptr(logits), work.data(), seen.data(), rows.data(), out.data(), batch, V, V, words};
+  SampleParams p{in_ptr(logits), work.data(), seen.data(), rows.data(), out.data(), batch, V, V, words,
+                 pen_id.empty() ? nullptr : pen_start.data(), pen_id.data(), pen_amount.data()};
   auto sh = std::make_unique<SampleShared>();
   HostBlock blk{threads};
   for (int64_t b = 0; b < batch; ++b) sample_row(p, b, *sh, blk);
@@ -186,6 +194,7 @@ std::vector<int32_t> sample(const In& logits, const std::vector<Sampler*>& sampl
     std::string bytes(32, '\0');
     for (size_t i = 0; i < 32; ++i) bytes[i] = static_cast<char>((rows[b].rng[i / 8] >> (8 * (i % 8))) & 0xff);
     samplers[b]->set_rng_state(bytes);
+    samplers[b]->note(out[b]);
   }
   return out;
 }

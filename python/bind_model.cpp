@@ -143,9 +143,39 @@ void bind_model(py::module_& m) {
           "total) is called after each chunk; a signal (KeyboardInterrupt) or its exception stops the prefill "
           "at that chunk boundary.")
       .def("step", &Decoder::step, py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
-           "Feed one token per row.")
+           "Feed one token to each of the first len(tokens) rows.")
       .def("sample", &Decoder::sample, py::arg("samplers"), py::arg("vocab_limit"),
-           py::call_guard<py::gil_scoped_release>(), "Choose the next token of every row from the current logits.")
+           py::call_guard<py::gil_scoped_release>(),
+           "Choose the next token of the first len(samplers) rows from the current logits.")
+      .def(
+          "prefill_row",
+          [](Decoder& d, int64_t row, const std::vector<int32_t>& tokens) { d.prefill_row(row, tokens); },
+          py::arg("row"), py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
+          "Feed tokens to one row from its current state.")
+      .def("reset_row", &Decoder::reset_row, py::arg("row"), "Zero one row's state, history and logits.")
+      .def("copy_row", &Decoder::copy_row, py::arg("src"), py::arg("dst"),
+           py::call_guard<py::gil_scoped_release>(), "Copy row src (state, logits, history) over row dst.")
+      .def(
+          "export_row",
+          [](const Decoder& d, int64_t row) {
+            std::string blob;
+            {
+              py::gil_scoped_release nogil;
+              blob = d.export_row(row);
+            }
+            return py::bytes(blob);
+          },
+          py::arg("row"), "One row's whole state as an opaque bytes blob.")
+      .def(
+          "import_row", [](Decoder& d, int64_t row, const py::bytes& blob) { d.import_row(row, std::string(blob)); },
+          py::arg("row"), py::arg("blob"), "Put a blob from export_row into a row.")
+      .def(
+          "row_logits",
+          [](const Decoder& d, int64_t row) {
+            return to_numpy(d.row_logits(row), {d.model().config().vocab_size});
+          },
+          py::arg("row"), "One row's current (V,) logits, a copy.")
+      .def("row_has_logits", &Decoder::row_has_logits, py::arg("row"))
       .def(
           "logits",
           [](const Decoder& d) { return to_numpy(d.logits(), {d.batch(), d.model().config().vocab_size}); },

@@ -1,6 +1,7 @@
 // _core.Sampler: the C++ sampler with numpy arrays in and out. The sampler
 // filters in place, so both calls work on a float32 copy of the logits.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <climits>
 #include <cstring>
@@ -55,24 +56,29 @@ uint64_t to_seed(const py::int_& seed) {
 
 void bind_sampler(py::module_& m) {
   py::class_<Sampler>(m, "Sampler", R"doc(
-Token sampler in transformers' order: repetition penalty -> temperature ->
-top-k -> top-p -> min-p -> draw. Every filter is off by default;
+Token sampler in transformers' order, with OpenAI's presence and frequency
+penalties after the repetition penalty: repetition penalty ->
+presence/frequency -> temperature -> top-k -> top-p -> min-p -> draw. Every filter is off by default;
 temperature 0 is greedy (argmax after the penalty, no randomness used).
 The RNG is xoshiro256** seeded from `seed` by splitmix64: the same seed
 gives the same draws on every platform.)doc")
       .def(py::init([](double temperature, int64_t top_k, double top_p, double min_p,
-                       double repetition_penalty, const py::int_& seed) {
+                       double repetition_penalty, const py::int_& seed, double presence_penalty,
+                       double frequency_penalty) {
              SamplingConfig c;
              c.temperature = temperature;
              c.top_k = top_k;
              c.top_p = top_p;
              c.min_p = min_p;
              c.repetition_penalty = repetition_penalty;
+             c.presence_penalty = presence_penalty;
+             c.frequency_penalty = frequency_penalty;
              c.seed = to_seed(seed);
              return Sampler(c);
            }),
            py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
            py::arg("min_p") = 0.0, py::arg("repetition_penalty") = 1.0, py::arg("seed") = 0,
+           py::arg("presence_penalty") = 0.0, py::arg("frequency_penalty") = 0.0,
            "Validates the parameters (ValueError naming the bad one) and seeds the RNG.")
       .def_property_readonly(
           "temperature", [](const Sampler& s) { return s.config().temperature; },
@@ -87,6 +93,13 @@ gives the same draws on every platform.)doc")
       .def_property_readonly(
           "repetition_penalty", [](const Sampler& s) { return s.config().repetition_penalty; },
           "1: off.")
+      .def_property_readonly(
+          "presence_penalty", [](const Sampler& s) { return s.config().presence_penalty; }, "0: off.")
+      .def_property_readonly(
+          "frequency_penalty", [](const Sampler& s) { return s.config().frequency_penalty; }, "0: off.")
+      .def_property_readonly(
+          "counts", [](const Sampler& s) { return py::dict(py::cast(s.counts())); },
+          "Tokens this sampler has chosen -> times (kept only with a presence or frequency penalty).")
       .def_property_readonly(
           "seed", [](const Sampler& s) { return s.config().seed; }, "The seed the RNG started from.")
       .def_property_readonly("greedy", &Sampler::greedy, "True when temperature is 0.")
@@ -132,6 +145,7 @@ gives the same draws on every platform.)doc")
         return mambart::detail::concat("Sampler(temperature=", c.temperature, ", top_k=", c.top_k,
                                        ", top_p=", c.top_p, ", min_p=", c.min_p,
                                        ", repetition_penalty=", c.repetition_penalty,
-                                       ", seed=", c.seed, ")");
+                                       ", presence_penalty=", c.presence_penalty,
+                                       ", frequency_penalty=", c.frequency_penalty, ", seed=", c.seed, ")");
       });
 }

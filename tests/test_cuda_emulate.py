@@ -196,3 +196,25 @@ def test_cuda_entry_points_without_cuda():
     if _core.cuda_built():
         pytest.skip("this build includes CUDA")
     assert _core.cuda_device_count() == 0
+
+
+@pytest.mark.parametrize("params", [dict(temperature=0.0, presence_penalty=0.8),
+                                    dict(temperature=1.0, frequency_penalty=0.5, presence_penalty=-0.3),
+                                    dict(temperature=0.8, top_p=0.9, repetition_penalty=1.2, frequency_penalty=1.5)])
+def test_sample_presence_frequency_matches_cpu(params):
+    """Penalties follow each sampler's own draws step after step, on the device
+    path exactly as on the CPU (ids, RNG states and counts)."""
+    rng = np.random.default_rng(11)
+    batch, vocab = 3, 50
+    cpu_s = [_core.Sampler(seed=b, **params) for b in range(batch)]
+    emu_s = [_core.Sampler(seed=b, **params) for b in range(batch)]
+    histories = [list(rng.integers(0, vocab, size=5)) for _ in range(batch)]
+    for step in range(25):
+        logits = rand(rng, batch, vocab, scale=2.0)
+        want = [cpu_s[b].sample(logits[b], histories[b]) for b in range(batch)]
+        got = emu.sample(logits, emu_s, histories, 7 if step % 2 else 1)
+        assert got == want
+        assert [s.counts for s in emu_s] == [s.counts for s in cpu_s]
+        for b in range(batch):
+            histories[b].append(want[b])
+    assert any(c > 1 for s in cpu_s for c in s.counts.values())

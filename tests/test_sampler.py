@@ -427,3 +427,69 @@ def test_rng_state_rejects_wrong_length_and_zero_state():
         sampler.set_rng_state(b"")
     with pytest.raises(ValueError, match="zero"):
         sampler.set_rng_state(bytes(32))
+
+
+# ---- presence / frequency penalties (OpenAI's formula) ----------------------
+
+def openai_penalised(logits, generated, presence, frequency):
+    """OpenAI's definition: mu[j] - c[j] * frequency - (c[j] > 0) * presence, c[j]
+    the times j was generated so far; in float32, the amount formed as the
+    sampler documents (frequency * c + presence, each factor float32)."""
+    out = np.array(logits, dtype=np.float32)
+    counts = {}
+    for t in generated:
+        counts[t] = counts.get(t, 0) + 1
+    for t, c in counts.items():
+        if 0 <= t < len(out):
+            out[t] -= np.float32(frequency) * np.float32(c) + np.float32(presence)
+    return out
+
+
+@pytest.mark.parametrize("presence,frequency", [(0.7, 0.0), (0.0, 0.45), (1.3, -0.6), (-2.0, 2.0)])
+@pytest.mark.parametrize("rest", [dict(), dict(repetition_penalty=1.3), dict(temperature=0.7, top_k=9, top_p=0.9)])
+def test_presence_frequency_follow_openai(presence, frequency, rest):
+    """Over a run of draws, each step's processed logits equal OpenAI's
+    penalties on the tokens drawn so far (not the prompt history), followed
+    by transformers' processors in the documented order."""
+    rng = np.random.default_rng(5)
+    vocab = 40
+    history = list(rng.integers(0, vocab, 10))  # the prompt: repetition penalty only
+    params = {"temperature": 1.0, "seed": 3, **rest}
+    sampler = _core.Sampler(presence_penalty=presence, frequency_penalty=frequency, **params)
+    generated = []
+    for _ in range(30):
+        logits = rng.normal(0, 2, vocab).astype(np.float32)
+        want = hf_repetition(logits, history + generated, rest.get("repetition_penalty", 1.0))
+        want = openai_penalised(want, generated, presence, frequency)
+        want = hf_process(want, (), **{k: v for k, v in params.items() if k not in ("seed", "repetition_penalty")})
+        assert_same(sampler.process(logits, np.asarray(history + generated)), want)
+        token = sampler.sample(logits, np.asarray(history + generated))
+        generated.append(token)
+    assert sampler.counts == {t: generated.count(t) for t in set(generated)}
+
+
+def hf_repetition(logits, history, penalty):
+    if penalty == 1.0:
+        return np.asarray(logits, np.float32)
+    return hf_process(logits, history, repetition_penalty=penalty)
+
+
+def test_greedy_argmax_after_presence_penalty():
+    logits = np.array([0.0, 3.0, 2.5, 1.0], np.float32)
+    s = _core.Sampler(temperature=0.0, presence_penalty=1.0)
+    # 3 -> 2 once 1 appears, so 2 (2.5) wins; then 1 (2.0) beats 2 (1.5): presence does not grow
+    assert [s.sample(logits) for _ in range(4)] == [1, 2, 1, 1]
+    freq = _core.Sampler(temperature=0.0, frequency_penalty=1.0)
+    assert [freq.sample(logits) for _ in range(4)] == [1, 2, 1, 2]  # 3,2.5 -> 2,2.5 -> 2,1.5 -> 1,1.5
+    off = _core.Sampler(temperature=0.0)
+    assert [off.sample(logits) for _ in range(2)] == [1, 1] and off.counts == {}
+
+
+@pytest.mark.parametrize("name", ["presence_penalty", "frequency_penalty"])
+@pytest.mark.parametrize("value", [2.5, -3.0, float("nan"), float("inf"), "1"])
+def test_presence_frequency_validated(name, value):
+    with pytest.raises(ValueError, match=name):
+        SamplingParams(**{name: value})
+    if isinstance(value, float) and not math.isfinite(value):
+        with pytest.raises(ValueError, match=name):
+            _core.Sampler(**{name: value})

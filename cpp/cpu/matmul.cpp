@@ -209,9 +209,14 @@ struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
 // 10-16 GB/s vs 6-8, M=16 8-11 vs 5-7, M=32 4-5.5 vs 3.3; M=64 ties).
 constexpr int64_t kDecodeRows = kMatmulDecodeRows;
 
-// Dense types: independent k chains per x row, so that MR * U accumulators
+// Dense types: two independent k chains per x row, so that the accumulators
 // cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
-constexpr int decode_u(int MR) { return MR <= 4 ? 2 : 1; }
+// U is the same for every MR: a row's sum must not depend on how many rows
+// share the call (continuous batching steps any number of rows and promises
+// each row the result it gets alone), so the dense groups are at most
+// kDenseGroup rows, where 2 chains per row still fit the 16 registers.
+constexpr int decode_u(int) { return 2; }
+constexpr int64_t kDenseGroup = 4;
 
 // Prefetching: see x86::kPrefetchBytes.
 template <class F, int MR>
@@ -409,18 +414,19 @@ PackedX pack_x(const MatmulParams& p) {
   }
 }
 
-// M > 8: groups of 8 rows. The groups take each chunk of kDecodeCols
-// weight rows in turn, so only the first reads it from memory and the
-// others from L2.
+// M > 8 (dense types: M > 4): groups of 8 (4) rows. The groups take each
+// chunk of kDecodeCols weight rows in turn, so only the first reads it from
+// memory and the others from L2.
 template <class F>
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
   const PackedX x = pack_x<F>(p);
+  constexpr int64_t group = std::is_same_v<F, Q4> || F::kBlocked ? 8 : kDenseGroup;
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
-    for (int64_t g = 0; g < p.M; g += 8) {
+    for (int64_t g = 0; g < p.M; g += group) {
       const PackedX xg = x.at(g);
       float* yg = p.y + g * p.ldy;
-      switch (std::min<int64_t>(8, p.M - g)) {
+      switch (std::min<int64_t>(group, p.M - g)) {
         case 1: decode_rows<F, 1>(p, xg, yg, c0, c1); break;
         case 2: decode_rows<F, 2>(p, xg, yg, c0, c1); break;
         case 3: decode_rows<F, 3>(p, xg, yg, c0, c1); break;

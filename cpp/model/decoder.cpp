@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "check.h"
@@ -38,6 +39,8 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   ws_ = model_->make_workspace(std::max(batch, kPrefillChunk));
   logits_dev_ = be.zeros({batch, c.vocab_size});
   history_.resize(static_cast<size_t>(batch));
+  row_logits_.assign(static_cast<size_t>(batch), 0);
+  step_rec_.resize(static_cast<size_t>(batch));
 }
 
 void Decoder::reset() {
@@ -47,8 +50,17 @@ void Decoder::reset() {
   conv_ = be.zeros({c.n_layer, batch_, c.conv_channels(), c.d_conv});
   ssm_ = be.zeros({c.n_layer, batch_, c.ssm_state_size()});
   for (auto& h : history_) h.clear();
+  row_logits_.assign(static_cast<size_t>(batch_), 0);
   has_logits_ = false;
-  step_rec_.reset();  // recorded on the old states
+  for (auto& rec : step_rec_) rec.reset();  // recorded on the old states
+}
+
+void Decoder::check_row(const char* what, int64_t row) const {
+  MAMBART_CHECK(row >= 0 && row < batch_, "[", what, "] row ", row, " is outside [0, ", batch_, ")");
+}
+
+void Decoder::update_has_logits() {
+  has_logits_ = std::all_of(row_logits_.begin(), row_logits_.end(), [](char c) { return c != 0; });
 }
 
 // Layer states of one row (row >= 0), or of the whole batch (row < 0).
@@ -83,65 +95,100 @@ Tensor Decoder::prefill(const std::vector<std::vector<int32_t>>& prompts, bool a
   Tensor all;
   if (all_logits) all = model_->backend().zeros({static_cast<int64_t>(prompts[0].size()), V});
   int64_t done = 0;
-  try {
-    for (int64_t b = 0; b < batch_; ++b) {
-      const std::vector<int32_t>& p = prompts[static_cast<size_t>(b)];
-      std::vector<int32_t>& h = history_[static_cast<size_t>(b)];
-      const std::vector<LayerState> states = row_states(b);
-      const int64_t len = static_cast<int64_t>(p.size());
-      for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
-        const int64_t n = std::min(kPrefillChunk, len - t0);
-        model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
-        if (all_logits) model_->head(ws_, 0, n, all.data<float>() + t0 * V);
-        if (t0 + n == len) model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
-        // The history grows with the state, chunk by chunk, so that an
-        // interrupt leaves the two in agreement.
-        h.insert(h.end(), p.begin() + t0, p.begin() + t0 + n);
-        done += n;
-        if (progress) progress(done, total);
-      }
-    }
-  } catch (...) {
-    has_logits_ = false;  // rows not reached keep old logits, the current one has none
-    throw;
-  }
-  has_logits_ = true;
+  for (int64_t b = 0; b < batch_; ++b)
+    prefill_one(b, prompts[static_cast<size_t>(b)], all_logits ? all.data<float>() : nullptr, done, total, progress);
   return all;
+}
+
+// Feeds p to one row in chunks; with `all`, the logits of every position too.
+void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, int64_t& done, int64_t total,
+                          const PrefillProgress& progress) {
+  const int64_t V = model_->config().vocab_size;
+  std::vector<int32_t>& h = history_[static_cast<size_t>(b)];
+  const std::vector<LayerState> states = row_states(b);
+  const int64_t len = static_cast<int64_t>(p.size());
+  row_logits_[static_cast<size_t>(b)] = 0;  // until the last chunk: an interrupt leaves none
+  has_logits_ = false;
+  for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
+    const int64_t n = std::min(kPrefillChunk, len - t0);
+    model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
+    if (all) model_->head(ws_, 0, n, all + t0 * V);
+    if (t0 + n == len) {
+      model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
+      row_logits_[static_cast<size_t>(b)] = 1;
+    }
+    // The history grows with the state, chunk by chunk, so that an
+    // interrupt leaves the two in agreement.
+    h.insert(h.end(), p.begin() + t0, p.begin() + t0 + n);
+    done += n;
+    if (progress) progress(done, total);
+  }
+  update_has_logits();
+}
+
+void Decoder::prefill_row(int64_t row, const std::vector<int32_t>& tokens, const PrefillProgress& progress) {
+  const auto hold = use_.hold();
+  const int64_t V = model_->config().vocab_size;
+  check_row("prefill_row", row);
+  MAMBART_CHECK(!tokens.empty(), "[prefill_row] tokens are empty");
+  for (int32_t t : tokens)
+    MAMBART_CHECK(t >= 0 && t < V, "[prefill_row] token id ", t, " is out of range [0, ", V, ")");
+  int64_t done = 0;
+  prefill_one(row, tokens, nullptr, done, static_cast<int64_t>(tokens.size()), progress);
 }
 
 void Decoder::step(const std::vector<int32_t>& tokens) {
   const auto hold = use_.hold();
-  MAMBART_CHECK(static_cast<int64_t>(tokens.size()) == batch_, "[step] ", tokens.size(),
-                " tokens for a decoder of batch ", batch_);
-  // One recorded graph per decoder (so per batch size) on CUDA: the same
-  // ops on the same states, workspace and logits every step.
-  model_->backend().run_step(step_rec_, tokens.data(), batch_, [&] {
-    model_->forward(tokens.data(), batch_, /*prefill=*/false, row_states(-1), ws_);
-    model_->head(ws_, 0, batch_, logits_dev_.data<float>());
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  MAMBART_CHECK(n >= 1 && n <= batch_, "[step] ", n, " tokens for a decoder of batch ", batch_,
+                " (expected 1 to ", batch_, ")");
+  const int64_t V = model_->config().vocab_size;
+  for (int64_t b = 0; b < n; ++b)
+    MAMBART_CHECK(tokens[b] >= 0 && tokens[b] < V, "[step] token id ", tokens[b], " of row ", b,
+                  " is out of range [0, ", V, ")");
+  // Rows [0, n) are contiguous in every layer's state (layout (n_layer,
+  // batch, ...)), so the first n rows step as a batch of n. One recorded
+  // graph per n on CUDA: the same ops on the same states, workspace and
+  // logits every step of that size.
+  model_->backend().run_step(step_rec_[static_cast<size_t>(n - 1)], tokens.data(), n, [&] {
+    model_->forward(tokens.data(), n, /*prefill=*/false, row_states(-1), ws_);
+    model_->head(ws_, 0, n, logits_dev_.data<float>());
   });
-  for (int64_t b = 0; b < batch_; ++b) history_[static_cast<size_t>(b)].push_back(tokens[static_cast<size_t>(b)]);
-  has_logits_ = true;
+  for (int64_t b = 0; b < n; ++b) {
+    history_[static_cast<size_t>(b)].push_back(tokens[static_cast<size_t>(b)]);
+    row_logits_[static_cast<size_t>(b)] = 1;
+  }
+  update_has_logits();
 }
 
 std::vector<int32_t> Decoder::sample(const std::vector<Sampler*>& samplers, int64_t vocab_limit) {
   const auto hold = use_.hold();
   const int64_t V = model_->config().vocab_size;
-  MAMBART_CHECK(has_logits_, "[sample] no logits yet: call prefill first");
-  MAMBART_CHECK(static_cast<int64_t>(samplers.size()) == batch_, "[sample] ", samplers.size(),
-                " samplers for a decoder of batch ", batch_);
+  const int64_t n = static_cast<int64_t>(samplers.size());
+  MAMBART_CHECK(n >= 1 && n <= batch_, "[sample] ", n, " samplers for a decoder of batch ", batch_,
+                " (expected 1 to ", batch_, ")");
   MAMBART_CHECK(vocab_limit >= 1 && vocab_limit <= V, "[sample] vocab_limit ", vocab_limit,
                 " is outside [1, ", V, "]");
-  for (int64_t b = 0; b < batch_; ++b)
+  for (int64_t b = 0; b < n; ++b) {
+    MAMBART_CHECK(row_logits_[static_cast<size_t>(b)], "[sample] row ", b, " has no logits yet: call prefill first");
     MAMBART_CHECK(samplers[static_cast<size_t>(b)], "[sample] sampler ", b, " is None");
-  std::vector<int32_t> out(static_cast<size_t>(batch_));
+  }
+  std::vector<int32_t> out(static_cast<size_t>(n));
   // A failed call changes nothing: rows sampled before the one that threw
-  // (bad logits) get their random streams back.
+  // (bad logits) get their random streams and token counts back.
   std::vector<std::string> rng(samplers.size());
-  for (size_t b = 0; b < samplers.size(); ++b) rng[b] = samplers[b]->rng_state();
+  std::vector<std::unordered_map<int32_t, int32_t>> counts(samplers.size());
+  for (size_t b = 0; b < samplers.size(); ++b) {
+    rng[b] = samplers[b]->rng_state();
+    if (samplers[b]->counts_tokens()) counts[b] = samplers[b]->counts();
+  }
   try {
-    model_->backend().sample(logits_dev_.data<float>(), batch_, V, vocab_limit, samplers, history_, out.data());
+    model_->backend().sample(logits_dev_.data<float>(), n, V, vocab_limit, samplers, history_, out.data());
   } catch (...) {
-    for (size_t b = 0; b < samplers.size(); ++b) samplers[b]->set_rng_state(rng[b]);
+    for (size_t b = 0; b < samplers.size(); ++b) {
+      samplers[b]->set_rng_state(rng[b]);
+      if (samplers[b]->counts_tokens()) samplers[b]->set_counts(counts[b]);
+    }
     throw;
   }
   return out;
@@ -162,7 +209,7 @@ bool Decoder::has_logits() const {
 
 std::vector<int32_t> Decoder::history(int64_t row) const {
   const auto hold = use_.hold();
-  MAMBART_CHECK(row >= 0 && row < batch_, "[history] row ", row, " is outside [0, ", batch_, ")");
+  check_row("history", row);
   return history_[static_cast<size_t>(row)];
 }
 
@@ -199,7 +246,152 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
   be.from_host(ssm.data(), ssm_.data<float>(), ssm_.numel());
   has_logits_ = !logits.empty();
   if (has_logits_) be.from_host(logits.data(), logits_dev_.data<float>(), batch_ * V);
+  row_logits_.assign(static_cast<size_t>(batch_), has_logits_ ? 1 : 0);
   history_ = history;
+}
+
+// ---- one row ----------------------------------------------------------------
+
+void Decoder::reset_row(int64_t row) {
+  const auto hold = use_.hold();
+  check_row("reset_row", row);
+  const ModelConfig& c = model_->config();
+  const std::vector<float> zeros(static_cast<size_t>(std::max(c.conv_channels() * c.d_conv, c.ssm_state_size())), 0.0f);
+  Backend& be = model_->backend();
+  for (const LayerState& s : row_states(row)) {
+    be.from_host(zeros.data(), s.conv, c.conv_channels() * c.d_conv);
+    be.from_host(zeros.data(), s.ssm, c.ssm_state_size());
+  }
+  history_[static_cast<size_t>(row)].clear();
+  row_logits_[static_cast<size_t>(row)] = 0;
+  has_logits_ = false;
+}
+
+// Through host memory (the backend has no device-to-device copy): a row is
+// a few MB at most, and rows move once per finished sequence, not per step.
+void Decoder::copy_row(int64_t from, int64_t to) {
+  const auto hold = use_.hold();
+  check_row("copy_row", from);
+  check_row("copy_row", to);
+  if (from == to) return;
+  import_row(to, export_row(from));
+}
+
+namespace {
+
+// The row blob: a magic, then tagged sections (4-byte tag, uint64 byte
+// count, payload), in host byte order: it lives in memory (the prefix
+// cache) and never crosses machines. A state kind added later is one more
+// section; a reader refuses a section it does not know rather than drop it.
+constexpr char kRowMagic[8] = {'M', 'B', 'R', 'T', 'R', 'O', 'W', '1'};
+
+void put_section(std::string& out, const char (&tag)[5], const void* data, size_t bytes) {
+  const uint64_t n = bytes;
+  out.append(tag, 4);
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out.append(static_cast<const char*>(data), bytes);
+}
+
+}  // namespace
+
+std::string Decoder::export_row(int64_t row) const {
+  const auto hold = use_.hold();
+  check_row("export_row", row);
+  const ModelConfig& c = model_->config();
+  const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size(), V = c.vocab_size;
+  Backend& be = model_->backend();
+  const int64_t shape[4] = {c.n_layer, conv_row, ssm_row, V};
+  std::vector<float> conv(static_cast<size_t>(c.n_layer * conv_row)), ssm(static_cast<size_t>(c.n_layer * ssm_row));
+  const std::vector<LayerState> states = row_states(row);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    be.to_host(states[static_cast<size_t>(l)].conv, conv.data() + l * conv_row, conv_row);
+    be.to_host(states[static_cast<size_t>(l)].ssm, ssm.data() + l * ssm_row, ssm_row);
+  }
+  const std::vector<int32_t>& h = history_[static_cast<size_t>(row)];
+  std::string out(kRowMagic, sizeof kRowMagic);
+  put_section(out, "shap", shape, sizeof shape);
+  put_section(out, "conv", conv.data(), conv.size() * sizeof(float));
+  put_section(out, "ssm ", ssm.data(), ssm.size() * sizeof(float));
+  if (row_logits_[static_cast<size_t>(row)]) {
+    const std::vector<float> lg = row_logits(row);
+    put_section(out, "logt", lg.data(), lg.size() * sizeof(float));
+  }
+  put_section(out, "hist", h.data(), h.size() * sizeof(int32_t));
+  return out;
+}
+
+void Decoder::import_row(int64_t row, const std::string& blob) {
+  const auto hold = use_.hold();
+  check_row("import_row", row);
+  const ModelConfig& c = model_->config();
+  const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size(), V = c.vocab_size;
+  MAMBART_CHECK(blob.size() >= sizeof kRowMagic && std::memcmp(blob.data(), kRowMagic, sizeof kRowMagic) == 0,
+                "[import_row] not a row state (bad magic)");
+  // Parse every section before touching the row, so a bad blob changes nothing.
+  const char *shape = nullptr, *conv = nullptr, *ssm = nullptr, *logits = nullptr, *hist = nullptr;
+  uint64_t hist_bytes = 0, logit_bytes = 0, shape_bytes = 0, conv_bytes = 0, ssm_bytes = 0;
+  for (size_t at = sizeof kRowMagic; at < blob.size();) {
+    MAMBART_CHECK(blob.size() - at >= 12, "[import_row] truncated section header at byte ", at);
+    const std::string tag = blob.substr(at, 4);
+    uint64_t n;
+    std::memcpy(&n, blob.data() + at + 4, sizeof n);
+    at += 12;
+    MAMBART_CHECK(n <= blob.size() - at, "[import_row] section '", tag, "' runs past the end");
+    const char* data = blob.data() + at;
+    if (tag == "shap") shape = data, shape_bytes = n;
+    else if (tag == "conv") conv = data, conv_bytes = n;
+    else if (tag == "ssm ") ssm = data, ssm_bytes = n;
+    else if (tag == "logt") logits = data, logit_bytes = n;
+    else if (tag == "hist") hist = data, hist_bytes = n;
+    else MAMBART_CHECK(false, "[import_row] unknown section '", tag, "' (a state this decoder cannot hold)");
+    at += n;
+  }
+  MAMBART_CHECK(shape && conv && ssm && hist, "[import_row] a section is missing");
+  int64_t s[4];
+  MAMBART_CHECK(shape_bytes == sizeof s, "[import_row] bad shape section");
+  std::memcpy(s, shape, sizeof s);
+  MAMBART_CHECK(s[0] == c.n_layer && s[1] == conv_row && s[2] == ssm_row && s[3] == V,
+                "[import_row] the state is of another model shape (n_layer ", s[0], ", conv ", s[1], ", ssm ", s[2],
+                ", vocab ", s[3], "; this model: ", c.n_layer, ", ", conv_row, ", ", ssm_row, ", ", V, ")");
+  MAMBART_CHECK(conv_bytes == static_cast<uint64_t>(c.n_layer * conv_row) * sizeof(float) &&
+                    ssm_bytes == static_cast<uint64_t>(c.n_layer * ssm_row) * sizeof(float) &&
+                    (!logits || logit_bytes == static_cast<uint64_t>(V) * sizeof(float)) &&
+                    hist_bytes % sizeof(int32_t) == 0,
+                "[import_row] a section has the wrong size");
+  std::vector<int32_t> h(hist_bytes / sizeof(int32_t));
+  if (!h.empty()) std::memcpy(h.data(), hist, hist_bytes);
+  for (int32_t t : h) MAMBART_CHECK(t >= 0 && t < V, "[import_row] token id ", t, " is out of range [0, ", V, ")");
+  std::vector<float> buf(static_cast<size_t>(std::max(std::max(conv_row, ssm_row), V)));
+  Backend& be = model_->backend();
+  const std::vector<LayerState> states = row_states(row);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    std::memcpy(buf.data(), conv + l * conv_row * sizeof(float), conv_row * sizeof(float));
+    be.from_host(buf.data(), states[static_cast<size_t>(l)].conv, conv_row);
+    std::memcpy(buf.data(), ssm + l * ssm_row * sizeof(float), ssm_row * sizeof(float));
+    be.from_host(buf.data(), states[static_cast<size_t>(l)].ssm, ssm_row);
+  }
+  if (logits) {
+    std::memcpy(buf.data(), logits, V * sizeof(float));
+    be.from_host(buf.data(), logits_dev_.data<float>() + row * V, V);
+  }
+  row_logits_[static_cast<size_t>(row)] = logits ? 1 : 0;
+  update_has_logits();
+  history_[static_cast<size_t>(row)] = std::move(h);
+}
+
+std::vector<float> Decoder::row_logits(int64_t row) const {
+  const auto hold = use_.hold();
+  check_row("row_logits", row);
+  const int64_t V = model_->config().vocab_size;
+  std::vector<float> out(static_cast<size_t>(V));
+  model_->backend().to_host(logits_dev_.data<float>() + row * V, out.data(), V);
+  return out;
+}
+
+bool Decoder::row_has_logits(int64_t row) const {
+  const auto hold = use_.hold();
+  check_row("row_has_logits", row);
+  return row_logits_[static_cast<size_t>(row)] != 0;
 }
 
 }  // namespace mambart

@@ -10,10 +10,21 @@
 // One thread at a time: every method holds the decoder (ExclusiveUse), and
 // a call from a second thread meanwhile throws InUse. A Model is shared
 // freely; give each thread its own Decoder.
+//
+// Rows for continuous batching: a server keeps its live sequences in rows
+// [0, n) and steps only those (step and sample take n <= batch entries);
+// a finished row is filled by copying the last live row into it
+// (copy_row), so the live rows stay one block. prefill_row, reset_row,
+// export_row and import_row work on one row without touching the others. A
+// row's result never depends on which other rows run beside it or on n:
+// every kernel of a step computes each row with the same arithmetic
+// whatever the batch (the decode matmul keeps one accumulation order per
+// row for M <= 32; tests/test_rows.py holds it to that exactly).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "exclusive_use.h"
@@ -46,12 +57,31 @@ class Decoder {
   Tensor prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits = false,
                  const PrefillProgress& progress = nullptr);
 
-  // Feeds tokens[b] to row b; batch tokens.
+  // Feeds tokens[b] to row b for the first n = tokens.size() rows (1 <= n <=
+  // batch); the other rows keep their state and logits.
   void step(const std::vector<int32_t>& tokens);
 
-  // The next token of every row, from the current logits. Only ids below
-  // vocab_limit are candidates (padding rows of the head are never sampled).
+  // The next token of rows [0, samplers.size()), from the current logits.
+  // Only ids below vocab_limit are candidates (padding rows of the head are
+  // never sampled).
   std::vector<int32_t> sample(const std::vector<Sampler*>& samplers, int64_t vocab_limit);
+
+  // ---- one row at a time (continuous batching) ----
+  // Feeds tokens to one row from its current state; leaves its last logits.
+  void prefill_row(int64_t row, const std::vector<int32_t>& tokens, const PrefillProgress& progress = nullptr);
+  // Zeros one row's state, forgets its history and logits.
+  void reset_row(int64_t row);
+  // Copies row `from` (state, logits, history) over row `to`.
+  void copy_row(int64_t from, int64_t to);
+  // One row's whole sequence state as one opaque blob (conv and ssm states
+  // of every layer, logits, history; tagged sections, so that other kinds of
+  // state travel in the same blob), and back. import_row checks that the
+  // blob was made by a decoder of the same model shape.
+  std::string export_row(int64_t row) const;
+  void import_row(int64_t row, const std::string& blob);
+  // One row's logits, (V), a host copy; whether that row has any.
+  std::vector<float> row_logits(int64_t row) const;
+  bool row_has_logits(int64_t row) const;
 
   // Current logits, (batch, V), a host copy.
   std::vector<float> logits() const;
@@ -72,6 +102,10 @@ class Decoder {
 
  private:
   std::vector<LayerState> row_states(int64_t row) const;
+  void check_row(const char* what, int64_t row) const;
+  void prefill_one(int64_t row, const std::vector<int32_t>& p, float* all, int64_t& done, int64_t total,
+                   const PrefillProgress& progress);
+  void update_has_logits();
 
   ExclusiveUse use_{"[decoder] this Decoder is in use by another thread; give each thread its own Decoder "
                     "(a Model can be shared)"};
@@ -81,9 +115,11 @@ class Decoder {
   Workspace ws_;       // prefill chunks and steps share it
   // Logits live in backend memory, so that a device samples them in place.
   Tensor logits_dev_;                          // (batch, V)
-  std::unique_ptr<Backend::Recording> step_rec_;  // the decode step's graph (CUDA)
+  // The decode step's graph per number of rows stepped (CUDA), index n - 1.
+  std::vector<std::unique_ptr<Backend::Recording>> step_rec_;
   std::vector<std::vector<int32_t>> history_;
-  bool has_logits_ = false;
+  std::vector<char> row_logits_;  // per row: has logits
+  bool has_logits_ = false;       // every row has logits
 };
 
 }  // namespace mambart
