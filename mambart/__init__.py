@@ -6,7 +6,8 @@
 """
 __version__ = "0.1.0"
 
+from .cache import PromptCache  # noqa: E402
 from .model import Model, load  # noqa: E402
 from .sampling import SamplingParams  # noqa: E402
 
-__all__ = ["Model", "SamplingParams", "load", "__version__"]
+__all__ = ["Model", "PromptCache", "SamplingParams", "load", "__version__"]

@@ -2,6 +2,8 @@
 
     mambart generate --model ID_OR_PATH --prompt TEXT [options]
     mambart info ID_OR_PATH [--revision REV]
+    mambart serve --model ID_OR_PATH [--port 8000] [options]
+    mambart chat --model ID_OR_PATH [--system TEXT] [options]
 
 Generated text streams to stdout (only the generated text, so scripts can
 pipe it); a summary goes to stderr, one `name: ...` line per figure.
@@ -115,8 +117,66 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_parser(sub) -> None:
+    s = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (needs the [serve] extra)",
+                       description="Serve a model over OpenAI's HTTP API (/v1/completions, /v1/chat/completions, "
+                                   "/v1/models, /health, /metrics) with continuous batching and a prefix cache.")
+    s.add_argument("--model", "-m", default="builtin", help="local directory, hub id, or builtin (default)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--dtype", choices=WEIGHT_TYPES, default=None, help="type of the big matrices (default: as stored)")
+    s.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
+    s.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    s.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, 1 to 32 (default 16)")
+    s.add_argument("--cache-mb", type=float, default=512, help="prefix-state cache size in MB; 0 = off (default 512)")
+    s.add_argument("--cache-mode", choices=["exact", "approx"], default="exact",
+                   help="exact (default): only hits that give bit-identical results; approx: also continue from "
+                        "the end of earlier prompts and completions (a chat turn prefills only its new message)")
+    s.add_argument("--max-queue", type=int, default=256, help="requests waiting beyond which 503 (default 256)")
+    s.add_argument("--max-prompt-tokens", type=int, default=32768, help="longest prompt accepted (default 32768)")
+    s.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens accepted (default 4096)")
+    s.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
+    s.add_argument("--chat-template", metavar="FILE", default=None,
+                   help="a jinja2 chat template (default: the model's tokenizer_config.json chat_template)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(args)
+
+
+def _chat_parser(sub) -> None:
+    c = sub.add_parser("chat", help="an interactive chat in the terminal (needs the [serve] extra)",
+                       description="Chat with a model on its chat template. Each turn continues the saved state "
+                                   "and prefills only the new message. /reset, /save FILE, /load FILE, /exit; "
+                                   "Ctrl-C stops a reply.")
+    c.add_argument("--model", "-m", default="builtin", help="local directory, hub id, or builtin (default)")
+    c.add_argument("--system", default=None, help="a system message to start the conversation with")
+    c.add_argument("--chat-template", metavar="FILE", default=None,
+                   help="a jinja2 chat template (default: the model's tokenizer_config.json chat_template)")
+    c.add_argument("--max-tokens", type=int, default=512, help="longest reply in tokens (default 512)")
+    c.add_argument("--temperature", "-t", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    c.add_argument("--top-k", dest="top_k", type=int, default=0, help="0 = off (default)")
+    c.add_argument("--top-p", dest="top_p", type=float, default=1.0, help="1 = off (default)")
+    c.add_argument("--min-p", dest="min_p", type=float, default=0.0, help="0 = off (default)")
+    c.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=1.0, help="1 = off")
+    c.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
+    c.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
+    c.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    c.add_argument("--dtype", choices=WEIGHT_TYPES, default=None, help="type of the big matrices")
+    c.add_argument("--load-state", metavar="FILE", default=None, help="continue a conversation saved with /save")
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from .serve.chat import run
+
+    return run(args)
+
+
 COMMANDS = {"generate": (_generate_parser, _run_generate), "info": (_info_parser, _run_info),
-            "convert": (_convert_parser, _run_convert)}
+            "convert": (_convert_parser, _run_convert), "serve": (_serve_parser, _run_serve),
+            "chat": (_chat_parser, _run_chat)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

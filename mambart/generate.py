@@ -24,6 +24,7 @@ class GenerationStats:
     decode_tokens: int = 0
     decode_seconds: float = 0.0
     stop_reason: str = ""  # "length", "eos" or "stop"
+    cached_tokens: int = 0  # prompt tokens a PromptCache hit covered (not prefilled)
 
     @staticmethod
     def rate(tokens: int, seconds: float) -> float:
@@ -46,6 +47,7 @@ def generate_ids(
     max_new_tokens: int,
     stats: GenerationStats,
     progress: Callable[[int, int], object] | None = None,
+    cache=None,
 ) -> Iterator[np.ndarray]:
     """Yield the next token of every row, (batch,) int32, up to max_new_tokens times.
 
@@ -58,6 +60,9 @@ def generate_ids(
     The decoder is held from the first next() until the iterator ends or is
     closed: another thread using it meanwhile gets RuntimeError.
     progress(done, total) is called between prefill chunks (Decoder.prefill).
+    With a `mambart.PromptCache`, each row starts from its longest cached
+    prefix (its state is replaced) and only the rest is prefilled, in
+    chunk-aligned slices (no progress calls).
     """
     if len(prompts) != decoder.batch:
         raise ValueError(f"{len(prompts)} prompts for a decoder of batch {decoder.batch}")
@@ -69,11 +74,16 @@ def generate_ids(
         if any(len(p) for p in prompts):
             if not all(len(p) for p in prompts):
                 raise ValueError("give every row a prompt, or none to continue a saved state")
-            decoder.prefill(prompts, progress=progress)
+            if cache is None:
+                decoder.prefill(prompts, progress=progress)
+            else:
+                from .cache import cached_prefill
+
+                stats.cached_tokens = sum(cached_prefill(decoder, row, p, cache) for row, p in enumerate(prompts))
         elif not decoder.has_logits:
             raise ValueError("prompt is empty and there is no state to continue from")
         t1 = time.perf_counter()
-        stats.prefill_tokens = sum(len(p) for p in prompts)
+        stats.prefill_tokens = sum(len(p) for p in prompts) - stats.cached_tokens
         stats.prefill_seconds = t1 - t0
         for i in range(max_new_tokens):
             tokens = decoder.sample()
@@ -104,11 +114,12 @@ class TextStream:
         max_new_tokens: int,
         stop: Sequence[str] = (),
         progress: Callable[[int, int], object] | None = None,
+        cache=None,
     ) -> None:
         self.stats = GenerationStats()
         self.token_ids: list[int] = []
         self.decoder = decoder
-        ids = generate_ids(decoder, [prompt_ids], params, max_new_tokens, self.stats, progress)
+        ids = generate_ids(decoder, [prompt_ids], params, max_new_tokens, self.stats, progress, cache)
         self._pieces = self._run(ids, tokenizer, list(stop))
 
     def __iter__(self) -> Iterator[str]:

@@ -106,7 +106,8 @@ class Model:
     def stream(self, prompt: str, max_new_tokens: int = 128, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
                seed: int | None = None, stop: Sequence[str] = (), state=None,
-               progress: Callable[[int, int], object] | None = None) -> TextStream:
+               progress: Callable[[int, int], object] | None = None, presence_penalty: float = 0.0,
+               frequency_penalty: float = 0.0, cache=None) -> TextStream:
         """Generate from `prompt`, yielding text pieces as they become final.
 
         Sampling follows `SamplingParams` (every filter off by default;
@@ -114,27 +115,34 @@ class Model:
         file, or a Decoder, which is updated in place); the prompt may then
         be empty. The returned iterator's `.stats` holds token counts and
         timings, and `.decoder` the state, once it has run. progress(done,
-        total) is called between chunks of the prompt's prefill.
+        total) is called between chunks of the prompt's prefill. `cache`, a
+        `mambart.PromptCache`, starts from the longest cached prefix of the
+        prompt and keeps the states this prefill reaches (not with `state`).
         """
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repetition_penalty=repetition_penalty, seed=seed)
+                                repetition_penalty=repetition_penalty, seed=seed,
+                                presence_penalty=presence_penalty, frequency_penalty=frequency_penalty)
         _check_max_new_tokens(max_new_tokens)
         stop = _check_stop(stop)
+        _check_cache(cache, state)
         ids = self.encode(prompt, allow_empty=state is not None)
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
-        return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop, progress)
+        return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop, progress,
+                          cache)
 
     def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 128, *, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
-                 seed: int | None = None, stop: Sequence[str] = (), state=None) -> str | list[str]:
+                 seed: int | None = None, stop: Sequence[str] = (), state=None, presence_penalty: float = 0.0,
+                 frequency_penalty: float = 0.0, cache=None) -> str | list[str]:
         """Generated text for one prompt (a str), or for a list of prompts run as one batch.
 
         Row i of a batch samples with seed + i, so row 0 equals a single run
-        with the same seed. `state` as for `stream()`.
+        with the same seed. `state` and `cache` as for `stream()`.
         """
         kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                      repetition_penalty=repetition_penalty, seed=seed, stop=stop, state=state)
+                      repetition_penalty=repetition_penalty, seed=seed, stop=stop, state=state,
+                      presence_penalty=presence_penalty, frequency_penalty=frequency_penalty, cache=cache)
         if isinstance(prompt, str):
             return "".join(self.stream(prompt, max_new_tokens, **kwargs))
         if not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt):
@@ -142,19 +150,20 @@ class Model:
         return self._generate_batch(list(prompt), max_new_tokens, **kwargs)
 
     def _generate_batch(self, prompts: list[str], max_new_tokens: int, *, stop: Sequence[str] = (), state=None,
-                        **sampling) -> list[str]:
+                        cache=None, **sampling) -> list[str]:
         if not prompts:
             raise ValueError("no prompts given")
         params = SamplingParams(**sampling)
         _check_max_new_tokens(max_new_tokens)
         stop = _check_stop(stop)
+        _check_cache(cache, state)
         ids = [self.encode(p, allow_empty=state is not None) for p in prompts]
         decoder = self._decoder_for(state, len(prompts))
         eos = self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         stats = GenerationStats()
-        steps = generate_ids(decoder, ids, params, max_new_tokens, stats)
+        steps = generate_ids(decoder, ids, params, max_new_tokens, stats, cache=cache)
         try:
             for tokens in steps:
                 for row, token in enumerate(tokens.tolist()):
@@ -193,6 +202,15 @@ def _as_id_list(token_ids: Sequence[int]) -> list[int]:
 def _check_max_new_tokens(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {n!r}")
+
+
+def _check_cache(cache, state) -> None:
+    from .cache import PromptCache
+
+    if cache is not None and not isinstance(cache, PromptCache):
+        raise TypeError(f"cache must be a mambart.PromptCache or None, got {type(cache).__name__}")
+    if cache is not None and state is not None:
+        raise ValueError("cache= starts from a cached prefix and state= from a saved state: give one")
 
 
 def _check_stop(stop: Sequence[str]) -> list[str]:

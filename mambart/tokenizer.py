@@ -59,6 +59,11 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)
 
+    def is_special(self, token_id: int) -> bool:
+        """Whether the id is a special added token (`<|endoftext|>`, `<|im_end|>`, ...)."""
+        added = self._tok.get_added_tokens_decoder().get(int(token_id))
+        return bool(added is not None and added.special)
+
     def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
         """An incremental decoder whose output concatenates to `decode(all ids)`."""
         return StreamDecoder(lambda ids: self.decode(ids, skip_special_tokens))

@@ -1,0 +1,336 @@
+"""Continuous batching: one thread owns the model and runs every request.
+
+No HTTP here: `mambart serve`, `mambart chat` and the Python API use it alike.
+
+Rows. The decoder has max_batch + 1 rows. The live (decoding) sequences
+sit in rows [0, n), so a decode step is one `step` of the first n rows;
+when one ends, the last live row is copied into its place. Row max_batch is
+the prefill row: a request joining is prefilled there (from its longest
+cache hit) one slice at a time, a decode step of the live rows after each
+slice, so a long prompt never freezes the running streams; when its prefill
+is done it moves into row n and decodes from the next step on. Requests
+join at the next step and leave when done: nobody waits for a batch to drain.
+
+A row's tokens never depend on the batch it runs in: every kernel computes
+each row with the same arithmetic whatever the number of rows (tested
+exactly, tests/test_rows.py), each request has its own sampler (seeded from
+its own seed), and prefill slices are cut at the same absolute multiples of
+the C++ prefill chunk as a single prefill would use (mambart/cache.py).
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..cache import DECODED, CacheHit, PrefillRun, PromptCache
+from ..sampling import SamplingParams
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the scheduler accepts (max_queue)."""
+
+
+class ShuttingDown(Exception):
+    """The scheduler no longer accepts requests."""
+
+
+@dataclass
+class TokenEvent:
+    token: int
+    logprob: float | None = None                   # log-softmax of the model's logits at this token
+    top: list[tuple[int, float]] | None = None     # the top_logprobs most likely (id, logprob)
+
+
+@dataclass
+class DoneEvent:
+    reason: str                 # "stop" (a stop token), "length", "cancelled", "error"
+    message: str = ""
+
+
+@dataclass
+class Request:
+    """One sequence to generate. Events (TokenEvent, then one DoneEvent) go to
+    `sink` from the scheduler's thread; the default sink is a queue.Queue
+    (`events`)."""
+
+    ids: Sequence[int]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int = 16
+    stop_ids: frozenset = frozenset()
+    logprobs: int | None = None          # None: off; k >= 0: the chosen token's and the k most likely
+    sampler_row: int = 0                 # seed offset: choice i of n draws with seed + i
+    sink: Callable[[object], None] | None = None
+    # Filled in by the scheduler:
+    cached_tokens: int = 0
+    generated: int = 0
+    submitted_at: float = 0.0
+    first_token_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.ids = list(self.ids)
+        self.events: queue.Queue = queue.Queue()
+        if self.sink is None:
+            self.sink = self.events.put
+        self.cancelled = False
+        self.finished = False
+
+
+class Observer:
+    """What the scheduler reports as it runs (metrics); every method optional."""
+
+    def first_token(self, seconds: float) -> None: ...
+    def finished(self, request: Request, reason: str) -> None: ...
+
+
+@dataclass
+class _Live:
+    request: Request
+    sampler: object  # _core.Sampler
+    out: list[int] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(self, model, *, max_batch: int = 16, cache: PromptCache | None = None, max_queue: int = 256,
+                 slice_tokens: int = 256, observer: Observer | None = None) -> None:
+        # Up to 32 rows the decode matmul keeps each row's arithmetic
+        # independent of the others (kernels/matmul.h kMatmulDecodeRows);
+        # past it a GEMM takes over, so a larger batch could change results.
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 32:
+            raise ValueError(f"max_batch must be an int in [1, 32], got {max_batch!r}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+        self.model = model
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.cache = cache
+        self.slice_tokens = slice_tokens
+        self.observer = observer or Observer()
+        self.decoder = model.decoder(max_batch + 1)
+        self._prefill_row = max_batch
+        self._eos = model.tokenizer.eos_token_id
+        self._vocab = model.vocab_limit
+        self._cv = threading.Condition()
+        self._inbox: deque[Request] = deque()
+        self._live: list[_Live] = []
+        self._prefilling: tuple[Request, PrefillRun] | None = None
+        self._accepting = True
+        self._stop = False
+        # Counters (read by metrics and tests; written by the scheduler thread).
+        self.requests = 0
+        self.prompt_tokens = 0
+        self.prefilled_tokens = 0
+        self.cached_tokens = 0
+        self.generated_tokens = 0
+        self.steps = 0
+        self._thread = threading.Thread(target=self._run, name="mambart-scheduler", daemon=True)
+        self._thread.start()
+
+    # ---- called from any thread ----
+
+    def submit(self, request: Request) -> Request:
+        if not request.ids:
+            raise ValueError("a request needs at least one prompt token")
+        request.submitted_at = time.perf_counter()
+        with self._cv:
+            if not self._accepting:
+                raise ShuttingDown("the server is shutting down")
+            if len(self._inbox) >= self.max_queue:
+                raise QueueFull(f"{len(self._inbox)} requests are waiting (max_queue {self.max_queue})")
+            self._inbox.append(request)
+            self._cv.notify()
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """The request ends at the next step (its row freed at once)."""
+        with self._cv:
+            request.cancelled = True
+            self._cv.notify()
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._inbox) + (1 if self._prefilling else 0)
+
+    @property
+    def live_rows(self) -> int:
+        return len(self._live)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inbox or self._prefilling or self._live)
+
+    def close(self, grace: float = 0.0) -> None:
+        """Stops accepting; lets running requests finish for up to `grace`
+        seconds; then cancels what is left and ends the thread."""
+        with self._cv:
+            self._accepting = False
+        deadline = time.monotonic() + grace
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    # ---- the scheduler thread ----
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self._inbox and not self._live and not self._prefilling:
+                    self._cv.wait()
+                if self._stop:
+                    break
+            try:
+                self._iteration()
+            except Exception as e:  # noqa: BLE001 - a fault fails the requests in flight, not the server
+                self._fail_all(f"{type(e).__name__}: {e}")
+        self._fail_all("the server shut down", reason="cancelled")
+
+    def _iteration(self) -> None:
+        self._drop_cancelled()
+        if self._prefilling is None and len(self._live) < self.max_batch:
+            self._start_prefill()
+        if self._prefilling is not None:
+            self._advance_prefill()
+        if self._live:
+            self._decode_step()
+
+    def _start_prefill(self) -> None:
+        with self._cv:
+            if not self._inbox:
+                return
+            req = self._inbox.popleft()
+        if req.cancelled:
+            self._finish(req, "cancelled")
+            return
+        row = self._prefill_row
+        try:
+            hit = self.cache.lookup(req.ids) if self.cache is not None else CacheHit(0, None)
+            if hit.blob is None:
+                self.decoder.reset_row(row)
+            else:
+                self.decoder.import_row(row, hit.blob)
+            run = PrefillRun(self.decoder, row, req.ids, hit, self.cache, self.slice_tokens)
+        except Exception as e:  # noqa: BLE001
+            self._finish(req, "error", f"{type(e).__name__}: {e}")
+            return
+        req.cached_tokens = hit.length
+        self.requests += 1
+        self.prompt_tokens += len(req.ids)
+        self.cached_tokens += hit.length
+        self._prefilling = (req, run)
+
+    def _advance_prefill(self) -> None:
+        req, run = self._prefilling
+        if req.cancelled:
+            self._prefilling = None
+            self._finish(req, "cancelled")
+            return
+        try:
+            if not run.done:
+                before = run.prefilled
+                run.advance()
+                self.prefilled_tokens += run.prefilled - before
+        except Exception as e:  # noqa: BLE001
+            self._prefilling = None
+            self._finish(req, "error", f"{type(e).__name__}: {e}")
+            return
+        if run.done:
+            self._prefilling = None
+            if req.max_tokens == 0:
+                self._finish(req, "length")
+                return
+            r = len(self._live)
+            self.decoder.copy_row(self._prefill_row, r)
+            self._live.append(_Live(req, req.params.make_sampler(req.sampler_row)))
+
+    def _decode_step(self) -> None:
+        live = self._live
+        tokens = self.decoder.sample_rows([x.sampler for x in live]).tolist()
+        ended: list[tuple[int, str]] = []
+        now = time.perf_counter()
+        for r, (x, tok) in enumerate(zip(live, tokens)):
+            req = x.request
+            if req.cancelled:
+                ended.append((r, "cancelled"))
+                continue
+            if tok in req.stop_ids or (self._eos is not None and tok == self._eos):
+                x.out.append(tok)
+                ended.append((r, "stop"))
+                continue
+            ev = TokenEvent(tok)
+            if req.logprobs is not None:
+                ev.logprob, ev.top = self._logprobs(r, tok, req.logprobs)
+            if req.generated == 0:
+                req.first_token_at = now
+                self.observer.first_token(now - req.submitted_at)
+            req.generated += 1
+            self.generated_tokens += 1
+            x.out.append(tok)
+            req.sink(ev)
+            if req.generated >= req.max_tokens:
+                ended.append((r, "length"))
+        self.decoder.step(tokens)
+        self.steps += 1
+        if not ended:
+            return
+        if self.cache is not None and not self.cache.exact:
+            # The end of a completion (its stop token fed): where the next
+            # turn of a conversation starts. Decoded, so approximate only.
+            for r, reason in ended:
+                if reason != "cancelled":
+                    self.cache.store(live[r].request.ids + live[r].out, self.decoder.export_row(r), DECODED)
+        for r, reason in sorted(ended, reverse=True):  # highest rows first: moves never touch an ended row
+            self._finish(live[r].request, reason)
+            self._remove_row(r)
+
+    def _logprobs(self, row: int, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+        logits = self.decoder.row_logits(row)[: self._vocab].astype(np.float64)
+        m = logits.max()
+        lp = logits - (m + math.log(np.exp(logits - m).sum()))
+        top: list[tuple[int, float]] = []
+        if k > 0:
+            idx = np.argpartition(-lp, min(k, len(lp)) - 1)[:k]
+            idx = idx[np.lexsort((idx, -lp[idx]))]
+            top = [(int(i), float(lp[i])) for i in idx]
+        return float(lp[token]), top
+
+    def _remove_row(self, r: int) -> None:
+        last = len(self._live) - 1
+        if r != last:
+            self.decoder.copy_row(last, r)
+            self._live[r] = self._live[last]
+        self._live.pop()
+
+    def _drop_cancelled(self) -> None:
+        for r in range(len(self._live) - 1, -1, -1):
+            if self._live[r].request.cancelled:
+                self._finish(self._live[r].request, "cancelled")
+                self._remove_row(r)
+
+    def _finish(self, req: Request, reason: str, message: str = "") -> None:
+        if req.finished:
+            return
+        req.finished = True
+        self.observer.finished(req, reason)
+        req.sink(DoneEvent(reason, message))
+
+    def _fail_all(self, message: str, reason: str = "error") -> None:
+        for x in self._live:
+            self._finish(x.request, reason, message)
+        self._live.clear()
+        if self._prefilling:
+            self._finish(self._prefilling[0], reason, message)
+            self._prefilling = None
+        with self._cv:
+            pending = list(self._inbox)
+            self._inbox.clear()
+        for req in pending:
+            self._finish(req, reason, message)
