@@ -136,7 +136,8 @@ def main() -> None:
         cfg = json.loads((model_dir / "config.json").read_text())
         vocab = min(cfg.get("vocab_size", 50280), 50000)
         name = str(model_dir)
-        results: dict = {"threads": args.threads, "load": [], "chat": {}}
+        results: dict = {"threads": args.threads, "prompt_len": args.prompt_len, "gen": args.gen, "load": [],
+                         "chat": {}}
         with Server(model_dir, "--max-batch", "32", threads=args.threads, startup_s=300) as s:
             rng = np.random.default_rng(1)
             idle = [stream_request(s.url, {"model": name, "prompt": rng.integers(1, vocab, args.prompt_len).tolist(),
@@ -162,7 +163,8 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     base = r["load"][0]["tok_s"] if r["load"] else float("nan")
-    print(f"\nmambart serve, {r['threads']} threads; idle-server TTFT (256-token prompt): {r['idle_ttft']:.3f} s\n")
+    print(f"\nmambart serve, {r['threads']} threads, {r['gen']} tokens from {r['prompt_len']}-token prompts; "
+          f"idle-server TTFT: {r['idle_ttft']:.3f} s\n")
     print("| clients | tok/s | × 1 client | TTFT p50 (s) | TTFT p99 (s) | p99 / idle | ITL p50 (ms) | ITL p99 (ms) |")
     print("|---|---|---|---|---|---|---|---|")
     for x in r["load"]:
