@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import jsonfile
+
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
@@ -25,6 +27,7 @@ MISTRAL_FILE = "consolidated.safetensors"  # Mistral's own layout, beside params
 WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX, MISTRAL_FILE)
 
 MAX_HEADER_BYTES = 100_000_000  # the reference reader's limit
+MAX_DIMS = 8                    # dimensions of one tensor; real checkpoints use up to 3
 _MAX_BYTES = 2**64 - 1          # offsets are u64 in the reference reader
 
 # safetensors dtype string -> numpy dtype of the raw little-endian elements.
@@ -143,27 +146,35 @@ def _read_layout(f, name: str):
 
 def _parse_header(raw: bytes, fail) -> dict[str, Any]:
     """Decode the JSON header into {name: entry}, rejecting duplicate names."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise fail(f"header is not valid UTF-8 (byte {e.start})") from None
-
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise fail(f"header lists '{k}' twice")
+                raise ValueError(f"header lists '{k}' twice")
             out[k] = v
         return out
 
     try:
-        header = json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as e:
-        raise fail(f"header is not valid JSON ({e.msg} at char {e.pos})") from None
+        header = jsonfile.loads(raw, "header", object_pairs_hook=no_duplicates)
+    except ValueError as e:
+        raise fail(str(e)) from None
     if not isinstance(header, dict):
         raise fail(f"header is a JSON {type(header).__name__}, expected an object")
     header.pop("__metadata__", None)
     return header
+
+
+def element_count(shape: tuple[int, ...] | list[int], limit: int) -> int | None:
+    """The product of `shape` (at most MAX_DIMS non-negative ints, checked by the
+    caller), or None when it exceeds `limit`: no product past the limit is formed."""
+    if 0 in shape:
+        return 0
+    n = 1
+    for d in shape:
+        n *= d
+        if n > limit:
+            return None
+    return n
 
 
 def _is_uint(v: Any) -> bool:
@@ -184,6 +195,8 @@ def _check_layout(entries: dict[str, Any], buffer_size: int, fail):
             raise fail(f"tensor '{key}' has no valid 'dtype' (got {dtype!r})")
         if dtype not in _DTYPES:
             raise fail(f"tensor '{key}' has unknown dtype '{dtype}'")
+        if isinstance(shape, list) and len(shape) > MAX_DIMS:
+            raise fail(f"tensor '{key}' has {len(shape)} dimensions (at most {MAX_DIMS})")
         if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
             raise fail(f"tensor '{key}' has no valid 'shape' (got {shape!r})")
         if not (isinstance(offsets, list) and len(offsets) == 2
@@ -192,12 +205,11 @@ def _check_layout(entries: dict[str, Any], buffer_size: int, fail):
         begin, end = offsets
         if end < begin:
             raise fail(f"tensor '{key}' data_offsets [{begin}, {end}] end before they begin")
-        count = 1
-        for d in shape:
-            count *= d
-        nbytes = count * _DTYPES[dtype].itemsize
-        if nbytes > _MAX_BYTES:
+        itemsize = _DTYPES[dtype].itemsize
+        count = element_count(shape, _MAX_BYTES // itemsize)
+        if count is None:
             raise fail(f"tensor '{key}' shape {shape} is too large")
+        nbytes = count * itemsize
         if end - begin != nbytes:
             raise fail(f"tensor '{key}' data_offsets [{begin}, {end}] hold {end - begin} bytes, "
                        f"but {dtype} shape {shape} needs {nbytes}")
@@ -274,10 +286,7 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     """
     index_path = Path(index_path)
     name = index_path.name
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{name}: not valid JSON ({e})") from None
+    index = jsonfile.read(index_path, name=name)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(f"{name}: no 'weight_map' object")

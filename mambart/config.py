@@ -7,12 +7,13 @@ Everything downstream reads the one normalised `ModelConfig`.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
+
+from . import jsonfile
 
 CONFIG_FILE = "config.json"
 # Mistral's own layout (Codestral Mamba): params.json beside consolidated.safetensors.
@@ -29,22 +30,39 @@ def config_path(model_dir: str | os.PathLike) -> Path:
     return hf
 
 
-def parse_config_json(text: str) -> Any:
+# More layers than any published model; the checkpoint's own tensor count
+# bounds it further (weights.check_layer_count) before any per-layer table.
+MAX_LAYERS = 4096
+
+
+def parse_config_json(text: str | bytes, name: str = CONFIG_FILE) -> Any:
     """Parse JSON text, accepting the non-standard numbers real configs contain.
 
     Python's json already accepts the bare tokens `Infinity`, `-Infinity` and
     `NaN` (older transformers wrote `[0.0, Infinity]`); transformers 5 writes
     the object `{"__float__": "Infinity"}` instead, which becomes a float here.
+    Errors are ValueErrors starting with `name`.
     """
+    return jsonfile.loads(text, name, object_hook=_float_hook(name))
+
+
+def read_config_json(path: str | os.PathLike) -> Any:
+    """A config.json file parsed as `parse_config_json` does, size-limited."""
+    return jsonfile.read(path, object_hook=_float_hook(str(path)))
+
+
+def _float_hook(name: str) -> Callable[[dict], Any]:
     def hook(obj: dict) -> Any:
         if len(obj) == 1 and "__float__" in obj:
             value = obj["__float__"]
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise ValueError(f"invalid __float__ value {value!r}")
-            return float(value)  # float() raises ValueError for bad strings
+            try:
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise ValueError
+                return float(value)
+            except ValueError:
+                raise ValueError(f"{name}: invalid __float__ value {value!r}") from None
         return obj
-
-    return json.loads(text, object_hook=hook)
+    return hook
 
 
 @dataclass(frozen=True)
@@ -96,12 +114,7 @@ def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
         path = config_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
-    try:
-        raw = parse_config_json(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e.reason})") from None
-    except ValueError as e:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    raw = read_config_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     try:
@@ -119,6 +132,8 @@ def config_from_dict(raw: dict[str, Any], *, mistral: bool = False) -> ModelConf
     """Detect the family of a parsed config.json (or, with mistral, a params.json)
     and normalise it (doc 1.1)."""
     config = _parse_mistral_params(raw) if mistral else _config_from_dict(raw)
+    if config.n_layer > MAX_LAYERS:
+        raise ValueError(f"{config.n_layer} layers exceed the {MAX_LAYERS}-layer limit")
     quantized = raw.get(QUANTIZED_KEY)
     if quantized is None:
         return config

@@ -19,7 +19,7 @@ import numpy as np
 from . import _core
 from .checkpoint import RawTensor, read_checkpoint, release_pages, write_safetensors
 from .config import (
-    MISTRAL_PARAMS_FILE, QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, config_path, parse_config_json,
+    MISTRAL_PARAMS_FILE, QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, config_path, read_config_json,
 )
 from .hub import resolve, resolve_tokenizer
 from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_table
@@ -65,8 +65,11 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output directory exists and is not empty")
     config_file = config_path(src)  # config.json, or Mistral's params.json (kept as such)
-    raw_config = parse_config_json(config_file.read_text(encoding="utf-8"))
-    config = config_from_dict(raw_config, mistral=config_file.name == MISTRAL_PARAMS_FILE)
+    raw_config = read_config_json(config_file)
+    try:
+        config = config_from_dict(raw_config, mistral=config_file.name == MISTRAL_PARAMS_FILE)
+    except ValueError as e:
+        raise ValueError(f"{config_file}: {e}") from None
     if config.quantized:
         raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
     weights = convert_matrices(load_weights(read_checkpoint(src), config), dtype)

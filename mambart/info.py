@@ -15,7 +15,7 @@ from .checkpoint import read_safetensors_header, weight_files
 from .config import MISTRAL_PARAMS_FILE, config_path, load_config
 from .hub import DEFAULT_TOKENIZER, TOKENIZER_FILES, resolve
 from .torch_pickle import scan_torch_bin
-from .weights import LM_HEAD
+from .weights import LM_HEAD, check_layer_count, is_matrix, weight_table
 
 # Small files listed when present, besides config.json and the weights.
 _SIDE_FILES = TOKENIZER_FILES + ("generation_config.json",)
@@ -33,10 +33,19 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
     config = load_config(path)
     weights = weight_files(path)
 
+    headers = list(_headers(weights))
+    # A converted q8 / q4 checkpoint stores each big matrix as U8 rows of
+    # packed blocks: count its (N, K) weights, not the packed bytes.
+    check_layer_count(config, len(headers))
+    unpacked: dict[str, tuple[int, ...]] = {}
+    if config.quantized:
+        unpacked = {spec.source: spec.shape for spec in weight_table(config) if is_matrix(spec.internal)}
     parameters, stored, dtypes = 0, 0, {}
     seen: set[tuple] = set()
-    for name, dtype, shape, identity in _headers(weights):
+    for name, dtype, shape, identity in headers:
         stored += 1
+        if name in unpacked:
+            dtype, shape = config.quantized.upper(), unpacked[name]
         if name == LM_HEAD and config.tie_embeddings:
             continue  # the embedding matrix is the head (doc 1.6)
         if identity is not None:

@@ -17,7 +17,7 @@ from .decoder import Decoder
 from .generate import GenerationStats, TextStream, generate_ids
 from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, check_text
 from .convert import WEIGHT_TYPES, convert_matrices
 from .weights import TypedWeight, load_weights
 
@@ -92,8 +92,7 @@ class Model:
         return self.decoder(1).prefill([ids], all_logits=True)
 
     def encode(self, prompt: str, allow_empty: bool = False) -> list[int]:
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        check_text(prompt, "prompt")
         if prompt == "":
             if allow_empty:
                 return []
@@ -216,11 +215,13 @@ def _check_cache(cache, state) -> None:
 def _check_stop(stop: Sequence[str]) -> list[str]:
     if isinstance(stop, str):
         stop = [stop]
-    stop = list(stop)
+    if not isinstance(stop, (list, tuple)):
+        raise TypeError(f"stop must be a str or a list of str, got {type(stop).__name__}")
     for s in stop:
-        if not isinstance(s, str) or s == "":
-            raise ValueError(f"stop strings must be non-empty str, got {s!r}")
-    return stop
+        check_text(s, "each stop string")
+        if s == "":
+            raise ValueError("stop strings must not be empty")
+    return list(stop)
 
 
 def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = None, *,

@@ -6,14 +6,17 @@ of a UTF-8 character, so streamed text is held back until it is final.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import tokenizers
 
+from . import jsonfile
+
 TOKENIZER_FILE = "tokenizer.json"
+MAX_TOKENIZER_BYTES = 1 << 30  # tokenizer.json (read by the tokenizers library): tens of MB at most
 ENDOFTEXT = "<|endoftext|>"
 REPLACEMENT = "\ufffd"  # what lossy UTF-8 decoding gives for bytes that are not (yet) a char
 
@@ -24,6 +27,7 @@ class Tokenizer:
     def __init__(self, tokenizer: tokenizers.Tokenizer, eos_token_id: int | None = None):
         self._tok = tokenizer
         self.eos_token_id = eos_token_id
+        self._n_ids = _call(tokenizer.get_vocab_size, True)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
@@ -46,18 +50,34 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """Number of ids the tokenizer can produce, added tokens included."""
-        return self._tok.get_vocab_size(with_added_tokens=True)
+        return self._n_ids
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`; no special tokens are added."""
-        return self._tok.encode(text, add_special_tokens=False).ids
+        """Token ids of `text`; no special tokens are added.
+
+        Raises TypeError for a non-str and ValueError for text that is not
+        valid Unicode (lone surrogates, e.g. undecodable bytes of a command
+        line) or that the tokenizer fails on.
+        """
+        check_text(text, "text")
+        return _call(self._tok.encode, text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
-        """Text of `ids`; special tokens are written out unless skipped."""
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        """Text of `ids`; special tokens are written out unless skipped.
+
+        Every id must be an int in [0, vocab_size): ValueError names the first
+        that is not.
+        """
+        ids = list(ids)
+        n = self._n_ids
+        for i in ids:
+            if not (isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < n):
+                raise ValueError(f"token id {i!r} is not an id of this tokenizer (0 to {n - 1})")
+        return _call(self._tok.decode, [int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
     def token_to_id(self, token: str) -> int | None:
-        return self._tok.token_to_id(token)
+        check_text(token, "token")
+        return _call(self._tok.token_to_id, token)
 
     def is_special(self, token_id: int) -> bool:
         """Whether the id is a special added token (`<|endoftext|>`, `<|im_end|>`, ...)."""
@@ -132,24 +152,67 @@ class StreamDecoder:
         return ""
 
 
+def check_text(text: str, what: str) -> None:
+    """TypeError unless `text` is a str; ValueError unless it is valid Unicode.
+
+    Undecodable bytes reach Python as lone surrogates (U+DC80-U+DCFF for a
+    command line's bytes): they have no UTF-8 form, so no tokenizer can take them.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        c = ord(text[e.start])
+        if 0xDC80 <= c <= 0xDCFF:
+            raise ValueError(f"{what} is not valid UTF-8 (byte 0x{c - 0xDC00:02x} at character "
+                             f"{e.start})") from None
+        raise ValueError(f"{what} holds a lone surrogate U+{c:04X} at character {e.start}, "
+                         "which is not valid Unicode") from None
+
+
+def decode_text(raw: bytes, what: str) -> str:
+    """UTF-8 bytes (a prompt file, stdin) as text; ValueError naming the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                         f"{e.start})") from None
+
+
+def _call(fn: Callable, *args, **kwargs):
+    """Call into the tokenizers library, turning its failures into ValueError.
+
+    A Rust panic inside it (e.g. a pre-tokenizer regex that exceeds its
+    backtracking limit) arrives as pyo3's PanicException, a BaseException
+    that would pass every `except Exception`.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"tokenizer failed: {msg}") from None
+
+
 def _load(path: Path) -> tokenizers.Tokenizer:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: tokenizer file not found")
+    size = path.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:
+        raise ValueError(f"{path}: {size} bytes, over the {MAX_TOKENIZER_BYTES}-byte limit for a tokenizer")
     try:
-        return tokenizers.Tokenizer.from_file(str(path))
-    except Exception as e:  # tokenizers raises a bare Exception on bad files
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: cannot load tokenizer ({msg})") from None
+        return _call(tokenizers.Tokenizer.from_file, str(path))
+    except ValueError as e:  # tokenizers raises a bare Exception on bad files
+        raise ValueError(f"{path}: cannot load tokenizer ({str(e).removeprefix('tokenizer failed: ')})") from None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object file, or None if the file does not exist."""
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    data = jsonfile.read(path)
     return data if isinstance(data, dict) else None
 
 

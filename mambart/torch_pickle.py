@@ -23,16 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import RawTensor
+from .checkpoint import MAX_DIMS, RawTensor
 
 # --- limits: generous for real state dicts, small enough to stop hostile files ----
-MAX_PICKLE_BYTES = 1 << 30   # data.pkl of a 2.8B model is ~100 kB
+MAX_PICKLE_BYTES = 1 << 26   # data.pkl of a 2.8B model is ~100 kB (~110 bytes a tensor)
 MAX_STRING = 1 << 20         # a str / bytes operand
 MAX_GLOBAL_NAME = 256        # "module\nname\n" operands
-MAX_MEMO = 1 << 22           # distinct memo slots
-MAX_STACK = 1 << 22          # items on the stack, all marks together
+MAX_MEMO = 1 << 20           # distinct memo slots
+MAX_STACK = 1 << 20          # items on the stack, all marks together
 MAX_MARKS = 256              # nesting of MARK
 MAX_ENTRIES = 1 << 20        # ZIP central-directory records
+# Opcodes run, the unpickler's work and (one object at most per opcode) its
+# memory: torch.save spends ~32 opcodes a tensor, so a pickle may run
+# BASE_OPS plus OPS_PER_STORAGE for each storage its archive holds, never
+# more than MAX_OPS (~3 s). A stream of no-op opcodes stops after BASE_OPS.
+BASE_OPS = 1 << 16
+OPS_PER_STORAGE = 256
+MAX_OPS = 1 << 21
 
 # Storage class -> (dtype string as in safetensors, little-endian numpy dtype).
 # BF16 keeps its bit pattern (uint16), as the safetensors reader does.
@@ -117,14 +124,22 @@ _ALLOWED.update({("torch", name): _Global("torch", name) for name in STORAGE_DTY
 # --- the restricted unpickler ------------------------------------------------------
 
 
-def unpickle(data: bytes | memoryview) -> Any:
+def unpickle(data: bytes | memoryview, max_ops: int = MAX_OPS) -> Any:
     """Run a torch.save pickle on a restricted stack machine.
 
     Returns plain containers (dict, OrderedDict, list, tuple, str, int, float,
     bool, None) with `TensorView` for each tensor. Raises ValueError, naming
-    the opcode or global, for anything outside the allow-list (doc 6.2).
+    the opcode or global, for anything outside the allow-list (doc 6.2), and
+    once `max_ops` opcodes have run.
     """
-    return _Unpickler(bytes(data)).run()
+    if len(data) > MAX_PICKLE_BYTES:
+        raise ValueError(f"data.pkl: {len(data)} bytes, over the {MAX_PICKLE_BYTES}-byte limit")
+    return _Unpickler(bytes(data), max_ops).run()
+
+
+def ops_budget(storages: int) -> int:
+    """Opcodes a pickle may run when its archive holds `storages` storages."""
+    return min(MAX_OPS, BASE_OPS + OPS_PER_STORAGE * storages)
 
 
 def _describe(obj: Any) -> str:
@@ -138,8 +153,9 @@ def _describe(obj: Any) -> str:
 
 
 class _Unpickler:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_ops: int) -> None:
         self.data = data
+        self.max_ops = max_ops
         self.pos = 0
         self.stack: list[Any] = []
         self.marks: list[int] = []
@@ -244,7 +260,7 @@ class _Unpickler:
     # --- the opcodes -------------------------------------------------------------------
 
     def run(self) -> Any:
-        while True:
+        for _ in range(self.max_ops):
             if self.pos >= len(self.data):
                 raise self.fail("pickle ends without STOP")
             at = self.pos
@@ -261,6 +277,8 @@ class _Unpickler:
                                     f"stack and {len(self.marks)} open MARKs (expected 1 and 0)")
                 return self.stack[0]
             handler()
+        raise self.fail(f"more than {self.max_ops} opcodes (at byte {self.pos}) for the "
+                        "tensors this archive holds")
 
     def op_proto(self) -> None:
         version = self.uint(1)
@@ -386,6 +404,10 @@ class _Unpickler:
         storage, offset, shape, stride = args[:4]
         if not isinstance(storage, StorageRef):
             raise self.fail(f"_rebuild_tensor_v2 storage is a {_describe(storage)}")
+        for value in (shape, stride):
+            if isinstance(value, tuple) and len(value) > MAX_DIMS:
+                raise self.fail(f"tensor on storage '{storage.key}' has {len(value)} dimensions "
+                                f"(at most {MAX_DIMS})")
 
         def ints(value: Any, what: str) -> tuple[int, ...]:
             if not isinstance(value, tuple) or not all(
@@ -583,9 +605,11 @@ class TorchArchive:
         """Name -> TensorView of the state dict, storages checked; no tensor data read."""
         name = self.prefix + "data.pkl"
         if self.entries[name].size > MAX_PICKLE_BYTES:
-            raise self.fail(f"data.pkl is {self.entries[name].size} bytes, over the limit")
+            raise self.fail(f"data.pkl is {self.entries[name].size} bytes, over the "
+                            f"{MAX_PICKLE_BYTES}-byte limit")
+        storages = sum(1 for n in self.entries if n.startswith(self.prefix + "data/"))
         try:
-            obj = unpickle(self.entry_bytes(name))
+            obj = unpickle(self.entry_bytes(name), ops_budget(storages))
         except ValueError as e:
             raise self.fail(str(e)) from None
         if not isinstance(obj, dict):

@@ -154,6 +154,15 @@ def weight_table(config: ModelConfig) -> list[TensorSpec]:
     return table_fn(config)
 
 
+def check_layer_count(config: ModelConfig, n_tensors: int) -> None:
+    """Refuse a config with more layers than the checkpoint has tensors (each
+    layer needs several), before any per-layer table is built: a config may
+    claim 10^9 layers. Smaller mismatches are named by the table check."""
+    if config.n_layer > n_tensors:
+        raise ValueError(f"the config's {config.n_layer} layers need more tensors than the "
+                         f"checkpoint's {n_tensors}")
+
+
 def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str, np.ndarray | TypedWeight]:
     """Validate a checkpoint against the config and return its weights by internal name.
 
@@ -164,6 +173,7 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     ValueError naming the first missing tensor, a wrong shape (with both
     shapes), or tensors the model does not use.
     """
+    check_layer_count(config, len(tensors))
     table = weight_table(config)
     tensors = _with_embedding_alias(_without_model_prefix(tensors), config)
 

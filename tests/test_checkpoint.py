@@ -123,7 +123,7 @@ GOOD = {"a": entry("F32", [2, 2], 0, 16), "b": entry("F16", [4], 16, 24)}
 
 
 @pytest.mark.parametrize("header, data, header_len, raw_header, message", [
-    pytest.param(None, b"", None, b"", "header is not valid JSON", id="empty-header"),
+    pytest.param(None, b"", None, b"", "header: not valid JSON", id="empty-header"),
     pytest.param(GOOD, bytes(24), 10**9, None,
                  "header length 1000000000 exceeds the 100000000-byte limit", id="huge-header"),
     pytest.param(GOOD, bytes(24), 5000, None,
@@ -152,9 +152,9 @@ GOOD = {"a": entry("F32", [2, 2], 0, 16), "b": entry("F16", [4], 16, 24)}
     pytest.param({"a": entry("F32", [4], 16, 0)}, bytes(16), None, None,
                  r"tensor 'a' data_offsets \[16, 0\] end before they begin",
                  id="reversed-offsets"),
-    pytest.param(None, b"", None, b'{"a": {"dtype": "F32", ', "header is not valid JSON",
+    pytest.param(None, b"", None, b'{"a": {"dtype": "F32", ', "header: not valid JSON",
                  id="bad-json"),
-    pytest.param(None, b"", None, b"\xff\xfe{}", r"header is not valid UTF-8 \(byte 0\)",
+    pytest.param(None, b"", None, b"\xff\xfe{}", r"header: not valid UTF-8 \(byte 0\)",
                  id="bad-utf8"),
     pytest.param(None, b"", None, b"[1, 2]", "header is a JSON list, expected an object",
                  id="not-an-object"),
@@ -340,3 +340,13 @@ def test_raw_tensor_is_plain_data():
 def test_write_rejects_other_dtypes(tmp_path):
     with pytest.raises(ValueError, match="cannot write dtype 'I8'"):
         write_safetensors(tmp_path / "x.safetensors", {"a": np.zeros(1)}, dtype="I8")
+
+
+def test_many_dimensions_refused_quickly(tmp_path):
+    import time
+    header = {"a": {"dtype": "F32", "shape": [2] * 200_000, "data_offsets": [0, 4]}}
+    path = craft(tmp_path / "model.safetensors", header, bytes(4), None, None)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="^model.safetensors: tensor 'a' has 200000 dimensions"):
+        read_safetensors(path)
+    assert time.perf_counter() - t0 < 1.0

@@ -122,7 +122,7 @@ def test_missing_and_broken_files(tmp_path):
 def test_broken_side_file_named(tmp_path, model_dir):
     (tmp_path / "tokenizer.json").write_text((model_dir / "tokenizer.json").read_text())
     (tmp_path / "generation_config.json").write_text("{")
-    with pytest.raises(ValueError, match="generation_config.json: invalid JSON"):
+    with pytest.raises(ValueError, match="generation_config.json: not valid JSON"):
         Tokenizer.from_dir(tmp_path)
 
 

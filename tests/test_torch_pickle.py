@@ -482,3 +482,53 @@ def test_pickle_entry_required(tmp_path):
     path = write_zip(tmp_path / "x.bin", {"archive/data/0": bytes(4)})
     with pytest.raises(ValueError, match=r"expected one '<dir>/data.pkl' entry, found 0"):
         read_torch_bin(path)
+
+
+# --- work bounded by the input: every case ends in well under a second -----------------
+
+
+def refused_quickly(fn, message):
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=message) as info:
+        fn()
+    assert time.perf_counter() - t0 < 1.0
+    assert "\n" not in str(info.value)
+
+
+def test_many_dimensions_refused_before_any_product(tmp_path):
+    # 100k dimensions of 2: multiplied one at a time the element count is quadratic.
+    dims = 100_000
+    op = tensor_op("FloatStorage", "0", 1, 0, (2,) * dims, (0,) * dims)
+    payload = b"\x80\x02" + g("collections", "OrderedDict") + b")R" + s("w") + op + b"s."
+    refused_quickly(lambda: unpickle(payload), "has 100000 dimensions \\(at most 8\\)")
+
+
+def test_no_op_stream_stops_after_the_opcode_budget(tmp_path):
+    # 8M PROTO opcodes: minutes of work for nothing, in a file with one storage.
+    payload = b"\x80\x02" * 4_000_000 + tensor_pickle([("w", "FloatStorage", "0", 1, 0, (1,), (1,))])
+    path = bin_with(tmp_path, payload, {"0": bytes(4)})
+    refused_quickly(lambda: read_torch_bin(path), "^pytorch_model.bin: data.pkl: more than "
+                    f"{torch_pickle.ops_budget(1)} opcodes")
+
+
+def test_empty_dicts_do_not_grow_memory(tmp_path):
+    # 60 MB of EMPTY_DICT + APPEND: one object per 2 bytes, never on the stack for long.
+    payload = b"\x80\x02]" + b"}a" * 30_000_000 + b"."
+    path = bin_with(tmp_path, payload)
+    # VmHWM: this process's peak (ru_maxrss would count the parent's, from the fork).
+    code = ("import re; from mambart.torch_pickle import read_torch_bin\n"
+            f"try:\n    read_torch_bin({str(path)!r})\nexcept ValueError as e:\n    print(e)\n"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    message, peak_mb = out.stdout.strip().splitlines()
+    assert "more than" in message and "opcodes" in message, out.stderr
+    assert int(peak_mb) < 300  # the mapped file and one copy of the pickle, not 30M dicts
+
+
+def test_opcode_budget_fits_real_state_dicts(tmp_path):
+    # ~32 opcodes a tensor in torch.save's pickles: far below the budget per storage.
+    sd = OrderedDict((f"layers.{k}.w", torch.zeros(2, 3, 4)) for k in range(300))
+    torch.save(sd, tmp_path / "pytorch_model.bin")
+    assert len(read_torch_bin(tmp_path / "pytorch_model.bin")) == 300
