@@ -93,13 +93,30 @@ struct Graph final : Backend::Recording {
   }
 };
 
+// Why cudaGetDeviceCount found no GPU, in words. Without libcuda the runtime
+// reports cudaErrorInsufficientDriver, as for a driver that is too old: the
+// driver's version (0 when none is loaded) tells the two apart.
+std::string no_gpu_reason(cudaError_t err) {
+  if (err == cudaSuccess || err == cudaErrorNoDevice) return "the NVIDIA driver sees no CUDA device";
+  if (err == cudaErrorInsufficientDriver) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (driver == 0) return "no NVIDIA driver is installed (libcuda.so.1 not found)";
+    return "the NVIDIA driver supports CUDA " + std::to_string(driver / 1000) + "." +
+           std::to_string(driver % 1000 / 10) + ", older than the CUDA " + std::to_string(runtime / 1000) + "." +
+           std::to_string(runtime % 1000 / 10) + " mambart was built with";
+  }
+  return cudaGetErrorString(err);
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
-    MAMBART_CHECK(err == cudaSuccess && count > 0, "[cuda] no usable CUDA GPU: ",
-                  err == cudaSuccess ? "no device found" : cudaGetErrorString(err));
+    if (err != cudaSuccess) cudaGetLastError();  // clear it
+    MAMBART_CHECK(err == cudaSuccess && count > 0, "[cuda] no usable CUDA GPU: ", no_gpu_reason(err));
     MAMBART_CHECK(device >= 0 && device < count, "[cuda] device ", device, " does not exist (", count,
                   " device(s))");
     MAMBART_CUDA_CHECK(cudaSetDevice(device), "cuda");

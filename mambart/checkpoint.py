@@ -10,6 +10,7 @@ import json
 import mmap
 import os
 import posixpath
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,6 +73,69 @@ class RawTensor:
         return out.reshape(self.shape)
 
 
+@dataclass(frozen=True)
+class MappedFile:
+    """A file mapped by a reader, with its size and modification time at mapping.
+
+    Reading a mapped page past a file's new end kills the process (SIGBUS), so
+    users of the mapping call `check()` first: a file truncated or rewritten
+    since it was mapped is then a clear error instead.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    def check(self) -> None:
+        try:
+            st = os.stat(self.path)
+            now = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            now = None
+        if now != (self.size, self.mtime_ns):
+            was = f"{self.size} bytes" if now is None or now[0] == self.size else \
+                f"{self.size} bytes, now {now[0]}"
+            raise ValueError(f"{self.path}: changed on disk since it was mapped ({was}); "
+                             "load the model again")
+
+
+_MAPPED: "weakref.WeakKeyDictionary[mmap.mmap, MappedFile]" = weakref.WeakKeyDictionary()
+
+
+def map_file(f) -> mmap.mmap:
+    """A read-only mapping of the open file `f`, recorded for `mapped_files`."""
+    st = os.fstat(f.fileno())
+    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    _MAPPED[mm] = MappedFile(os.path.abspath(f.name), st.st_size, st.st_mtime_ns)
+    return mm
+
+
+def _mapping_of(a) -> mmap.mmap | None:
+    """The mmap an array's memory belongs to, if any."""
+    base = a
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return base
+
+
+def mapped_files(arrays) -> list[MappedFile]:
+    """The mapped files that `arrays` view, each once."""
+    found: dict[int, MappedFile] = {}
+    for a in arrays:
+        mm = _mapping_of(a)
+        if mm is not None and mm in _MAPPED:
+            found.setdefault(id(mm), _MAPPED[mm])
+    return list(found.values())
+
+
+def check_unchanged(arrays) -> list[MappedFile]:
+    """The mapped files under `arrays`, each checked unchanged since mapping."""
+    mapped = mapped_files(arrays)
+    for m in mapped:
+        m.check()
+    return mapped
+
+
 def release_pages(arrays) -> None:
     """Let the mapped checkpoint pages under `arrays` leave this process's
     resident memory (they stay in the page cache, and come back on access).
@@ -84,10 +148,8 @@ def release_pages(arrays) -> None:
     if not hasattr(mmap, "MADV_DONTNEED"):
         return
     for a in arrays:
-        base = a
-        while base is not None and not isinstance(base, mmap.mmap):
-            base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-        if not isinstance(base, mmap.mmap) or a.size == 0:
+        base = _mapping_of(a)
+        if base is None or a.size == 0:
             continue
         # The array's byte range within the mapping, widened to whole pages.
         start = a.__array_interface__["data"][0] - np.frombuffer(base, np.uint8).__array_interface__["data"][0]
@@ -106,7 +168,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, RawTensor]:
         n, layout = _read_layout(f, Path(path).name)
         if not layout:
             return {}
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mm = map_file(f)
 
     tensors = {}
     for key, dtype, shape, begin, count in layout:

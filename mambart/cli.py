@@ -11,12 +11,22 @@ pipe it); a summary goes to stderr, one `name: ...` line per figure.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import Sequence
 
 from . import __version__
-from .convert import WEIGHT_TYPES
-from .progress import PrefillBar
+
+MAX_PROMPT_BYTES = 1 << 28  # --prompt-file / stdin: far beyond any context worth prefilling
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors follow the one rule of every error: one line, status 1."""
+
+    def error(self, message: str):
+        print(f"mambart: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(1)
 
 
 def _generate_parser(sub) -> None:
@@ -25,8 +35,11 @@ def _generate_parser(sub) -> None:
     g.add_argument("--model", "-m", default="builtin",
                    help="local directory, Hugging Face hub id, or builtin (the default: a small model for "
                         "Python code shipped with mambart)")
-    g.add_argument("--prompt", "-p", default="",
-                   help="prompt text, or - to read it from stdin (may be empty with --load-state)")
+    source = g.add_mutually_exclusive_group()
+    source.add_argument("--prompt", "-p", default="",
+                        help="prompt text, or - to read it from stdin (may be empty with --load-state)")
+    source.add_argument("--prompt-file", metavar="FILE", default=None,
+                        help="read the prompt from FILE (UTF-8)")
     g.add_argument("--max-new-tokens", "--genlen", "-n", dest="max_new_tokens", type=int, default=128,
                    help="tokens to generate (default 128)")
     g.add_argument("--temperature", "-t", type=float, default=1.0,
@@ -40,10 +53,11 @@ def _generate_parser(sub) -> None:
     g.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=1.0,
                    help="CTRL-style penalty on tokens already seen; 1 = off (default)")
     g.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
-    g.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable)")
+    g.add_argument("--stop", action="append", default=[],
+                   help="stop at this string (repeatable); backslash escapes: \\n \\t \\r \\\\ \\xNN \\uNNNN")
     g.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     g.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (a build with CUDA)")
-    g.add_argument("--dtype", choices=WEIGHT_TYPES, default=None,
+    g.add_argument("--dtype", choices=_weight_types(), default=None,
                    help="type of the big matrices, converted at load (default: as stored)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     g.add_argument("--tokenizer", default=None,
@@ -72,30 +86,129 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import mambart
+    stop = [unescape(s) for s in args.stop]
+    created = _claim_output(args.save_state) if args.save_state else False
+    try:
+        return _generate(args, stop)
+    except BaseException:
+        if created:  # nothing was written: leave no empty file behind
+            os.unlink(args.save_state)
+        raise
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+
+def _generate(args: argparse.Namespace, stop: list[str]) -> int:
+    from .tokenizer import decode_text
+
+    if args.prompt_file is not None:
+        prompt = decode_text(_read_limited(args.prompt_file), f"--prompt-file {args.prompt_file}")
+    elif args.prompt == "-":
+        if sys.stdin is None:
+            raise ValueError("--prompt -: there is no standard input")
+        prompt = decode_text(_read_limited(sys.stdin.buffer), "the prompt from stdin")
+    else:
+        prompt = args.prompt
+    import mambart
+    from .progress import PrefillBar
+
     model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype,
                          revision=args.revision, tokenizer=args.tokenizer)
     bar = PrefillBar(sys.stderr) if sys.stderr.isatty() else None
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-                          seed=args.seed, stop=args.stop, state=args.load_state, progress=bar)
+                          seed=args.seed, stop=stop, state=args.load_state, progress=bar)
+    out = _Output(sys.stdout)
     try:
         for piece in stream:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+            # Once the reader is gone (`| head`), stop, unless the state after the
+            # whole generation was asked for: then finish it without output.
+            if not out.write(piece) and not args.save_state:
+                return 0
     finally:
         if bar:
             bar.clear()  # Ctrl-C during the prefill
-    if sys.stdout.isatty():
-        sys.stdout.write("\n")
-    sys.stdout.flush()
+    if out.open and sys.stdout.isatty():
+        out.write("
+")
     if args.save_state:
         stream.decoder.save_state(args.save_state)
     lines = [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
     print("\n".join(lines), file=sys.stderr)
     return 0
+
+
+class _Output:
+    """Text to stdout, flushed per piece; a closed pipe ends the output, not the command."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.open = stream, True
+
+    def write(self, text: str) -> bool:
+        if self.open:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                self.open = False
+                # Point stdout at /dev/null so that the flush at exit cannot fail again.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+        return self.open
+
+
+def _claim_output(path: str) -> bool:
+    """Check that `path` can be written before any work is done; True if it was created here.
+
+    Opened for appending, so an existing file (perhaps the --load-state one)
+    keeps its bytes until the new state replaces them.
+    """
+    existed = os.path.lexists(path)
+    if os.path.isdir(path):
+        raise ValueError(f"--save-state {path}: is a directory")
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise ValueError(f"--save-state {path}: cannot write ({e.strerror})") from None
+    return not existed
+
+
+def _read_limited(source) -> bytes:
+    """All bytes of a path or binary stream, refusing more than MAX_PROMPT_BYTES."""
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            return _read_limited(f)
+    raw = source.read(MAX_PROMPT_BYTES + 1)
+    if len(raw) > MAX_PROMPT_BYTES:
+        raise ValueError(f"the prompt is over the {MAX_PROMPT_BYTES}-byte limit")
+    return raw
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"',
+            "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.?)", re.S)
+
+
+def unescape(text: str) -> str:
+    """A --stop value with its backslash escapes (C / Python style) replaced."""
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        if code[:1] in ("x", "u", "U") and len(code) > 1:
+            value = int(code[1:], 16)
+            if value > 0x10FFFF:
+                raise ValueError(f"--stop {text!r}: \\{code} is not a Unicode character")
+            return chr(value)
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        shown = f"\\{code}" if code else "a trailing \\"
+        raise ValueError(f"--stop {text!r}: unknown escape '{shown}' (write \\\\ for a backslash)")
+
+    return _ESCAPE.sub(one, text)
+
+
+def _weight_types() -> tuple[str, ...]:
+    from .convert import WEIGHT_TYPES
+
+    return WEIGHT_TYPES
 
 
 def _convert_parser(sub) -> None:
@@ -104,7 +217,7 @@ def _convert_parser(sub) -> None:
                                    "mmap with no conversion.")
     c.add_argument("model", metavar="MODEL", help="local directory or Hugging Face hub id")
     c.add_argument("out_dir", metavar="OUT_DIR", help="new (or empty) output directory")
-    c.add_argument("--dtype", choices=WEIGHT_TYPES, required=True, help="weight type of the big matrices")
+    c.add_argument("--dtype", choices=_weight_types(), required=True, help="weight type of the big matrices")
     c.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     c.add_argument("--tokenizer", default=None, help="tokenizer to copy (default: the model's own)")
 
@@ -180,22 +293,28 @@ COMMANDS = {"generate": (_generate_parser, _run_generate), "info": (_info_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mambart", description="Fast Mamba inference without PyTorch.")
-    parser.add_argument("--version", action="version", version=f"mambart {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for make_parser, _ in COMMANDS.values():
-        make_parser(sub)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
     try:
+        parser = _Parser(prog="mambart", description="Fast Mamba inference without PyTorch.")
+        parser.add_argument("--version", action="version", version=f"mambart {__version__}")
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for make_parser, _ in COMMANDS.values():
+            make_parser(sub)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command's own parser, so that the hint names its --help
+            (sub.choices[args.command] if args.command else parser).error(
+                f"unrecognized arguments: {' '.join(extra)}")
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 1
         return COMMANDS[args.command][1](args)
     except BrokenPipeError:  # the reader went away (`| head`): not an error
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # at any point, start-up included: no traceback
         print("", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("mambart: error: out of memory", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, OSError, TypeError) as e:
         print(f"mambart: error: {e}", file=sys.stderr)
         return 1

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from .checkpoint import RawTensor, read_checkpoint, release_pages, write_safetensors
+from .checkpoint import RawTensor, check_unchanged, read_checkpoint, release_pages, write_safetensors
 from .config import (
     MISTRAL_PARAMS_FILE, QUANTIZED_KEY, QUANTIZED_TYPES, config_from_dict, config_path, read_config_json,
 )
 from .hub import resolve, resolve_tokenizer
-from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_table
+from .weights import TypedWeight, as_float32, is_matrix, load_weights, weight_arrays, weight_table
 
 WEIGHT_TYPES = ("f32", "f16", "bf16", "q8", "q4")
 _STORED = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8": "U8", "q4": "U8"}
@@ -72,7 +72,10 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
         raise ValueError(f"{config_file}: {e}") from None
     if config.quantized:
         raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
-    weights = convert_matrices(load_weights(read_checkpoint(src), config), dtype)
+    weights = load_weights(read_checkpoint(src), config)
+    check_unchanged(weight_arrays(weights))
+    weights = convert_matrices(weights, dtype)
+    check_unchanged(weight_arrays(weights))
 
     tensors: dict[str, np.ndarray | RawTensor] = {}
     for spec in weight_table(config):

@@ -28,7 +28,8 @@ class GenerationStats:
 
     @staticmethod
     def rate(tokens: int, seconds: float) -> float:
-        return tokens / seconds if seconds > 0 else float("inf")
+        """Tokens per second; 0.0 when nothing was timed (no tokens), never inf."""
+        return tokens / seconds if tokens and seconds > 0 else 0.0
 
     def summary_lines(self) -> list[str]:
         """The lines the CLI prints on stderr; scripts parse them."""

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import _core
-from .checkpoint import read_checkpoint, release_pages
+from .checkpoint import MappedFile, check_unchanged, read_checkpoint, release_pages
 from .config import ModelConfig, load_config
 from .decoder import Decoder
 from .generate import GenerationStats, TextStream, generate_ids
@@ -19,7 +19,7 @@ from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer, check_text
 from .convert import WEIGHT_TYPES, convert_matrices
-from .weights import TypedWeight, load_weights
+from .weights import TypedWeight, load_weights, weight_arrays
 
 MAX_THREADS = 1024
 
@@ -32,7 +32,8 @@ class Model:
     """
 
     def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path, *,
-                 name: str, fingerprint: str, weight_bytes_per_token: int = 0, load_seconds: float = 0.0) -> None:
+                 name: str, fingerprint: str, mapped: Sequence[MappedFile] = (), weight_bytes_per_token: int = 0,
+                 load_seconds: float = 0.0) -> None:
         self._core = core
         self.config = config
         self.tokenizer = tokenizer
@@ -41,6 +42,14 @@ class Model:
         self.fingerprint = fingerprint  # identifies the weights in saved states
         self.weight_bytes_per_token = weight_bytes_per_token  # bytes a decode step reads (batch 1)
         self.load_seconds = load_seconds
+        self._mapped = list(mapped)     # files the CPU reads the weights from, in place
+
+    def check_files(self) -> None:
+        """Raise ValueError if a checkpoint file the weights are mapped from has
+        changed since load (a truncated file would kill the process on access).
+        Called before each generation and `logits()`; a change during one is not seen."""
+        for m in self._mapped:
+            m.check()
 
     @property
     def device(self) -> str:
@@ -85,6 +94,7 @@ class Model:
         """
         on_device = self.device != "cpu" and hasattr(token_ids, "__cuda_array_interface__")
         ids = _as_id_list(token_ids)
+        self.check_files()
         if on_device:
             import cupy
 
@@ -127,6 +137,7 @@ class Model:
         ids = self.encode(prompt, allow_empty=state is not None)
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
+        self.check_files()
         return TextStream(self._decoder_for(state, 1), self.tokenizer, ids, params, max_new_tokens, stop, progress,
                           cache)
 
@@ -157,6 +168,7 @@ class Model:
         stop = _check_stop(stop)
         _check_cache(cache, state)
         ids = [self.encode(p, allow_empty=state is not None) for p in prompts]
+        self.check_files()
         decoder = self._decoder_for(state, len(prompts))
         eos = self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in prompts]
@@ -250,15 +262,18 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     config = load_config(path)
     tok = Tokenizer.from_dir(resolve_tokenizer(path, tokenizer))
     weights = load_weights(read_checkpoint(path), config)
+    check_unchanged(weight_arrays(weights))  # the reads below would die of SIGBUS on a truncated file
     fingerprint = _fingerprint(config, weights)  # of the checkpoint: a state outlives a change of dtype
     if dtype is not None:
         weights = convert_matrices(weights, dtype)
+    mapped = check_unchanged(weight_arrays(weights))
     core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0,
                        cuda_device)
     if cuda_device >= 0:
         # The device holds its own copy now.
-        release_pages(w.data if isinstance(w, TypedWeight) else w for w in weights.values())
-    return Model(core, config, tok, path, name=str(model), fingerprint=fingerprint,
+        release_pages(weight_arrays(weights))
+        mapped = []
+    return Model(core, config, tok, path, name=str(model), fingerprint=fingerprint, mapped=mapped,
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
 
 

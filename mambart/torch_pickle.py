@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import MAX_DIMS, RawTensor
+from .checkpoint import MAX_DIMS, RawTensor, map_file
 
 # --- limits: generous for real state dicts, small enough to stop hostile files ----
 MAX_PICKLE_BYTES = 1 << 26   # data.pkl of a 2.8B model is ~100 kB (~110 bytes a tensor)
@@ -573,7 +573,7 @@ class TorchArchive:
                         else "not a ZIP archive")
                 raise self.fail(f"legacy/unsupported torch.save format ({kind}); re-save it "
                                 "with a current torch or convert it to safetensors")
-            self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.mm = map_file(f)
         self.size = size
         self.entries = read_zip_directory(self.mm, size, self.fail)
         pickles = [n for n in self.entries if n.count("/") == 1 and n.endswith("/data.pkl")]

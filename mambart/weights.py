@@ -46,6 +46,11 @@ class TypedWeight:
     data: np.ndarray           # uint16 (N, K), or uint8 (N, row_bytes) for q8 / q4
 
 
+def weight_arrays(weights: dict[str, "np.ndarray | TypedWeight"]) -> list[np.ndarray]:
+    """The arrays holding each weight's data (a TypedWeight's raw bytes)."""
+    return [w.data if isinstance(w, TypedWeight) else w for w in weights.values()]
+
+
 def as_float32(weight: np.ndarray | TypedWeight) -> np.ndarray:
     """A weight as float32 (exact for f16 / bf16; quantized types are not undone here)."""
     if not isinstance(weight, TypedWeight):
