@@ -1,9 +1,10 @@
 """The `mambart` command.
 
-    mambart generate --model ID_OR_PATH --prompt TEXT [options]
-    mambart info ID_OR_PATH [--revision REV]
-    mambart serve --model ID_OR_PATH [--port 8000] [options]
-    mambart chat --model ID_OR_PATH [--system TEXT] [options]
+    mambart generate [--model ID_OR_PATH] [--prompt TEXT | --prompt-file FILE] [options]
+    mambart info [ID_OR_PATH] [--revision REV]
+    mambart convert ID_OR_PATH OUT_DIR --dtype T
+    mambart serve [--model ID_OR_PATH] [--port 8000] [options]
+    mambart chat [--model ID_OR_PATH] [--system TEXT] [options]
 
 Generated text streams to stdout (only the generated text, so scripts can
 pipe it); a summary goes to stderr, one `name: ...` line per figure.

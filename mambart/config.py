@@ -30,6 +30,8 @@ def config_path(model_dir: str | os.PathLike) -> Path:
     return hf
 
 
+# Every size (d_model, vocab, state, heads, ...): int32, far beyond any model.
+MAX_SIZE = 2**31 - 1
 # More layers than any published model; the checkpoint's own tensor count
 # bounds it further (weights.check_layer_count) before any per-layer table.
 MAX_LAYERS = 4096
@@ -146,10 +148,10 @@ def _config_from_dict(raw: dict[str, Any]) -> ModelConfig:
     model_type = raw.get("model_type")
     if model_type is not None:
         # Decide on model_type alone: -hf configs carry stale mamba_ssm keys.
-        parser = _HF_PARSERS.get(model_type)
+        parser = _HF_PARSERS.get(model_type) if isinstance(model_type, str) else None
         if parser is None:
             supported = ", ".join(repr(k) for k in _HF_PARSERS)
-            raise ValueError(f"unsupported model_type {model_type!r} (supported: {supported})")
+            raise ValueError(f"unsupported model_type {_short(model_type)} (supported: {supported})")
         return parser(raw)
     if "d_model" in raw and "n_layer" in raw:
         return _parse_mamba_ssm(raw)
@@ -359,8 +361,16 @@ def _parse_mistral_params(raw: dict[str, Any]) -> ModelConfig:
 def _size(raw: dict[str, Any], key: str, default: int) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
+        raise ValueError(f"'{key}' must be a positive integer, got {_short(value)}")
+    if value > MAX_SIZE:
+        raise ValueError(f"'{key}' is {_short(value)}, over the {MAX_SIZE} limit")
     return value
+
+
+def _short(value: Any) -> str:
+    """repr for a message, cut short (a config value may be a huge number or list)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _padded_vocab(raw: dict[str, Any], default: int, multiple_default: int) -> int:
@@ -373,8 +383,10 @@ def _padded_vocab(raw: dict[str, Any], default: int, multiple_default: int) -> i
 def _inner(raw: dict[str, Any], key: str, default: float, d_model: int) -> int:
     expand = raw.get(key, default)
     if isinstance(expand, bool) or not isinstance(expand, (int, float)) \
-            or not math.isfinite(expand) or int(expand * d_model) <= 0:
-        raise ValueError(f"'{key}' must be a positive number, got {expand!r}")
+            or not math.isfinite(expand) or not 0 < expand * d_model <= MAX_SIZE \
+            or int(expand * d_model) <= 0:
+        raise ValueError(f"'{key}' must be a positive number with {key} x d_model at most "
+                         f"{MAX_SIZE}, got {_short(expand)}")
     return int(expand * d_model)  # both references truncate
 
 
