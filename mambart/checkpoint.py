@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import jsonfile
+from .errors import one_line
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -192,7 +193,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tup
 def _read_layout(f, name: str):
     """Header length and the validated layout (see `_check_layout`) of an open file."""
     def fail(msg: str) -> ValueError:
-        return ValueError(f"{name}: {msg}")
+        return ValueError(one_line(f"{name}: {msg}"))
 
     size = os.fstat(f.fileno()).st_size
     if size < 8:
@@ -351,15 +352,15 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     index = jsonfile.read(index_path, name=name)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{name}: no 'weight_map' object")
+        raise ValueError(one_line(f"{name}: no 'weight_map' object"))
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str) or not shard:
-            raise ValueError(f"{name}: tensor '{tensor}' has shard {shard!r}, expected a file name")
+            raise ValueError(one_line(f"{name}: tensor '{tensor}' has shard {shard!r}, expected a file name"))
         norm = posixpath.normpath(shard.replace("\\", "/"))
         if posixpath.isabs(norm) or norm == ".." or norm.startswith("../") \
                 or (len(norm) > 1 and norm[1] == ":"):
-            raise ValueError(f"{name}: shard '{shard}' for tensor '{tensor}' is outside "
-                             "the model directory")
+            raise ValueError(one_line(f"{name}: shard '{shard}' for tensor '{tensor}' is outside "
+                             "the model directory"))
     return weight_map
 
 
@@ -375,15 +376,15 @@ def _read_sharded(model_dir: Path, index_file: str,
         for key, tensor in read_shard(path).items():
             owner = weight_map.get(key)
             if owner is None:
-                raise ValueError(f"{index_file}: shard '{shard}' holds tensor '{key}', "
-                                 "which the index does not list")
+                raise ValueError(one_line(f"{index_file}: shard '{shard}' holds tensor '{key}', "
+                                 "which the index does not list"))
             if owner != shard:
-                raise ValueError(f"{index_file}: tensor '{key}' is mapped to '{owner}' but "
-                                 f"also stored in shard '{shard}'")
+                raise ValueError(one_line(f"{index_file}: tensor '{key}' is mapped to '{owner}' but "
+                                 f"also stored in shard '{shard}'"))
             tensors[key] = tensor
     for key, shard in weight_map.items():
         if key not in tensors:
-            raise ValueError(f"{index_file}: tensor '{key}' not found in shard '{shard}'")
+            raise ValueError(one_line(f"{index_file}: tensor '{key}' not found in shard '{shard}'"))
     return tensors
 
 

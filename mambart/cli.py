@@ -18,6 +18,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .errors import one_line
 
 MAX_PROMPT_BYTES = 1 << 28  # --prompt-file / stdin: far beyond any context worth prefilling
 
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mambart: error: out of memory", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError, OSError, TypeError) as e:
-        print(f"mambart: error: {e}", file=sys.stderr)
+        print(f"mambart: error: {one_line(str(e))}", file=sys.stderr)
         return 1
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import MAX_DIMS, RawTensor, map_file
+from .errors import one_line
 
 # --- limits: generous for real state dicts, small enough to stop hostile files ----
 MAX_PICKLE_BYTES = 1 << 26   # data.pkl of a 2.8B model is ~100 kB (~110 bytes a tensor)
@@ -189,7 +190,7 @@ class _Unpickler:
     # --- reading operands --------------------------------------------------------
 
     def fail(self, msg: str) -> ValueError:
-        return ValueError(f"data.pkl: {msg}")
+        return ValueError(one_line(f"data.pkl: {msg}"))
 
     def read(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
@@ -583,7 +584,7 @@ class TorchArchive:
         self.little_endian = self._byteorder()
 
     def fail(self, msg: str) -> ValueError:
-        return ValueError(f"{self.name}: {msg}")
+        return ValueError(one_line(f"{self.name}: {msg}"))
 
     def entry_bytes(self, name: str) -> memoryview:
         entry = self.entries[name]

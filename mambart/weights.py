@@ -12,6 +12,7 @@ import numpy as np
 
 from .checkpoint import RawTensor
 from .config import ModelConfig
+from .errors import one_line
 
 # The one naming difference between the families (doc 1.6).
 EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
@@ -208,8 +209,8 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     if extra:
         listed = ", ".join(f"'{name}'" for name in extra[:_MAX_LISTED])
         more = f" and {len(extra) - _MAX_LISTED} more" if len(extra) > _MAX_LISTED else ""
-        raise ValueError(f"{len(extra)} unexpected tensor(s) for a {config.n_layer}-layer "
-                         f"model: {listed}{more}")
+        raise ValueError(one_line(f"{len(extra)} unexpected tensor(s) for a {config.n_layer}-layer "
+                                  f"model: {listed}{more}"))
     return out
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 _EXAMPLES = os.environ.get("MAMBART_FUZZ_EXAMPLES")
 
 FUZZ = settings(
-    max_examples=int(_EXAMPLES) if _EXAMPLES else 150,
+    max_examples=int(_EXAMPLES) if _EXAMPLES else 400,
     derandomize=not _EXAMPLES,
     deadline=2000,  # ms per example: far above any reader's time on these small inputs
     database=None,
