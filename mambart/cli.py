@@ -239,7 +239,7 @@ def _serve_parser(sub) -> None:
     s.add_argument("--model", "-m", default="builtin", help="local directory, hub id, or builtin (default)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument("--dtype", choices=WEIGHT_TYPES, default=None, help="type of the big matrices (default: as stored)")
+    s.add_argument("--dtype", choices=_weight_types(), default=None, help="type of the big matrices (default: as stored)")
     s.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     s.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     s.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, 1 to 32 (default 16)")
@@ -279,7 +279,7 @@ def _chat_parser(sub) -> None:
     c.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
     c.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     c.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    c.add_argument("--dtype", choices=WEIGHT_TYPES, default=None, help="type of the big matrices")
+    c.add_argument("--dtype", choices=_weight_types(), default=None, help="type of the big matrices")
     c.add_argument("--load-state", metavar="FILE", default=None, help="continue a conversation saved with /save")
 
 

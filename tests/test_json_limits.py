@@ -103,6 +103,6 @@ def _describe(d):
 
 
 def test_mamba_ssm_layers_bounded(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"d_model": 64, "n_layer": 10**12, "ssm_cfg": {}}))
+    (tmp_path / "config.json").write_text(json.dumps({"d_model": 64, "n_layer": 10**6, "ssm_cfg": {}}))
     with pytest.raises(ValueError, match="layer limit"):
         load_config(tmp_path)

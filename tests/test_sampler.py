@@ -300,14 +300,20 @@ def test_sampling_module_imports_without_the_extension(monkeypatch):
     import mambart
     import mambart.sampling
 
+    # Put the module's own objects back afterwards: a reload makes new
+    # classes, which the modules imported before it would not recognise.
+    saved = dict(vars(mambart.sampling))
     monkeypatch.setitem(sys.modules, "mambart._core", None)
     monkeypatch.delattr(mambart, "_core", raising=False)
-    module = importlib.reload(mambart.sampling)
-    params = module.SamplingParams(top_k=3, seed=1)
-    with pytest.raises(ImportError):
-        params.make_sampler()
-    monkeypatch.undo()
-    importlib.reload(mambart.sampling)
+    try:
+        module = importlib.reload(mambart.sampling)
+        params = module.SamplingParams(top_k=3, seed=1)
+        with pytest.raises(ImportError):
+            params.make_sampler()
+    finally:
+        monkeypatch.undo()
+        vars(mambart.sampling).clear()
+        vars(mambart.sampling).update(saved)
 
 
 # ---- distribution --------------------------------------------------------------
