@@ -129,8 +129,7 @@ def _generate(args: argparse.Namespace, stop: list[str]) -> int:
         if bar:
             bar.clear()  # Ctrl-C during the prefill
     if out.open and sys.stdout.isatty():
-        out.write("
-")
+        out.write("\n")
     if args.save_state:
         stream.decoder.save_state(args.save_state)
     lines = [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
