@@ -9,7 +9,8 @@ template (needs the [test] extra: torch and transformers make it).
 
 1. Streaming: clients stream 128 tokens each from 256-token prompts (random
    ids, so no prompt is cached) at concurrency 1, 4, 16 and 32, in a closed
-   loop (each client sends its next request when one ends). Client starts
+   loop (each client sends its next request when one ends), on a server
+   with the cache off, so every prompt is prefilled. Client starts
    are spread over one idle prefill each, as independent users arrive, not
    as one burst. Reports aggregate generated tokens/s, time to first token
    (TTFT) and inter-token latency (ITL), p50 and p99, and TTFT of an idle
@@ -62,7 +63,7 @@ def load_test(url: str, model: str, concurrency: int, requests_each: int, prompt
               stagger: float, vocab: int) -> dict:
     ttfts, gaps, tokens = [], [], [0]
     lock = threading.Lock()
-    rng = np.random.default_rng(concurrency)
+    rng = np.random.default_rng(1000 + concurrency)  # prompts of their own: no run reuses another's
     prompts = [[rng.integers(1, vocab, prompt_len).tolist() for _ in range(requests_each)]
                for _ in range(concurrency)]
 
@@ -138,7 +139,8 @@ def main() -> None:
         name = str(model_dir)
         results: dict = {"threads": args.threads, "prompt_len": args.prompt_len, "gen": args.gen, "load": [],
                          "chat": {}}
-        with Server(model_dir, "--max-batch", "32", threads=args.threads, startup_s=300) as s:
+        # The cache off: every prompt is prefilled, as for new users.
+        with Server(model_dir, "--max-batch", "32", "--cache-mb", "0", threads=args.threads, startup_s=300) as s:
             rng = np.random.default_rng(1)
             idle = [stream_request(s.url, {"model": name, "prompt": rng.integers(1, vocab, args.prompt_len).tolist(),
                                            "max_tokens": 2, "temperature": 0})[0] for _ in range(5)]

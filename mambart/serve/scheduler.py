@@ -310,6 +310,14 @@ class Scheduler:
         self._live.pop()
 
     def _drop_cancelled(self) -> None:
+        # Waiting requests whose clients went away leave the queue at once
+        # (they would hold places that --max-queue counts).
+        with self._cv:
+            gone = [req for req in self._inbox if req.cancelled]
+            if gone:
+                self._inbox = deque(req for req in self._inbox if not req.cancelled)
+        for req in gone:
+            self._finish(req, "cancelled")
         for r in range(len(self._live) - 1, -1, -1):
             if self._live[r].request.cancelled:
                 self._finish(self._live[r].request, "cancelled")
