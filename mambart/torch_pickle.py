@@ -586,11 +586,14 @@ class TorchArchive:
     def fail(self, msg: str) -> ValueError:
         return ValueError(one_line(f"{self.name}: {msg}"))
 
+    def _check_stored(self, entry: ZipEntry) -> None:
+        if entry.method != 0:
+            raise self.fail(f"ZIP entry '{entry.name}' is compressed (method {entry.method}); "
+                            "only STORED entries are supported")
+
     def entry_bytes(self, name: str) -> memoryview:
         entry = self.entries[name]
-        if entry.method != 0:
-            raise self.fail(f"ZIP entry '{name}' is compressed (method {entry.method}); "
-                            "only STORED entries are supported")
+        self._check_stored(entry)
         return memoryview(self.mm)[entry.offset:entry.offset + entry.size]
 
     def _byteorder(self) -> bool:
@@ -631,6 +634,7 @@ class TorchArchive:
         if entry is None:
             raise self.fail(f"tensor '{tensor}': storage '{storage.key}' has no "
                             f"'{self.prefix}data/{storage.key}' entry")
+        self._check_stored(entry)  # here too, so that a scan refuses what a read would
         need = storage.numel * _NP_DTYPES[storage.dtype].itemsize
         if entry.size != need:
             raise self.fail(f"tensor '{tensor}': storage '{storage.key}' entry holds "
