@@ -31,6 +31,8 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from . import jsonfile
+
 if TYPE_CHECKING:
     from .decoder import Decoder
     from .model import Model
@@ -163,7 +165,7 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
 
 def _parse_header(raw: bytes) -> dict:
     try:
-        header = json.loads(raw.decode())
+        header = jsonfile.loads(raw, "header")
         for key in ("model", "fingerprint", "batch", "history", "rng", "arrays"):
             header[key]
         if not isinstance(header["arrays"], list):

@@ -106,3 +106,12 @@ def test_mamba_ssm_layers_bounded(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"d_model": 64, "n_layer": 10**6, "ssm_cfg": {}}))
     with pytest.raises(ValueError, match="layer limit"):
         load_config(tmp_path)
+
+
+def test_chat_template_config_nested(tmp_path, small_model_dir):
+    from mambart.serve.template import ChatTemplate, NoTemplate
+
+    d = model_copy(small_model_dir[0], tmp_path / "m")
+    (d / "tokenizer_config.json").write_text('{"chat_template": ' + DEEP + "}")
+    with pytest.raises(NoTemplate):  # the file is unreadable, so the model has no template
+        ChatTemplate.for_model(d, Tokenizer.from_file(d / "tokenizer.json"))

@@ -490,3 +490,10 @@ def test_model_without_template_is_400_for_chat(tmp_path):
                                                         "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == len(
             mambart.load(plain, threads=1).tokenizer.encode("hi\n"))
+
+
+def test_deeply_nested_request_body_is_a_400(server):
+    body = '{"model": "m", "prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = httpx.post(server.url + "/v1/completions", content=body, headers={"Content-Type": "application/json"},
+                   timeout=60)
+    assert r.status_code == 400 and "nests deeper" in r.text

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import jsonfile
 from ..generate import _split_at_stop
 from .metrics import Metrics
 from .scheduler import DoneEvent, QueueFull, Request as GenRequest, Scheduler, ShuttingDown, TokenEvent
@@ -142,7 +143,7 @@ class App:
         except ClientDisconnect:
             raise APIError(400, "the client went away", None, "client_disconnected") from None
         try:
-            return json.loads(b"".join(chunks))
+            return jsonfile.loads(b"".join(chunks), "the request body")
         except (ValueError, UnicodeDecodeError) as e:
             raise APIError(400, f"the request body is not valid JSON: {e}", None, "invalid_json") from None
 

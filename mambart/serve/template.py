@@ -19,6 +19,7 @@ try:
 except ImportError:  # pragma: no cover - the [serve] extra brings it
     jinja2 = None
 
+from .. import jsonfile
 from ..tokenizer import Tokenizer
 
 
@@ -70,8 +71,10 @@ class ChatTemplate:
         path = Path(model_dir) / "tokenizer_config.json"
         if path.is_file():
             try:
-                cfg = json.loads(path.read_text(encoding="utf-8"))
+                cfg = jsonfile.read(path)
             except (OSError, ValueError):
+                cfg = {}
+            if not isinstance(cfg, dict):
                 cfg = {}
         if override is not None:
             source = Path(override).read_text(encoding="utf-8")
