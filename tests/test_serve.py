@@ -259,6 +259,7 @@ def test_invalid_requests_get_openai_errors(server, chat_dir, client):
         ("/v1/completions", {**ok_cmpl, "prompt": 5}, 400),
         ("/v1/completions", {**ok_cmpl, "prompt": [1, "a"]}, 400),
         ("/v1/completions", {**ok_cmpl, "prompt": [10**9]}, 400),
+        ("/v1/completions", {**ok_cmpl, "prompt": [310], "echo": True}, 400),  # the model's id, not the tokenizer's
         ("/v1/completions", {**ok_cmpl, "max_tokens": -1}, 400),
         ("/v1/completions", {**ok_cmpl, "max_tokens": 10**9}, 400),
         ("/v1/completions", {**ok_cmpl, "max_tokens": "16"}, 400),
@@ -303,6 +304,8 @@ def test_invalid_requests_get_openai_errors(server, chat_dir, client):
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"} and isinstance(err["message"], str), err
     assert server.client.get("/v1/completions").status_code == 405
+    # ids the model has but the tokenizer does not (padding rows): fine without echo
+    assert server.client.post("/v1/completions", json={**ok_cmpl, "prompt": [5, 310]}).status_code == 200
     # still serving
     r = client.completions.create(model=m, prompt="hi", max_tokens=3, temperature=0)
     assert r.usage.completion_tokens >= 0 and server.proc.poll() is None

@@ -95,7 +95,8 @@ class App:
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed})
+        self.app = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed,
+                                                                Exception: self._internal})
         self.app.add_middleware(_AuthMiddleware, api_key=config.api_key)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -109,6 +110,11 @@ class App:
     async def _not_allowed(self, request: Request, exc) -> JSONResponse:
         return error_response(APIError(405, f"{request.method} is not allowed on {request.url.path}", None,
                                        "method_not_allowed"))
+
+    async def _internal(self, request: Request, exc: Exception) -> JSONResponse:
+        # A bug, still answered in OpenAI's shape, never with a traceback.
+        return error_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error",
+                                       type="server_error"))
 
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "queue": self.scheduler.queue_length,
@@ -170,6 +176,9 @@ class App:
             if bad:
                 raise APIError(400, f"token id {bad[0]} is out of range [0, {self.model.config.vocab_size})",
                                "prompt", "invalid_value")
+            if gen.echo and max(ids) >= self.model.tokenizer.vocab_size:
+                raise APIError(400, f"echo needs prompt ids the tokenizer can decode (below "
+                                    f"{self.model.tokenizer.vocab_size})", "echo", "invalid_value")
             if len(ids) > limit:
                 raise APIError(400, f"the prompt has {len(ids)} tokens, more than this server's limit of {limit}",
                                "messages" if chat else "prompt", "context_length_exceeded")
@@ -207,7 +216,7 @@ class App:
             return error_response(e)
         self.metrics.accepted("chat" if chat else "completions")
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        prompt_texts = [self.model.tokenizer.decode(ids) for ids in prompt_ids]
+        prompt_texts = [self.model.tokenizer.decode(ids) for ids in prompt_ids] if gen.echo else []
         if gen.stream:
             return StreamingResponse(self._stream(rid, gen, chat, choices, prompt_texts, request),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
