@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import child
 from models import CORPUS, make_mamba
 
 CHATML = (
@@ -59,11 +59,11 @@ class Server:
     def __init__(self, model_dir: Path, *args: str, threads: int = 1, startup_s: float = 60.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = child.env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mambart", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
              "--port", str(self.port), "--threads", str(threads), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=child.CWD, text=True)
         self.client = httpx.Client(base_url=self.url, timeout=30.0)
         deadline = time.monotonic() + startup_s
         while True:

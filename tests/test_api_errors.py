@@ -1,5 +1,4 @@
 """Misuse of the Python API gets a ValueError / TypeError naming the argument, never an internal message."""
-import os
 import shutil
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import pytest
 import tokenizers
 from tokenizers import Regex, models, pre_tokenizers
 
+import child
 import mambart
 from mambart.tokenizer import Tokenizer
 
@@ -71,7 +71,7 @@ def test_file_truncated_while_mapped(tmp_path, small_model_dir):
             "for call in (lambda: m.generate('x', max_new_tokens=2), lambda: m.logits([1, 2])):\n"
             "    try:\n        call()\n    except ValueError as e:\n        print(e)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                       env=child.env(), cwd=child.CWD)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and all("model.safetensors: changed on disk since it was mapped" in x for x in lines)

@@ -2,30 +2,27 @@
 Ctrl-C (SIGINT) stopping a long prefill and returning to the prompt."""
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("jinja2")
 
+import child  # noqa: E402
 from serve_util import make_chat_model  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Chat:
     def __init__(self, model_dir, *args):
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = child.env()
         self.p = subprocess.Popen([sys.executable, "-m", "mambart", "chat", "--model", str(model_dir), "--threads",
                                    "1", "--temperature", "0", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env)
+                                  stderr=subprocess.PIPE, text=True, env=env, cwd=child.CWD)
         self.err: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [self.err.put(line) for line in self.p.stderr], daemon=True).start()
 
@@ -102,6 +99,6 @@ def test_turns_continue_the_state_and_ctrl_c_stops_a_prefill(chat_model, tmp_pat
 def test_chat_without_template_is_an_error(tmp_path):
     plain = make_chat_model(tmp_path / "plain", template=None)
     r = subprocess.run([sys.executable, "-m", "mambart", "chat", "--model", str(plain)], input="", text=True,
-                       capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       capture_output=True, timeout=120, env=child.env(), cwd=child.CWD)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("mambart: error:")
     assert "chat template" in r.stderr
