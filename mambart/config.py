@@ -149,6 +149,9 @@ def _config_from_dict(raw: dict[str, Any]) -> ModelConfig:
     if model_type is not None:
         # Decide on model_type alone: -hf configs carry stale mamba_ssm keys.
         parser = _HF_PARSERS.get(model_type) if isinstance(model_type, str) else None
+        if isinstance(model_type, str) and model_type in _HYBRIDS_NOT_YET:
+            raise ValueError(f"model_type {model_type!r} ({_HYBRIDS_NOT_YET[model_type]}: Mamba-2 layers with "
+                             "attention and MLP layers) is not supported yet")
         if parser is None:
             supported = ", ".join(repr(k) for k in _HF_PARSERS)
             raise ValueError(f"unsupported model_type {_short(model_type)} (supported: {supported})")
@@ -245,6 +248,8 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "mamba2": _parse_hf_mamba2,
     "falcon_mamba": _parse_hf_falcon_mamba,
 }
+# Attention hybrids the C++ core has kernels for but no layers yet.
+_HYBRIDS_NOT_YET = {"granitemoehybrid": "Granite-4.0-H", "nemotron_h": "Nemotron-H", "bamba": "Bamba"}
 
 
 # --- original mamba_ssm layout ----------------------------------------------

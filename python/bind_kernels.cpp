@@ -382,6 +382,29 @@ void rope(py::array& x, const std::vector<int64_t>& pos, const py::array& inv_fr
   run(cpu_kernels().rope, p, rows);
 }
 
+// route: logits (rows, E) row-strided; bias (E) or None. Returns (index int32, weight) (rows, top_k).
+py::tuple route(const py::array& logits, int64_t top_k, bool sigmoid, bool normalize, float scale,
+                const py::object& bias, int64_t n_group, int64_t topk_group) {
+  const char* op = "route";
+  MAMBART_CHECK(logits.ndim() == 2, "[route] logits must be 2-D (rows, n_experts)");
+  const int64_t rows = logits.shape(0), E = logits.shape(1);
+  MAMBART_CHECK(top_k >= 1 && top_k <= E, "[route] top_k ", top_k, " is outside [1, ", E, "]");
+  MAMBART_CHECK(n_group >= 1 && E % n_group == 0, "[route] n_group ", n_group, " must divide n_experts ", E);
+  MAMBART_CHECK(topk_group >= 1 && topk_group <= n_group && topk_group * (E / n_group) >= top_k, "[route] topk_group ",
+                topk_group, " must be in [1, n_group ", n_group, "] and leave top_k ", top_k, " experts eligible");
+  RouterParams p{};
+  View lv = view(op, "logits", logits, {rows, E}, kRowStrided);
+  p.logits = lv.data, p.ld = lv.ld;
+  p.bias = optional(op, "bias", bias, {E}, kContiguous);
+  py::array_t<int32_t> index({rows, top_k});
+  py::array_t<float> weight({rows, top_k});
+  p.index = index.mutable_data(), p.weight = weight.mutable_data();
+  p.rows = rows, p.n_experts = E, p.top_k = top_k, p.n_group = n_group, p.topk_group = topk_group;
+  p.sigmoid = sigmoid, p.normalize = normalize, p.scale = scale;
+  run(cpu_kernels().route, p, rows);
+  return py::make_tuple(index, weight);
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -496,6 +519,9 @@ void bind_kernels(py::module_& m) {
         py::arg("n_kv_heads"), py::arg("scale"), py::arg("out") = none,
         "Causal GQA attention: row r of q (rows, n_heads*d) over the first lens[r] keys of ks[r], vs[r] "
         "(S_r, n_kv_heads, d).");
+  k.def("route", &route, py::arg("logits"), py::arg("top_k"), py::arg("sigmoid"), py::arg("normalize"),
+        py::arg("scale") = 1.0f, py::arg("bias") = none, py::arg("n_group") = 1, py::arg("topk_group") = 1,
+        "MoE routing (see cpp/kernels/moe.h): (index (rows, top_k) int32, weight (rows, top_k)).");
   k.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"),
         "Rotary embedding in place (rotate_half layout) of the first 2 * len(inv_freq) dims of every head.");
 }

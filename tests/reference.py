@@ -265,3 +265,25 @@ def rope(x, pos, inv_freq, n_heads):
 
 def relu_sq(x):
     return np.maximum(_f64(x), 0.0) ** 2
+
+
+def route(logits, top_k, sigmoid, normalize, scale=1.0, bias=None, n_group=1, topk_group=1):
+    """MoE routing (cpp/kernels/moe.h) in float64: (index, weight) per row; ties to the lower index."""
+    logits = _f64(logits)
+    rows, E = logits.shape
+    per = E // n_group
+    index, weight = np.zeros((rows, top_k), np.int64), np.zeros((rows, top_k))
+    for r in range(rows):
+        x = logits[r]
+        score = 1.0 / (1.0 + np.exp(-x)) if sigmoid else np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+        choice = score + (0.0 if bias is None else _f64(bias))
+        if topk_group < n_group:
+            value = [sum(sorted(choice[g * per:(g + 1) * per], reverse=True)[:2]) for g in range(n_group)]
+            keep = sorted(range(n_group), key=lambda g: (-value[g], g))[:topk_group]
+            choice = np.where(np.isin(np.arange(E) // per, keep), choice, -np.inf)
+        chosen = sorted(range(E), key=lambda e: (-choice[e], e))[:top_k]
+        w = score[chosen]
+        if normalize:
+            w = w / (w.sum() + 1e-20)
+        index[r], weight[r] = chosen, w * scale
+    return index, weight

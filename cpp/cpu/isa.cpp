@@ -36,6 +36,7 @@ const CpuKernels kScalar = {
     scalar::relu_sq,
     scalar::attention,
     scalar::rope,
+    scalar::route,
 };
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -57,6 +58,7 @@ const CpuKernels kAvx2 = {
     avx2::relu_sq,
     avx2::attention,
     scalar::rope,  // a few sin/cos per row and head pair: not worth vectors
+    scalar::route,
 };
 
 // cpuid(leaf, subleaf) -> {eax, ebx, ecx, edx}; zeros if the leaf is absent.

@@ -11,6 +11,7 @@
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
+#include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
 #include "kernels/ssd.h"
@@ -34,6 +35,7 @@ struct CpuKernels {
   void (*relu_sq)(const ElementwiseParams&, int64_t, int64_t);
   void (*attention)(const AttentionParams&, int64_t, int64_t);
   void (*rope)(const RopeParams&, int64_t, int64_t);
+  void (*route)(const RouterParams&, int64_t, int64_t);
 };
 
 // The active table (detected on first use, or as last set).
