@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
@@ -47,6 +48,15 @@ class Backend {
   virtual void scan_step(const ScanParams& p) = 0;
   virtual void ssd_prefill(const SsdParams& p) = 0;
   virtual void ssd_step(const SsdParams& p) = 0;
+  // x[i] *= alpha for n floats (the hybrids' multipliers).
+  virtual void scale(float* x, float alpha, int64_t n) = 0;
+  // dst[i] = src[i] for n floats, both in this backend's memory (KV caches).
+  virtual void copy(const float* src, float* dst, int64_t n) = 0;
+  // Attention layers (kernels/attention.h). The CUDA backend has none yet:
+  // a Model refuses attention hybrids there at load.
+  virtual bool has_attention() const { return true; }
+  virtual void attention(const AttentionParams& p) = 0;
+  virtual void rope(const RopeParams& p) = 0;
 
   // out[r] = samplers[r]->sample(a copy of logits row r [0, vocab_limit),
   // history[r]) for r < rows; logits (rows, ld) in this backend's memory. The

@@ -98,6 +98,18 @@ class ModelConfig:
     d_has_hdim: bool = False   # Mamba-2 D has one value per channel (E) instead of per head (H)
     dt_bc_norm: bool = False   # Falcon-Mamba: weightless RMSNorms on dt, B and C after x_proj
     dt_bc_eps: float = 1e-6    # their epsilon (mixer_rms_eps)
+    # Attention hybrids (family "hybrid": the Mamba-2 fields above describe its Mamba layers).
+    layers: str = ""           # one letter per layer: "M" Mamba-2, "A" attention; "" for pure Mamba models
+    attn_heads: int = 0        # query heads
+    kv_heads: int = 0          # key / value heads (grouped-query when fewer)
+    attn_head_dim: int = 0
+    attn_scale: float = 0.0    # softmax scale of q.k
+    rope_dim: int = 0          # leading dims of each head that rotate; 0: no position encoding
+    rope_theta: float = 10000.0
+    mlp_inner: int = 0         # SwiGLU MLP after every mixer, with its own pre-norm; 0: none
+    embedding_multiplier: float = 1.0
+    residual_multiplier: float = 1.0   # each block's output is scaled by this before the residual add
+    logits_scaling: float = 1.0        # logits are divided by this
     quantized: str | None = None  # "q8" / "q4": the big matrices are stored so (`mambart convert`)
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,13 +255,99 @@ def _parse_hf_mamba2(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
+    """transformers GraniteMoeHybridConfig (Granite-4.0-H); defaults are that class's.
+
+    Each layer is a Mamba-2 mixer or a grouped-query attention, per `layer_types`
+    (or the older `layers_block_type`); each is followed by the shared SwiGLU MLP.
+    """
+    experts = raw.get("num_local_experts", 8)
+    if experts != 0:
+        raise ValueError(f"mixture-of-experts layers (num_local_experts {experts!r}) are not supported yet")
+    act = raw.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
+    d_model = _size(raw, "hidden_size", 4096)
+    n_layer = _size(raw, "num_hidden_layers", 32)
+    layers = _layer_letters(raw, n_layer)
+    d_inner = _inner(raw, "mamba_expand", 2, d_model)
+    n_heads = _size(raw, "mamba_n_heads", 128)
+    head_dim = d_inner // n_heads if raw.get("mamba_d_head", "auto") == "auto" else _size(raw, "mamba_d_head", 0)
+    if n_heads * head_dim != d_inner:
+        raise ValueError(f"mamba_n_heads {n_heads} x mamba_d_head {head_dim} != hidden_size * mamba_expand {d_inner}")
+    n_groups = _size(raw, "mamba_n_groups", 1)
+    _check_groups(n_heads, n_groups, "mamba_n_heads", "mamba_n_groups")
+    dt_min, dt_max = _dt_limit(raw, "time_step_limit")
+    attn_heads = _size(raw, "num_attention_heads", 32)
+    kv_heads = _size(raw, "num_key_value_heads", attn_heads) if raw.get("num_key_value_heads") is not None \
+        else attn_heads
+    if d_model % attn_heads or attn_heads % kv_heads:
+        raise ValueError(f"num_attention_heads {attn_heads} must divide hidden_size {d_model}, and "
+                         f"num_key_value_heads {kv_heads} must divide num_attention_heads")
+    if _flag(raw, "attention_bias", False):
+        raise ValueError("attention_bias true is not supported yet")
+    attn_head_dim = d_model // attn_heads
+    position = raw.get("position_embedding_type")
+    if position not in (None, "rope", "nope"):
+        raise ValueError(f"position_embedding_type {position!r} is not supported (only 'rope', or none)")
+    # transformers' Granite rotary turns whole heads, whatever partial_rotary_factor says.
+    rope_dim, rope_theta = _rope(raw, attn_head_dim, partial=False) if position == "rope" else (0, 10000.0)
+    return ModelConfig(
+        family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
+        vocab_size=_size(raw, "vocab_size", 32000), d_inner=d_inner, d_state=_size(raw, "mamba_d_state", 256),
+        d_conv=_size(raw, "mamba_d_conv", 4), dt_rank=0, eps=_eps(raw, "rms_norm_eps", 1e-6),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), use_bias=_flag(raw, "mamba_proj_bias", False),
+        use_conv_bias=_flag(raw, "mamba_conv_bias", True), n_heads=n_heads, head_dim=head_dim, n_groups=n_groups,
+        chunk_size=_size(raw, "mamba_chunk_size", 256), dt_min=dt_min, dt_max=dt_max, gated_norm=True,
+        layers=layers, attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=attn_head_dim,
+        attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
+        mlp_inner=_size(raw, "shared_intermediate_size", 1024),
+        embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
+        residual_multiplier=_number(raw, "residual_multiplier", 1.0),
+        logits_scaling=_number(raw, "logits_scaling", 1.0),
+    )
+
+
+_LAYER_LETTERS = {"mamba": "M", "linear_attention": "M", "attention": "A", "full_attention": "A"}
+
+
+def _layer_letters(raw: dict[str, Any], n_layer: int) -> str:
+    """'M' / 'A' per layer from `layer_types` or `layers_block_type` (all Mamba when absent)."""
+    key = "layer_types" if raw.get("layer_types") is not None else "layers_block_type"
+    kinds = raw.get(key)
+    if kinds is None:
+        return "M" * n_layer
+    if not isinstance(kinds, list) or len(kinds) != n_layer or any(k not in _LAYER_LETTERS for k in kinds):
+        raise ValueError(f"'{key}' must list {n_layer} layer kinds from {sorted(_LAYER_LETTERS)}, got {kinds!r}")
+    return "".join(_LAYER_LETTERS[k] for k in kinds)
+
+
+def _rope(raw: dict[str, Any], head_dim: int, partial: bool) -> tuple[int, float]:
+    """(rotated dims per head, theta) from rope_parameters (or the older top-level keys);
+    with partial, partial_rotary_factor of each head rotates."""
+    params = raw.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"'rope_parameters' must be an object, got {params!r}")
+    legacy = raw.get("rope_scaling") or {}
+    rope_type = params.get("rope_type", params.get("type", legacy.get("rope_type", legacy.get("type", "default"))))
+    if rope_type != "default":
+        raise ValueError(f"rope_type {rope_type!r} is not supported yet (only 'default')")
+    theta = _number(params, "rope_theta", raw.get("rope_theta", 10000.0))
+    factor = _number(params, "partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) if partial else 1.0
+    rope_dim = int(head_dim * factor) // 2 * 2  # the reference keeps an even count of dims
+    if rope_dim <= 0 or rope_dim > head_dim:
+        raise ValueError(f"partial_rotary_factor {factor!r} leaves {rope_dim} of {head_dim} dims to rotate")
+    return rope_dim, theta
+
+
 _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "mamba": _parse_hf_mamba1,
     "mamba2": _parse_hf_mamba2,
     "falcon_mamba": _parse_hf_falcon_mamba,
+    "granitemoehybrid": _parse_granitemoehybrid,
 }
 # Attention hybrids the C++ core has kernels for but no layers yet.
-_HYBRIDS_NOT_YET = {"granitemoehybrid": "Granite-4.0-H", "nemotron_h": "Nemotron-H", "bamba": "Bamba"}
+_HYBRIDS_NOT_YET = {"nemotron_h": "Nemotron-H", "bamba": "Bamba"}
 
 
 # --- original mamba_ssm layout ----------------------------------------------
@@ -401,12 +499,15 @@ def _dt_rank(raw: dict[str, Any], key: str, d_model: int) -> int:
     return _size(raw, key, 0)
 
 
-def _eps(raw: dict[str, Any], key: str, default: float) -> float:
+def _number(raw: dict[str, Any], key: str, default: float) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"'{key}' must be a positive number, got {value!r}")
     return float(value)
+
+
+def _eps(raw: dict[str, Any], key: str, default: float) -> float:
+    return _number(raw, key, default)
 
 
 def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:

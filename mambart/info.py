@@ -67,6 +67,7 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         "model": str(model),
         "path": str(path),
         **config.to_dict(),
+        **_state_sizes(config),
         "parameters": parameters,
         "tensors": stored,
         "dtypes": dict(sorted(dtypes.items())),
@@ -93,11 +94,26 @@ def _headers(weights: list[Path]):
                 yield name, view.dtype, view.shape, identity
 
 
+def _state_sizes(config) -> dict[str, Any]:
+    """Bytes of decoder state per sequence: the Mamba layers' fixed part, and (attention
+    hybrids) the KV caches' bytes per token of context; the layer pattern."""
+    mamba_layers = config.n_layer - config.layers.count("A")
+    conv = config.d_inner + (2 * config.n_groups * config.d_state if config.family != "mamba" else 0)
+    out = {"state_bytes_fixed": 4 * mamba_layers * (conv * config.d_conv + config.d_inner * config.d_state)}
+    if config.layers:
+        out["layer_pattern"] = " ".join(config.layers)
+        out["state_bytes_per_token"] = 4 * 2 * config.layers.count("A") * config.kv_heads * config.attn_head_dim
+    return out
+
+
+_HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
+                  "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling"}
 # Fields that do not apply to a family, left out of the text.
 _NOT_SHOWN = {
     "mamba": {"n_heads", "head_dim", "n_groups", "chunk_size", "dt_min", "dt_max",
-              "gated_norm", "d_has_hdim"},
-    "mamba2": {"dt_rank", "dt_bc_norm", "dt_bc_eps"},
+              "gated_norm", "d_has_hdim"} | _HYBRID_FIELDS,
+    "mamba2": {"dt_rank", "dt_bc_norm", "dt_bc_eps"} | _HYBRID_FIELDS,
+    "hybrid": {"dt_rank", "dt_bc_norm", "dt_bc_eps", "layers"},
 }
 
 

@@ -330,9 +330,12 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
     c = _core.ModelConfig()
     for name in ("d_model", "n_layer", "vocab_size", "d_inner", "d_state", "d_conv", "eps", "tie_embeddings"):
         setattr(c, name, getattr(config, name))
-    if config.family == "mamba2":
+    if config.family in ("mamba2", "hybrid"):  # a hybrid's Mamba layers are Mamba-2
         c.family = _core.Family.MAMBA2
         for name in ("n_heads", "head_dim", "n_groups", "dt_min", "dt_max"):
+            setattr(c, name, getattr(config, name))
+        for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
+                     "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling"):
             setattr(c, name, getattr(config, name))
         # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
     else:

@@ -7,9 +7,11 @@ Layout (little-endian), format 2:
     8 bytes   data length m (uint64)
     32 bytes  SHA-256 of the header and the data
     n bytes   header, UTF-8 JSON: the model's name and fingerprint, batch,
-              per-row token history and RNG state, and the arrays that
-              follow (name, shape)
-    m bytes   float32 arrays in header order: conv, ssm, logits (if any)
+              per-row token history, context length and RNG state, and
+              the arrays that follow (name, shape)
+    m bytes   float32 arrays in header order: conv, ssm, logits (if any),
+              kv (attention hybrids: per attention layer and row, the keys
+              then the values of its context)
 
 Reading never trusts a length it has not checked: the fixed head comes
 first, then a header of at most _MAX_HEADER bytes, whose batch and array
@@ -50,12 +52,15 @@ def dump(decoder: "Decoder") -> bytes:
     arrays = {"conv": decoder._core.conv_state(), "ssm": decoder._core.ssm_state()}
     if decoder.has_logits:
         arrays["logits"] = decoder.logits()
+    if model.config.layers:  # an attention hybrid: its KV caches
+        arrays["kv"] = decoder._core.kv_state()
     rng = decoder.rng_states()
     header = {
         "model": model.name,
         "fingerprint": model.fingerprint,
         "batch": decoder.batch,
         "history": [decoder.history(row) for row in range(decoder.batch)],
+        "context": decoder._core.context(),
         "rng": [r.hex() for r in rng] if rng else None,
         "arrays": [[name, list(a.shape)] for name, a in arrays.items()],
     }
@@ -65,13 +70,30 @@ def dump(decoder: "Decoder") -> bytes:
     return _HEAD.pack(MAGIC, FORMAT, len(head), len(body), digest) + head + body
 
 
-def expected_shapes(model: "Model", batch: int, logits: bool) -> dict[str, tuple[int, ...]]:
-    """The arrays a state of `batch` rows holds for this model, in file order."""
+def expected_shapes(model: "Model", batch: int, logits: bool,
+                    context: list[int] | None = None) -> dict[str, tuple[int, ...]]:
+    """The arrays a state of `batch` rows holds for this model, in file order; an attention
+    hybrid's KV caches (flat) hold its rows' `context` tokens."""
     c = model._core.config
     shapes = {"conv": (c.n_layer, batch, c.conv_channels, c.d_conv), "ssm": (c.n_layer, batch, c.ssm_state_size)}
     if logits:
         shapes["logits"] = (batch, c.vocab_size)
+    if c.layers:
+        per_token = 2 * c.layers.count("A") * c.kv_heads * c.attn_head_dim
+        shapes["kv"] = (per_token * sum(context or []),)
     return shapes
+
+
+def _context(header: dict, batch: int) -> list[int]:
+    """Each row's context length: the header's, which must be its history's."""
+    history = header["history"]
+    if not isinstance(history, list) or len(history) != batch or not all(isinstance(h, list) for h in history):
+        raise ValueError("state file header is corrupt: batch and history disagree")
+    context = [len(h) for h in history]
+    if header.get("context") != context:
+        raise ValueError(f"state file header is corrupt: token history lengths {context} are not the context "
+                         f"lengths {header.get('context')!r}")
+    return context
 
 
 def load(model: "Model", data: bytes) -> "Decoder":
@@ -124,7 +146,8 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
     if type(batch) is not int or not 1 <= batch <= m:
         raise ValueError(f"state file header is corrupt: batch {batch!r}")
     names = [spec[0] if isinstance(spec, list) and spec else None for spec in specs]
-    expected = expected_shapes(model, batch, logits="logits" in names)
+    context = _context(header, batch) if model.config.layers else None
+    expected = expected_shapes(model, batch, logits="logits" in names, context=context)
     if names != list(expected) or [_shape(spec) for spec in specs] != list(expected.values()):
         raise ValueError(f"state file's arrays {specs!r} are not this model's for batch {batch}: "
                          f"{[[k, list(v)] for k, v in expected.items()]}")
@@ -158,7 +181,7 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
         offset += nbytes
     decoder = Decoder(model, batch)
     empty = np.zeros(0, dtype=np.float32)
-    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history)
+    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history, arrays.get("kv"))
     decoder._rng_states = states
     return decoder
 

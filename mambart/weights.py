@@ -16,13 +16,16 @@ from .errors import one_line
 
 # The one naming difference between the families (doc 1.6).
 EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
+# The hybrids' transformers layout (a decoder-only LM's names).
+HYBRID_EMBEDDING, HYBRID_NORM_F = "model.embed_tokens.weight", "model.norm.weight"
 LM_HEAD = "lm_head.weight"
 _MAX_LISTED = 5  # unexpected names quoted in an error
 
 
 # The big matrices (internal names' last part): the only weights that take
 # another type than f32 (f16 / bf16 as stored, or q8 / q4 from `mambart convert`).
-MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj"})
+MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj",
+                      "q_proj", "k_proj", "v_proj", "o_proj", "mlp_in", "mlp_out"})
 # Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
 # f32 scale + f32 minimum + 16 bytes of 4-bit codes).
 _BLOCK = 32
@@ -81,7 +84,10 @@ def spec(source: str, internal: str, *shape: int) -> TensorSpec:
 def _global_specs(config: ModelConfig) -> list[TensorSpec]:
     """The tensors outside the layers, the same in every family (doc 1.6)."""
     D, V = config.d_model, config.vocab_size
-    table = [spec(EMBEDDING_NAMES[config.naming], "embedding", V, D), spec("backbone.norm_f.weight", "norm_f", D)]
+    if config.family == "hybrid":
+        table = [spec(HYBRID_EMBEDDING, "embedding", V, D), spec(HYBRID_NORM_F, "norm_f", D)]
+    else:
+        table = [spec(EMBEDDING_NAMES[config.naming], "embedding", V, D), spec("backbone.norm_f.weight", "norm_f", D)]
     if not config.tie_embeddings:
         table.append(spec(LM_HEAD, "lm_head", V, D))
     return table
@@ -119,37 +125,63 @@ def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
 
 def mamba2_table(config: ModelConfig) -> list[TensorSpec]:
     """The Mamba-2 tensors this config needs, in load order (doc 1.6, 3.1)."""
+    table = _global_specs(config)
+    for i in range(config.n_layer):
+        src, dst = f"backbone.layers.{i}.", f"layers.{i}."
+        table.append(spec(src + "norm.weight", dst + "norm", config.d_model))
+        table += _mamba2_mixer(config, src + "mixer.", dst)
+    return table
+
+
+def _mamba2_mixer(config: ModelConfig, mixer: str, dst: str) -> list[TensorSpec]:
+    """One Mamba-2 mixer's tensors, stored under `mixer`."""
     D, E = config.d_model, config.d_inner
     N, K, H, G = config.d_state, config.d_conv, config.n_heads, config.n_groups
     conv_dim = E + 2 * G * N               # the conv runs over [x | B | C]
     proj_dim = 2 * E + 2 * G * N + H       # in_proj rows: [z | xBC | dt]
-
-    table = _global_specs(config)
-    for i in range(config.n_layer):
-        src, dst = f"backbone.layers.{i}.", f"layers.{i}."
-        mixer = src + "mixer."
-        table.append(spec(src + "norm.weight", dst + "norm", D))
-        table.append(spec(mixer + "in_proj.weight", dst + "in_proj", proj_dim, D))
-        if config.use_bias:
-            table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", proj_dim))
-        table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight",
-                                (conv_dim, 1, K), (conv_dim, K)))
-        if config.use_conv_bias:
-            table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", conv_dim))
-        table += [
-            spec(mixer + "dt_bias", dst + "dt_bias", H),
-            spec(mixer + "A_log", dst + "A_log", H),
-            spec(mixer + "D", dst + "D", E if config.d_has_hdim else H),
-        ]
-        if config.gated_norm:
-            table.append(spec(mixer + "norm.weight", dst + "gated_norm", E))
-        table.append(spec(mixer + "out_proj.weight", dst + "out_proj", D, E))
-        if config.use_bias:
-            table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
+    table = [spec(mixer + "in_proj.weight", dst + "in_proj", proj_dim, D)]
+    if config.use_bias:
+        table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", proj_dim))
+    table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight", (conv_dim, 1, K), (conv_dim, K)))
+    if config.use_conv_bias:
+        table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", conv_dim))
+    table += [
+        spec(mixer + "dt_bias", dst + "dt_bias", H),
+        spec(mixer + "A_log", dst + "A_log", H),
+        spec(mixer + "D", dst + "D", E if config.d_has_hdim else H),
+    ]
+    if config.gated_norm:
+        table.append(spec(mixer + "norm.weight", dst + "gated_norm", E))
+    table.append(spec(mixer + "out_proj.weight", dst + "out_proj", D, E))
+    if config.use_bias:
+        table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
     return table
 
 
-_TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table}
+def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
+    """Granite-4.0-H: per layer a pre-norm, a Mamba-2 mixer or an attention, then a
+    pre-norm and the SwiGLU MLP (input_linear's rows: [gate | up])."""
+    D, F = config.d_model, config.mlp_inner
+    q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
+    table = _global_specs(config)
+    for i, kind in enumerate(config.layers):
+        src, dst = f"model.layers.{i}.", f"layers.{i}."
+        table.append(spec(src + "input_layernorm.weight", dst + "norm", D))
+        if kind == "M":
+            table += _mamba2_mixer(config, src + "mamba.", dst)
+        else:
+            attn = src + "self_attn."
+            table += [spec(attn + "q_proj.weight", dst + "q_proj", q_dim, D),
+                      spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
+                      spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
+                      spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
+        table += [spec(src + "post_attention_layernorm.weight", dst + "mlp_norm", D),
+                  spec(src + "shared_mlp.input_linear.weight", dst + "mlp_in", 2 * F, D),
+                  spec(src + "shared_mlp.output_linear.weight", dst + "mlp_out", D, F)]
+    return table
+
+
+_TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table, "hybrid": hybrid_table}
 
 
 def weight_table(config: ModelConfig) -> list[TensorSpec]:
@@ -181,7 +213,9 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     """
     check_layer_count(config, len(tensors))
     table = weight_table(config)
-    tensors = _with_embedding_alias(_without_model_prefix(tensors), config)
+    if config.naming == "mamba_ssm":
+        tensors = _without_model_prefix(tensors)
+    tensors = _with_embedding_alias(tensors, config)
 
     out: dict[str, np.ndarray] = {}
     for spec in table:
@@ -239,6 +273,8 @@ def _with_embedding_alias(tensors: dict[str, RawTensor],
     A config in one layout next to weights saved in the other differs only
     in `embedding` vs `embeddings` (doc 1.6).
     """
+    if config.naming not in EMBEDDING_NAMES:
+        return tensors
     wanted = EMBEDDING_NAMES[config.naming]
     other = next(n for k, n in EMBEDDING_NAMES.items() if k != config.naming)
     if wanted in tensors or other not in tensors:

@@ -86,7 +86,18 @@ void bind_model(py::module_& m) {
       .def_property_readonly("conv_channels", &ModelConfig::conv_channels, "Channels through the conv.")
       .def_property_readonly("ssm_state_size", &ModelConfig::ssm_state_size, "SSM state floats per row and layer.")
       .def_readwrite("dt_bc_norm", &ModelConfig::dt_bc_norm)
-      .def_readwrite("dt_bc_eps", &ModelConfig::dt_bc_eps);
+      .def_readwrite("dt_bc_eps", &ModelConfig::dt_bc_eps)
+      .def_readwrite("layers", &ModelConfig::layers)
+      .def_readwrite("attn_heads", &ModelConfig::attn_heads)
+      .def_readwrite("kv_heads", &ModelConfig::kv_heads)
+      .def_readwrite("attn_head_dim", &ModelConfig::attn_head_dim)
+      .def_readwrite("attn_scale", &ModelConfig::attn_scale)
+      .def_readwrite("rope_dim", &ModelConfig::rope_dim)
+      .def_readwrite("rope_theta", &ModelConfig::rope_theta)
+      .def_readwrite("mlp_inner", &ModelConfig::mlp_inner)
+      .def_readwrite("embedding_multiplier", &ModelConfig::embedding_multiplier)
+      .def_readwrite("residual_multiplier", &ModelConfig::residual_multiplier)
+      .def_readwrite("logits_scaling", &ModelConfig::logits_scaling);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
       .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads, int cuda_device) {
@@ -202,12 +213,23 @@ void bind_model(py::module_& m) {
           },
           "SSM state, (n_layer, batch, ssm_state_size), a copy.")
       .def(
+          "kv_state",
+          [](const Decoder& d) {
+            std::vector<float> kv = d.kv_state();
+            const int64_t n = static_cast<int64_t>(kv.size());
+            return to_numpy(std::move(kv), {n});
+          },
+          "An attention hybrid's KV caches, flat (per attention layer, per row: keys then values of its context), "
+          "a copy; empty for a pure Mamba model.")
+      .def("context", &Decoder::context, "Tokens in each row's context.")
+      .def(
           "restore",
           [](Decoder& d, const F32Array& conv, const F32Array& ssm, const F32Array& logits,
-             const std::vector<std::vector<int32_t>>& history) {
+             const std::vector<std::vector<int32_t>>& history, const std::optional<F32Array>& kv) {
             auto vec = [](const F32Array& a) { return std::vector<float>(a.data(), a.data() + a.size()); };
-            d.restore(vec(conv), vec(ssm), vec(logits), history);
+            d.restore(vec(conv), vec(ssm), vec(logits), history, kv ? vec(*kv) : std::vector<float>{});
           },
-          py::arg("conv"), py::arg("ssm"), py::arg("logits"), py::arg("history"),
-          "Put back a saved state (float32 arrays of the conv_state/ssm_state/logits sizes; logits empty if none).");
+          py::arg("conv"), py::arg("ssm"), py::arg("logits"), py::arg("history"), py::arg("kv") = py::none(),
+          "Put back a saved state (float32 arrays of the conv_state/ssm_state/logits/kv_state sizes; logits empty "
+          "if none; kv for attention hybrids).");
 }

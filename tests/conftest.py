@@ -38,9 +38,18 @@ def small_falcon_mamba_dir(tmp_path_factory):
                             mixer_rms_eps=1e-6)
 
 
-@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba"])
+@pytest.fixture(scope="session")
+def small_granite_dir(tmp_path_factory):
+    """A small random Granite-4.0-H (dense; Mamba-2 and GQA attention layers, rope) with a tokenizer."""
+    from models import make_granite_hybrid
+
+    path = tmp_path_factory.mktemp("granite-small")
+    return path, make_granite_hybrid(path, layer_types=("mamba", "attention", "mamba", "attention"))
+
+
+@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba", "granite_hybrid"])
 def any_model_dir(request):
     """Each small checkpoint in turn, one per family: (path, hf_model)."""
     fixture = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir",
-               "falcon_mamba": "small_falcon_mamba_dir"}[request.param]
+               "falcon_mamba": "small_falcon_mamba_dir", "granite_hybrid": "small_granite_dir"}[request.param]
     return request.getfixturevalue(fixture)

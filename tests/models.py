@@ -216,3 +216,45 @@ def save_as_mistral(hf_model, out_dir: Path, *, prefix: str = "", tokenizer_from
     save_file(state, str(out_dir / "consolidated.safetensors"))
     if tokenizer_from is not None:
         (out_dir / "tokenizer.json").write_bytes((tokenizer_from / "tokenizer.json").read_bytes())
+
+
+def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("mamba", "attention", "mamba"),
+                        num_attention_heads: int = 4, num_key_value_heads: int = 2, shared_intermediate_size: int = 48,
+                        mamba_n_heads: int = 4, mamba_d_state: int = 16, mamba_n_groups: int = 2,
+                        position_embedding_type: str | None = "rope", rope_theta: float = 10000.0,
+                        partial_rotary_factor: float = 1.0, embedding_multiplier: float = 1.0,
+                        attention_multiplier: float | None = None, residual_multiplier: float = 1.0,
+                        logits_scaling: float = 1.0, tie_word_embeddings: bool = False, vocab_size: int = 320,
+                        dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random dense GraniteMoeHybridForCausalLM (Granite-4.0-H without experts) and a
+    tokenizer to out_dir; return it in f32. attention_multiplier defaults to 1 / sqrt(head_dim)."""
+    from transformers import GraniteMoeHybridConfig, GraniteMoeHybridForCausalLM
+
+    torch.manual_seed(seed)
+    head_dim = hidden_size // num_attention_heads
+    rope = {"rope_type": "default", "rope_theta": rope_theta}
+    if partial_rotary_factor != 1.0:
+        rope["partial_rotary_factor"] = partial_rotary_factor
+    config = GraniteMoeHybridConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=len(layer_types),
+        layer_types=list(layer_types), num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads, shared_intermediate_size=shared_intermediate_size,
+        num_local_experts=0, mamba_n_heads=mamba_n_heads, mamba_d_head=2 * hidden_size // mamba_n_heads,
+        mamba_d_state=mamba_d_state, mamba_n_groups=mamba_n_groups, mamba_expand=2,
+        position_embedding_type=position_embedding_type, rope_parameters=rope,
+        embedding_multiplier=embedding_multiplier, residual_multiplier=residual_multiplier,
+        attention_multiplier=head_dim ** -0.5 if attention_multiplier is None else attention_multiplier,
+        logits_scaling=logits_scaling, tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0,
+        eos_token_id=0)
+    model = GraniteMoeHybridForCausalLM(config).eval()
+    with torch.no_grad():  # the initialisation's std 0.02 leaves attention nearly uniform: widen it
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.normal_(0, 0.3)
+    _perturb(model)
+    model.to(dtype).save_pretrained(out_dir)
+    if not (out_dir / "tokenizer.json").exists():
+        train_tokenizer(out_dir, vocab_size=min(vocab_size, 300))
+    # Reloaded in f32 rather than cast back: a cast would keep the rotary frequencies rounded to `dtype`,
+    # which a loaded checkpoint recomputes (they are not saved).
+    return GraniteMoeHybridForCausalLM.from_pretrained(out_dir, dtype=torch.float32).eval()

@@ -118,14 +118,20 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 
 
 @pytest.mark.parametrize("raw, match", [
-    ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba'\)"),
+    ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid'\)"),
     (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
      r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),
     (dict(SSM_130M, d_intermediate=512), "d_intermediate 512"),
     (dict(SSM_130M, rms_norm=False), "LayerNorm"),
     ({"vocab_size": 10}, "cannot tell the model family"),
-    ({"model_type": "granitemoehybrid"}, r"model_type 'granitemoehybrid' \(Granite-4.0-H: .*\) is not supported yet"),
+    ({"model_type": "granitemoehybrid"}, r"mixture-of-experts layers \(num_local_experts 8\) are not supported yet"),
+    ({"model_type": "granitemoehybrid", "num_local_experts": 0, "layer_types": ["mamba", "mlp"],
+      "num_hidden_layers": 2}, "'layer_types' must list 2 layer kinds"),
+    ({"model_type": "granitemoehybrid", "num_local_experts": 0, "position_embedding_type": "rope",
+      "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "rope_type 'yarn' is not supported yet"),
+    ({"model_type": "granitemoehybrid", "num_local_experts": 0, "num_key_value_heads": 5},
+     "num_key_value_heads 5 must divide num_attention_heads"),
     ({"model_type": "nemotron_h"}, r"'nemotron_h' \(Nemotron-H: .*\) is not supported yet"),
     ({"model_type": "bamba"}, r"'bamba' \(Bamba: .*\) is not supported yet"),
     (dict(HF_130M, hidden_size=0), "'hidden_size' must be a positive integer, got 0"),

@@ -21,6 +21,18 @@ def need_gpu():
         pytest.skip("no CUDA GPU: no device or driver visible to the CUDA runtime")
 
 
+# The families the CUDA backend runs (here, any_model_dir less the attention hybrids it refuses).
+@pytest.fixture(scope="module", params=["mamba1", "mamba2", "falcon_mamba"])
+def any_model_dir(request):
+    return request.getfixturevalue({"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir",
+                                    "falcon_mamba": "small_falcon_mamba_dir"}[request.param])
+
+
+def test_attention_hybrids_are_refused_at_load(small_granite_dir):
+    with pytest.raises(ValueError, match="attention-hybrid models are not supported on the cuda backend yet"):
+        mambart.load(small_granite_dir[0], device="cuda")
+
+
 def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 

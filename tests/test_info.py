@@ -143,3 +143,18 @@ def test_cli_info_bad_checkpoint_one_line(tmp_path, small_model_dir):
     r = run_cli("info", str(tmp_path / "m"), cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "pytorch_model.bin: legacy/unsupported torch.save format" in r.stderr
+
+
+def test_hybrid_info(small_granite_dir):
+    """An attention hybrid: its family, layer pattern and the state a sequence needs."""
+    from mambart.info import describe, format_info
+
+    d = describe(str(small_granite_dir[0]))
+    assert (d["family"], d["layer_pattern"]) == ("hybrid", "M A M A")
+    # 2 attention layers x (K and V) x 2 KV heads x head dim 16 x 4 bytes.
+    assert d["state_bytes_per_token"] == 2 * 2 * 2 * 16 * 4
+    # 2 Mamba layers: conv over x, B, C (128 + 2 * 2 * 16 channels, 4 taps) and the (128, 16) SSM state.
+    assert d["state_bytes_fixed"] == 4 * 2 * ((128 + 64) * 4 + 128 * 16)
+    assert d["parameters"] == sum(p.numel() for p in small_granite_dir[1].parameters())
+    text = format_info(d)
+    assert "layer_pattern:" in text and "dt_rank" not in text

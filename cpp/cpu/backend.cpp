@@ -74,6 +74,22 @@ class CpuBackend final : public Backend {
     // the split now that a hand-off to a spinning worker costs ~1 us.
     pool_.parallel_for(p.E, [&](int64_t b, int64_t e) { fn(p, b, e); }, p.batch == 1 ? 128 : 16);
   }
+  void scale(float* x, float alpha, int64_t n) override {
+    pool_.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) x[i] *= alpha;
+    }, 1 << 14);
+  }
+  void copy(const float* src, float* dst, int64_t n) override {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  }
+  void attention(const AttentionParams& p) override {
+    auto fn = cpu_kernels().attention;
+    pool_.parallel_for(p.rows * p.n_heads, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);
+  }
+  void rope(const RopeParams& p) override {
+    auto fn = cpu_kernels().rope;
+    pool_.parallel_for(p.rows, [&](int64_t b, int64_t e) { fn(p, b, e); }, 16);
+  }
   void ssd_prefill(const SsdParams& p) override {
     auto fn = cpu_kernels().ssd_prefill;
     pool_.parallel_for(p.H, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);

@@ -32,6 +32,16 @@ static void check_config(const ModelConfig& c) {
                 " must divide n_heads ", c.n_heads);
   MAMBART_CHECK(c.chunk_size > 0, "[model] chunk_size must be positive, got ", c.chunk_size);
   MAMBART_CHECK(!(c.dt_min > c.dt_max), "[model] dt limit (", c.dt_min, ", ", c.dt_max, ") is empty");
+  if (!c.hybrid()) return;
+  MAMBART_CHECK(static_cast<int64_t>(c.layers.size()) == c.n_layer &&
+                    c.layers.find_first_not_of("MA") == std::string::npos,
+                "[model] layers must give 'M' or 'A' for each of the ", c.n_layer, " layers, got '", c.layers, "'");
+  MAMBART_CHECK(c.attn_heads > 0 && c.kv_heads > 0 && c.attn_heads % c.kv_heads == 0 && c.attn_head_dim > 0,
+                "[model] kv_heads ", c.kv_heads, " must divide attn_heads ", c.attn_heads, ", head dim ",
+                c.attn_head_dim);
+  MAMBART_CHECK(c.rope_dim >= 0 && c.rope_dim % 2 == 0 && c.rope_dim <= c.attn_head_dim, "[model] rope_dim ",
+                c.rope_dim, " must be even and at most the head dim ", c.attn_head_dim);
+  MAMBART_CHECK(c.mlp_inner > 0, "[model] mlp_inner must be positive, got ", c.mlp_inner);
 }
 
 Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend)
@@ -42,8 +52,12 @@ Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights,
   embedding_ = w.matrix("embedding", {V, D});
   norm_f_ = w.get("norm_f", {D});
   lm_head_ = c.tie_embeddings ? embedding_ : w.matrix("lm_head", {V, D});
+  MAMBART_CHECK(!c.hybrid() || backend_->has_attention(), "[model] attention-hybrid models are not supported on the ",
+                backend_->name(), " backend yet; load them on the CPU");
   if (c.family == Family::Mamba1)
     load_mamba1_layers(w);
+  else if (c.hybrid())
+    load_hybrid_layers(w);
   else
     load_mamba2_layers(w);
   w.check_all_used();
@@ -67,6 +81,14 @@ Workspace Model::make_workspace(int64_t rows) const {
   } else {
     ws.y_norm = backend_->zeros({rows, E});
   }
+  if (c.hybrid()) {
+    ws.q = backend_->zeros({rows, c.attn_heads * c.attn_head_dim});
+    ws.k = backend_->zeros({rows, c.kv_width()});
+    ws.v = backend_->zeros({rows, c.kv_width()});
+    ws.attn = backend_->zeros({rows, c.attn_heads * c.attn_head_dim});
+    ws.gate = backend_->zeros({rows, c.mlp_inner});
+    ws.up = backend_->zeros({rows, c.mlp_inner});
+  }
   return ws;
 }
 
@@ -83,6 +105,10 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
 
   // r = embedding[tokens]
   backend_->embedding(embedding_, tokens, n, residual);
+  if (config_.hybrid()) {
+    hybrid_layers(n, prefill, states, ws);
+    return;
+  }
 
   // r += mixer(norm(r)), with the add fused into the next norm: block l
   // adds block l-1's mixer output before normalising.
@@ -101,9 +127,38 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
                      config_.eps});
 }
 
+// A hybrid's layers after the embedding: r += m * mixer(norm(r)); r += m * mlp(norm(r)),
+// with m the residual multiplier, then norm_f.
+void Model::hybrid_layers(int64_t n, bool prefill, const std::vector<LayerState>& states, Workspace& ws) const {
+  const ModelConfig& c = config_;
+  Backend& be = *backend_;
+  const int64_t D = c.d_model;
+  float* residual = ws.residual.data<float>();
+  float* mixed = ws.mixed.data<float>();
+  if (c.embedding_multiplier != 1.0f) be.scale(residual, c.embedding_multiplier, n * D);
+  auto scaled = [&] {
+    if (c.residual_multiplier != 1.0f) be.scale(mixed, c.residual_multiplier, n * D);
+    return mixed;
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const size_t i = static_cast<size_t>(l);
+    be.rmsnorm({l == 0 ? nullptr : mixed, residual, layers2_[i].norm.data<float>(), ws.normed.data<float>(), n, D,
+                c.eps});
+    if (c.is_attention(l))
+      attention_block(attn_[i], n, prefill, *states[i].kv, ws);
+    else
+      mamba2_block(layers2_[i], n, prefill, states[i], ws);
+    be.rmsnorm({scaled(), residual, mlp_[i].norm.data<float>(), ws.normed.data<float>(), n, D, c.eps});
+    mlp_block(mlp_[i], n, ws);
+    scaled();
+  }
+  be.rmsnorm({mixed, residual, norm_f_.data<float>(), ws.normed.data<float>(), n, D, c.eps});
+}
+
 void Model::head(const Workspace& ws, int64_t first, int64_t rows, float* logits) const {
   const int64_t D = config_.d_model, V = config_.vocab_size;
   backend_->matmul(linear(ws.normed.data<float>() + first * D, rows, D, lm_head_, Tensor(), logits, V));
+  if (config_.logits_scaling != 1.0f) backend_->scale(logits, 1.0f / config_.logits_scaling, rows * V);
 }
 
 }  // namespace mambart

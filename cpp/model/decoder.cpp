@@ -11,6 +11,8 @@ namespace mambart {
 // Prefill runs in chunks of this many tokens: activations stay bounded
 // whatever the prompt length, and the carried state makes it exact.
 static constexpr int64_t kPrefillChunk = 256;
+// KV caches grow by this many positions at a time.
+static constexpr int64_t kKvBlock = 256;
 
 // Every buffer a decoder of `batch` rows allocates, sized before any is:
 // a batch whose sizes overflow is an Error naming it, not a wrapped size.
@@ -41,6 +43,57 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   history_.resize(static_cast<size_t>(batch));
   row_logits_.assign(static_cast<size_t>(batch), 0);
   step_rec_.resize(static_cast<size_t>(batch));
+  for (int64_t l = 0; l < c.n_layer; ++l)
+    if (c.is_attention(l)) attn_layers_.push_back(l);
+  kv_rows_.resize(attn_layers_.size());
+  kv_.resize(attn_layers_.size() * static_cast<size_t>(batch));
+  ctx_.assign(static_cast<size_t>(batch), 0);
+}
+
+void Decoder::clear_kv(int64_t row) {
+  for (int64_t b = row < 0 ? 0 : row; b < (row < 0 ? batch_ : row + 1); ++b) {
+    for (size_t a = 0; a < attn_layers_.size(); ++a) kv(a, b) = KvCache{};
+    ctx_[static_cast<size_t>(b)] = 0;
+  }
+}
+
+void Decoder::reserve_kv(int64_t row, int64_t extra) {
+  const int64_t width = model_->config().kv_width(), used = ctx_[static_cast<size_t>(row)];
+  Backend& be = model_->backend();
+  for (size_t a = 0; a < attn_layers_.size(); ++a) {
+    KvCache& cache = kv(a, row);
+    if (cache.k.defined() && cache.k.dim(0) >= used + extra) continue;
+    const int64_t capacity = (used + extra + kKvBlock - 1) / kKvBlock * kKvBlock;
+    KvCache grown{be.zeros({capacity, width}), be.zeros({capacity, width})};
+    if (used) {
+      be.copy(cache.k.data<float>(), grown.k.data<float>(), used * width);
+      be.copy(cache.v.data<float>(), grown.v.data<float>(), used * width);
+    }
+    cache = std::move(grown);
+  }
+}
+
+void Decoder::kv_to_host(int64_t row, std::vector<float>& out) const {
+  const int64_t n = ctx_[static_cast<size_t>(row)] * model_->config().kv_width();
+  for (size_t a = 0; a < attn_layers_.size(); ++a) {
+    for (const Tensor* t : {&kv(a, row).k, &kv(a, row).v}) {
+      out.resize(out.size() + static_cast<size_t>(n));
+      if (n) model_->backend().to_host(t->data<float>(), out.data() + out.size() - n, n);
+    }
+  }
+}
+
+void Decoder::kv_from_host(int64_t row, const float* src, int64_t ctx) {
+  const int64_t n = ctx * model_->config().kv_width();
+  clear_kv(row);
+  reserve_kv(row, ctx);
+  for (size_t a = 0; a < attn_layers_.size(); ++a) {
+    for (Tensor* t : {&kv(a, row).k, &kv(a, row).v}) {
+      if (n) model_->backend().from_host(src, t->data<float>(), n);
+      src += n;
+    }
+  }
+  ctx_[static_cast<size_t>(row)] = ctx;
 }
 
 void Decoder::reset() {
@@ -50,6 +103,7 @@ void Decoder::reset() {
   conv_ = be.zeros({c.n_layer, batch_, c.conv_channels(), c.d_conv});
   ssm_ = be.zeros({c.n_layer, batch_, c.ssm_state_size()});
   for (auto& h : history_) h.clear();
+  clear_kv(-1);
   row_logits_.assign(static_cast<size_t>(batch_), 0);
   has_logits_ = false;
   for (auto& rec : step_rec_) rec.reset();  // recorded on the old states
@@ -63,7 +117,6 @@ void Decoder::update_has_logits() {
   has_logits_ = std::all_of(row_logits_.begin(), row_logits_.end(), [](char c) { return c != 0; });
 }
 
-// Layer states of one row (row >= 0), or of the whole batch (row < 0).
 std::vector<LayerState> Decoder::row_states(int64_t row) const {
   const ModelConfig& c = model_->config();
   const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size();
@@ -72,6 +125,17 @@ std::vector<LayerState> Decoder::row_states(int64_t row) const {
   for (int64_t l = 0; l < c.n_layer; ++l) {
     states[static_cast<size_t>(l)] = {conv_.data<float>() + (l * batch_ + r) * conv_row,
                                       ssm_.data<float>() + (l * batch_ + r) * ssm_row};
+  }
+  const int64_t first = row < 0 ? 0 : row, last = row < 0 ? batch_ : row + 1;
+  for (size_t a = 0; a < attn_layers_.size(); ++a) {
+    KvRows& rows = kv_rows_[a];
+    rows.k.clear(), rows.v.clear(), rows.pos.clear();
+    for (int64_t b = first; b < last; ++b) {
+      rows.k.push_back(kv(a, b).k.data<float>());
+      rows.v.push_back(kv(a, b).v.data<float>());
+      rows.pos.push_back(ctx_[static_cast<size_t>(b)]);
+    }
+    states[static_cast<size_t>(attn_layers_[a])].kv = &rows;
   }
   return states;
 }
@@ -105,13 +169,14 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
                           const PrefillProgress& progress) {
   const int64_t V = model_->config().vocab_size;
   std::vector<int32_t>& h = history_[static_cast<size_t>(b)];
-  const std::vector<LayerState> states = row_states(b);
   const int64_t len = static_cast<int64_t>(p.size());
   row_logits_[static_cast<size_t>(b)] = 0;  // until the last chunk: an interrupt leaves none
   has_logits_ = false;
   for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
     const int64_t n = std::min(kPrefillChunk, len - t0);
-    model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
+    reserve_kv(b, n);  // (a cache that grows moves: the states are taken after)
+    model_->forward(p.data() + t0, n, /*prefill=*/true, row_states(b), ws_);
+    ctx_[static_cast<size_t>(b)] += n;
     if (all) model_->head(ws_, 0, n, all + t0 * V);
     if (t0 + n == len) {
       model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
@@ -150,12 +215,14 @@ void Decoder::step(const std::vector<int32_t>& tokens) {
   // batch, ...)), so the first n rows step as a batch of n. One recorded
   // graph per n on CUDA: the same ops on the same states, workspace and
   // logits every step of that size.
+  for (int64_t b = 0; b < n; ++b) reserve_kv(b, 1);
   model_->backend().run_step(step_rec_[static_cast<size_t>(n - 1)], tokens.data(), n, [&] {
     model_->forward(tokens.data(), n, /*prefill=*/false, row_states(-1), ws_);
     model_->head(ws_, 0, n, logits_dev_.data<float>());
   });
   for (int64_t b = 0; b < n; ++b) {
     history_[static_cast<size_t>(b)].push_back(tokens[static_cast<size_t>(b)]);
+    ctx_[static_cast<size_t>(b)] += 1;
     row_logits_[static_cast<size_t>(b)] = 1;
   }
   update_has_logits();
@@ -227,8 +294,20 @@ std::vector<float> Decoder::ssm_state() const {
   return out;
 }
 
+std::vector<int64_t> Decoder::context() const {
+  const auto hold = use_.hold();
+  return ctx_;
+}
+
+std::vector<float> Decoder::kv_state() const {
+  const auto hold = use_.hold();
+  std::vector<float> out;
+  for (int64_t b = 0; b < batch_; ++b) kv_to_host(b, out);
+  return out;
+}
+
 void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
-                      const std::vector<std::vector<int32_t>>& history) {
+                      const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv_saved) {
   const auto hold = use_.hold();
   const int64_t V = model_->config().vocab_size;
   MAMBART_CHECK(static_cast<int64_t>(conv.size()) == conv_.numel(), "[restore] conv state has ", conv.size(),
@@ -241,7 +320,18 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
                 " histories for a decoder of batch ", batch_);
   for (const auto& h : history)
     for (int32_t t : h) MAMBART_CHECK(t >= 0 && t < V, "[restore] token id ", t, " is out of range [0, ", V, ")");
+  const int64_t per_token = 2 * static_cast<int64_t>(attn_layers_.size()) * model_->config().kv_width();
+  int64_t kv_values = 0;
+  for (const auto& h : history) kv_values += per_token * static_cast<int64_t>(h.size());
+  MAMBART_CHECK(static_cast<int64_t>(kv_saved.size()) == kv_values, "[restore] KV caches have ", kv_saved.size(),
+                " values, expected ", kv_values, " for contexts as long as the histories");
   Backend& be = model_->backend();
+  const float* src = kv_saved.data();
+  for (int64_t b = 0; b < batch_; ++b) {
+    const int64_t ctx = static_cast<int64_t>(history[static_cast<size_t>(b)].size());
+    kv_from_host(b, src, ctx);
+    src += per_token * ctx;
+  }
   be.from_host(conv.data(), conv_.data<float>(), conv_.numel());
   be.from_host(ssm.data(), ssm_.data<float>(), ssm_.numel());
   has_logits_ = !logits.empty();
@@ -263,6 +353,7 @@ void Decoder::reset_row(int64_t row) {
     be.from_host(zeros.data(), s.ssm, c.ssm_state_size());
   }
   history_[static_cast<size_t>(row)].clear();
+  clear_kv(row);
   row_logits_[static_cast<size_t>(row)] = 0;
   has_logits_ = false;
 }
@@ -317,6 +408,11 @@ std::string Decoder::export_row(int64_t row) const {
     put_section(out, "logt", lg.data(), lg.size() * sizeof(float));
   }
   put_section(out, "hist", h.data(), h.size() * sizeof(int32_t));
+  if (!attn_layers_.empty()) {
+    std::vector<float> kv_host;
+    kv_to_host(row, kv_host);
+    put_section(out, "kv  ", kv_host.data(), kv_host.size() * sizeof(float));
+  }
   return out;
 }
 
@@ -328,8 +424,8 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
   MAMBART_CHECK(blob.size() >= sizeof kRowMagic && std::memcmp(blob.data(), kRowMagic, sizeof kRowMagic) == 0,
                 "[import_row] not a row state (bad magic)");
   // Parse every section before touching the row, so a bad blob changes nothing.
-  const char *shape = nullptr, *conv = nullptr, *ssm = nullptr, *logits = nullptr, *hist = nullptr;
-  uint64_t hist_bytes = 0, logit_bytes = 0, shape_bytes = 0, conv_bytes = 0, ssm_bytes = 0;
+  const char *shape = nullptr, *conv = nullptr, *ssm = nullptr, *logits = nullptr, *hist = nullptr, *kv_sec = nullptr;
+  uint64_t hist_bytes = 0, logit_bytes = 0, shape_bytes = 0, conv_bytes = 0, ssm_bytes = 0, kv_bytes = 0;
   for (size_t at = sizeof kRowMagic; at < blob.size();) {
     MAMBART_CHECK(blob.size() - at >= 12, "[import_row] truncated section header at byte ", at);
     const std::string tag = blob.substr(at, 4);
@@ -343,6 +439,7 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
     else if (tag == "ssm ") ssm = data, ssm_bytes = n;
     else if (tag == "logt") logits = data, logit_bytes = n;
     else if (tag == "hist") hist = data, hist_bytes = n;
+    else if (tag == "kv  ") kv_sec = data, kv_bytes = n;
     else MAMBART_CHECK(false, "[import_row] unknown section '", tag, "' (a state this decoder cannot hold)");
     at += n;
   }
@@ -361,6 +458,14 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
   std::vector<int32_t> h(hist_bytes / sizeof(int32_t));
   if (!h.empty()) std::memcpy(h.data(), hist, hist_bytes);
   for (int32_t t : h) MAMBART_CHECK(t >= 0 && t < V, "[import_row] token id ", t, " is out of range [0, ", V, ")");
+  // An attention hybrid's row carries its KV caches, as long as its history.
+  const uint64_t kv_expected =
+      2 * attn_layers_.size() * static_cast<uint64_t>(c.kv_width()) * h.size() * sizeof(float);
+  MAMBART_CHECK(attn_layers_.empty() ? !kv_sec : kv_sec && kv_bytes == kv_expected,
+                "[import_row] the KV cache section is ", kv_sec ? "of the wrong size" : "missing",
+                attn_layers_.empty() ? " (this model has no attention layers)" : "");
+  std::vector<float> kv_host(static_cast<size_t>(kv_bytes / sizeof(float)));
+  if (kv_bytes) std::memcpy(kv_host.data(), kv_sec, kv_bytes);
   std::vector<float> buf(static_cast<size_t>(std::max(std::max(conv_row, ssm_row), V)));
   Backend& be = model_->backend();
   const std::vector<LayerState> states = row_states(row);
@@ -374,6 +479,7 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
     std::memcpy(buf.data(), logits, V * sizeof(float));
     be.from_host(buf.data(), logits_dev_.data<float>() + row * V, V);
   }
+  kv_from_host(row, kv_host.data(), static_cast<int64_t>(h.size()));
   row_logits_[static_cast<size_t>(row)] = logits ? 1 : 0;
   update_has_logits();
   history_[static_cast<size_t>(row)] = std::move(h);

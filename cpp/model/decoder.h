@@ -74,8 +74,8 @@ class Decoder {
   // Copies row `from` (state, logits, history) over row `to`.
   void copy_row(int64_t from, int64_t to);
   // One row's whole sequence state as one opaque blob (conv and ssm states
-  // of every layer, logits, history; tagged sections, so that other kinds of
-  // state travel in the same blob), and back. import_row checks that the
+  // of every layer, an attention hybrid's KV caches, logits, history; tagged
+  // sections, so that other kinds of state travel in the same blob), and back. import_row checks that the
   // blob was made by a decoder of the same model shape.
   std::string export_row(int64_t row) const;
   void import_row(int64_t row, const std::string& blob);
@@ -95,13 +95,37 @@ class Decoder {
   // and ssm (n_layer, batch, ssm_state_size), host copies.
   std::vector<float> conv_state() const;
   std::vector<float> ssm_state() const;
-  // Puts a saved state back. logits may be empty (no logits yet); sizes are
+  // An attention hybrid's KV caches, for saving: per attention layer, per
+  // row, the keys then the values of its context, (context(row), kv_width)
+  // each; empty for a pure Mamba model. A host copy.
+  std::vector<float> kv_state() const;
+  // Tokens in each row's context (its KV caches hold that many positions).
+  std::vector<int64_t> context() const;
+  // Puts a saved state back. logits may be empty (no logits yet); kv is
+  // kv_state()'s layout for contexts as long as the histories; sizes are
   // checked against this decoder.
   void restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
-               const std::vector<std::vector<int32_t>>& history);
+               const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv = {});
 
  private:
+  // One attention layer's cache of one row: capacity grows in whole blocks
+  // of kKvBlock positions, the first ctx_[row] of them in use.
+  struct KvCache {
+    Tensor k, v;  // (capacity, kv_width)
+  };
+  // Layer states of one row, or of every row (row < 0); the KV caches must
+  // already have room for the tokens about to be fed.
   std::vector<LayerState> row_states(int64_t row) const;
+  // Makes room in row's caches for `extra` more positions.
+  void reserve_kv(int64_t row, int64_t extra);
+  KvCache& kv(size_t attn_layer, int64_t row) { return kv_[attn_layer * static_cast<size_t>(batch_) + static_cast<size_t>(row)]; }
+  const KvCache& kv(size_t attn_layer, int64_t row) const {
+    return kv_[attn_layer * static_cast<size_t>(batch_) + static_cast<size_t>(row)];
+  }
+  void clear_kv(int64_t row);  // row < 0: every row
+  // Row's KV caches as kv_state() lays them out (appended to out), and back.
+  void kv_to_host(int64_t row, std::vector<float>& out) const;
+  void kv_from_host(int64_t row, const float* src, int64_t ctx);
   void check_row(const char* what, int64_t row) const;
   void prefill_one(int64_t row, const std::vector<int32_t>& p, float* all, int64_t& done, int64_t total,
                    const PrefillProgress& progress);
@@ -120,6 +144,12 @@ class Decoder {
   std::vector<std::vector<int32_t>> history_;
   std::vector<char> row_logits_;  // per row: has logits
   bool has_logits_ = false;       // every row has logits
+  // Attention hybrids: the attention layers' indices, their caches
+  // (n_attention x batch) and each row's context length.
+  std::vector<int64_t> attn_layers_;
+  std::vector<KvCache> kv_;
+  std::vector<int64_t> ctx_;
+  mutable std::vector<KvRows> kv_rows_;  // per attention layer, what row_states hands the model
 };
 
 }  // namespace mambart

@@ -14,6 +14,7 @@ void Model::load_mamba2_layers(WeightTable& w) {
     const std::string p = "layers." + std::to_string(i) + ".";
     Mamba2Layer& L = layers2_[static_cast<size_t>(i)];
     L.norm = w.get(p + "norm", {D});
+    if (c.is_attention(i)) continue;
     L.in_proj = w.matrix(p + "in_proj", {W, D});
     L.in_proj_bias = w.get(p + "in_proj_bias", {W}, false);
     L.conv1d_weight = w.get(p + "conv1d_weight", {CC, K});

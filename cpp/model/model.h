@@ -37,6 +37,20 @@ struct ModelConfig {
   // of epsilon dt_bc_eps right after x_proj.
   bool dt_bc_norm = false;
   float dt_bc_eps = 1e-6f;
+  // Attention hybrids (Mamba-2 family): one letter per layer, 'M' a Mamba-2
+  // mixer, 'A' a grouped-query attention; each mixer is followed by a SwiGLU
+  // MLP of mlp_inner channels with its own pre-norm. Empty: a pure Mamba model.
+  std::string layers;
+  int64_t attn_heads = 0, kv_heads = 0, attn_head_dim = 0;
+  float attn_scale = 1.0f;
+  int64_t rope_dim = 0;  // leading dims of each head that rotate; 0: no position encoding
+  float rope_theta = 10000.0f;
+  int64_t mlp_inner = 0;
+  float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
+
+  bool hybrid() const { return !layers.empty(); }
+  bool is_attention(int64_t layer) const { return hybrid() && layers[static_cast<size_t>(layer)] == 'A'; }
+  int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
   int64_t conv_channels() const { return family == Family::Mamba1 ? d_inner : d_inner + 2 * n_groups * d_state; }
@@ -77,11 +91,35 @@ struct Mamba2Layer {
   Tensor out_proj_bias;  // (D) or undefined
 };
 
+struct AttentionLayer {
+  Tensor q_proj;  // (Hq * d, D)
+  Tensor k_proj;  // (Hkv * d, D)
+  Tensor v_proj;  // (Hkv * d, D)
+  Tensor o_proj;  // (D, Hq * d)
+};
+
+struct MlpLayer {
+  Tensor norm;    // (D)
+  Tensor in;      // (2F, D): rows [0, F) the gate, [F, 2F) the up projection
+  Tensor gate;    // views of in's two halves, so that each lands in contiguous rows
+  Tensor up;
+  Tensor out;     // (D, F)
+};
+
+// An attention layer's KV cache for the rows of one call: row b's keys and
+// values at k[b], v[b], (capacity, Hkv * d) each, with pos[b] tokens already
+// in them; the decoder has made room for the new ones.
+struct KvRows {
+  std::vector<float*> k, v;
+  std::vector<int64_t> pos;
+};
+
 // Per-row recurrent state of one layer lives in the decoder; the forward
 // pass gets pointers to it.
 struct LayerState {
   float* conv;  // (batch, conv_channels, K)
   float* ssm;   // (batch, E, N) or (batch, H, P, N)
+  const KvRows* kv = nullptr;  // attention layers
 };
 
 // Activations for up to `rows` rows at once.
@@ -96,6 +134,9 @@ struct Workspace {
   Tensor dt;        // (rows, E) dt_proj output (Mamba-1)
   Tensor y;         // (rows, E)   scan output
   Tensor y_norm;    // (rows, E)   gated norm output (Mamba-2)
+  Tensor q, k, v;   // (rows, Hq * d), (rows, Hkv * d) x 2   attention projections (hybrids)
+  Tensor attn;      // (rows, Hq * d) attention output
+  Tensor gate, up;  // (rows, F) MLP
 };
 
 // y (M, N) = x (M, K) · wᵀ + bias, for a weight w (N, K) of any type.
@@ -138,8 +179,12 @@ class Model {
                     Workspace& ws) const;
   void mamba2_block(const Mamba2Layer& layer, int64_t n, bool prefill, const LayerState& state,
                     Workspace& ws) const;
+  void attention_block(const AttentionLayer& layer, int64_t n, bool prefill, const KvRows& kv, Workspace& ws) const;
+  void mlp_block(const MlpLayer& layer, int64_t n, Workspace& ws) const;
+  void hybrid_layers(int64_t n, bool prefill, const std::vector<LayerState>& states, Workspace& ws) const;
   void load_mamba1_layers(WeightTable& w);
   void load_mamba2_layers(WeightTable& w);
+  void load_hybrid_layers(WeightTable& w);
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;
@@ -149,7 +194,10 @@ class Model {
   Tensor ones_;       // (max(R, N)) the weight of a weightless norm (dt_bc_norm)
   size_t weight_bytes_ = 0;
   std::vector<Mamba1Layer> layers_;    // Mamba-1 models
-  std::vector<Mamba2Layer> layers2_;   // Mamba-2 models
+  std::vector<Mamba2Layer> layers2_;   // Mamba-2 models; a hybrid's attention layers use only their norm
+  std::vector<AttentionLayer> attn_;   // hybrids: per layer, empty for Mamba layers
+  std::vector<MlpLayer> mlp_;          // hybrids: per layer
+  Tensor inv_freq_;                    // (rope_dim / 2) rotary frequencies
 };
 
 }  // namespace mambart

@@ -1,0 +1,101 @@
+// The attention hybrids' own layers: grouped-query attention over the
+// decoder's KV caches, and the SwiGLU MLP after every mixer. One function
+// per block serves prefill (one sequence, n tokens) and step (n sequences).
+#include <cmath>
+
+#include "check.h"
+#include "model/model.h"
+#include "model/weight_table.h"
+
+namespace mambart {
+
+void Model::load_hybrid_layers(WeightTable& w) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, F = c.mlp_inner, qd = c.attn_heads * c.attn_head_dim, kvd = c.kv_width();
+  load_mamba2_layers(w);  // the Mamba layers, and every layer's first norm
+  attn_.resize(static_cast<size_t>(c.n_layer));
+  mlp_.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    if (c.is_attention(i)) {
+      AttentionLayer& A = attn_[static_cast<size_t>(i)];
+      A.q_proj = w.matrix(p + "q_proj", {qd, D});
+      A.k_proj = w.matrix(p + "k_proj", {kvd, D});
+      A.v_proj = w.matrix(p + "v_proj", {kvd, D});
+      A.o_proj = w.matrix(p + "o_proj", {D, qd});
+    }
+    MlpLayer& M = mlp_[static_cast<size_t>(i)];
+    M.norm = w.get(p + "mlp_norm", {D});
+    M.in = w.matrix(p + "mlp_in", {2 * F, D});
+    M.gate = M.in.rows(0, F);
+    M.up = M.in.rows(F, 2 * F);
+    M.out = w.matrix(p + "mlp_out", {D, F});
+  }
+  if (c.rope_dim > 0) {
+    // As the reference forms them, in f32: 1 / theta^(2i / rope_dim).
+    Tensor inv = Tensor::zeros({c.rope_dim / 2});
+    for (int64_t i = 0; i < c.rope_dim / 2; ++i)
+      inv.data<float>()[i] =
+          1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
+    inv_freq_ = backend_->upload(inv);
+  }
+}
+
+void Model::attention_block(const AttentionLayer& L, int64_t n, bool prefill, const KvRows& kv,
+                            Workspace& ws) const {
+  Backend& be = *backend_;
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, Hq = c.attn_heads, Hkv = c.kv_heads, d = c.attn_head_dim;
+  const int64_t qd = Hq * d, kvd = c.kv_width();
+  const float* x = ws.normed.data<float>();
+  float* q = ws.q.data<float>();
+
+  // Query row r's position, and the cache it reads and writes.
+  std::vector<int64_t> pos(static_cast<size_t>(n)), len(static_cast<size_t>(n));
+  std::vector<const float*> krow(static_cast<size_t>(n)), vrow(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    const size_t b = prefill ? 0 : static_cast<size_t>(r);
+    pos[r] = kv.pos[b] + (prefill ? r : 0);
+    len[r] = pos[r] + 1;  // causal: itself and every earlier token
+    krow[r] = kv.k[b];
+    vrow[r] = kv.v[b];
+  }
+
+  // q, k, v projections; a prefill writes k and v straight into its cache.
+  be.matmul(linear(x, n, D, L.q_proj, Tensor(), q, qd));
+  float* k = prefill ? kv.k[0] + kv.pos[0] * kvd : ws.k.data<float>();
+  float* v = prefill ? kv.v[0] + kv.pos[0] * kvd : ws.v.data<float>();
+  be.matmul(linear(x, n, D, L.k_proj, Tensor(), k, kvd));
+  be.matmul(linear(x, n, D, L.v_proj, Tensor(), v, kvd));
+  if (c.rope_dim > 0) {
+    be.rope({q, pos.data(), inv_freq_.data<float>(), n, Hq, d, c.rope_dim, qd});
+    be.rope({k, pos.data(), inv_freq_.data<float>(), n, Hkv, d, c.rope_dim, kvd});
+  }
+  if (!prefill) {
+    for (int64_t b = 0; b < n; ++b) {
+      be.copy(k + b * kvd, kv.k[b] + kv.pos[b] * kvd, kvd);
+      be.copy(v + b * kvd, kv.v[b] + kv.pos[b] * kvd, kvd);
+    }
+  }
+
+  // Each query over its sequence's keys, then the output projection.
+  AttentionParams ap{q, ws.attn.data<float>(), krow.data(), vrow.data(), len.data(), n, Hq, Hkv, d, c.attn_scale,
+                     qd, qd};
+  be.attention(ap);
+  be.matmul(linear(ws.attn.data<float>(), n, qd, L.o_proj, Tensor(), ws.mixed.data<float>(), D));
+}
+
+void Model::mlp_block(const MlpLayer& L, int64_t n, Workspace& ws) const {
+  Backend& be = *backend_;
+  const int64_t D = config_.d_model, F = config_.mlp_inner;
+  const float* x = ws.normed.data<float>();
+  float* gate = ws.gate.data<float>();
+  float* up = ws.up.data<float>();
+  // out = down(up * silu(gate))
+  be.matmul(linear(x, n, D, L.gate, Tensor(), gate, F));
+  be.matmul(linear(x, n, D, L.up, Tensor(), up, F));
+  be.gate_silu({up, gate, up, n * F});
+  be.matmul(linear(up, n, F, L.out, Tensor(), ws.mixed.data<float>(), D));
+}
+
+}  // namespace mambart

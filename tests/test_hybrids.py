@@ -1,0 +1,111 @@
+"""Granite-4.0-H (granitemoehybrid without experts) against transformers (f32, CPU):
+Mamba-2 and attention layers, the shared SwiGLU MLP, the multipliers, rope or none, KV caches."""
+import numpy as np
+import pytest
+import torch
+
+import mambart
+from mambart import _core
+from models import greedy_both, hf_logits, make_granite_hybrid, random_ids, rel_err, stepwise_logits
+
+SHAPES = {
+    # GQA with 2 KV heads, full rope.
+    "rope_gqa2": dict(),
+    # No position encoding, MHA, every multiplier != 1 (Granite-4.0-H's own values).
+    "nope_mha_multipliers": dict(position_embedding_type=None, num_key_value_heads=4, embedding_multiplier=12.0,
+                                 residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=6.0,
+                                 layer_types=("mamba", "mamba", "attention", "mamba")),
+    # One KV head, another rope theta, tied head, attention first; a partial_rotary_factor that
+    # transformers' Granite ignores (it turns whole heads), so mambart must too.
+    "gqa1_partial_rope_tied": dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=1,
+                                   partial_rotary_factor=0.5, rope_theta=500.0, tie_word_embeddings=True,
+                                   mamba_n_heads=6, mamba_n_groups=3, shared_intermediate_size=40,
+                                   layer_types=("attention", "mamba", "attention", "mamba", "mamba")),
+}
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("rope_gqa2", "bf16")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def pair(request, tmp_path_factory):
+    shape, dtype = request.param
+    path = tmp_path_factory.mktemp(f"granite-{shape}-{dtype}")
+    hf = make_granite_hybrid(path, dtype=DTYPES[dtype], seed=len(shape), **SHAPES[shape])
+    return mambart.load(path, threads=2), hf
+
+
+# 300 > the prefill chunk (256), the attention key block (64) and the KV cache block (256).
+@pytest.mark.parametrize("length", [1, 41, 300])
+def test_prompt_logits(pair, length):
+    model, hf = pair
+    ids = random_ids(model, length, length)
+    assert rel_err(model.logits(ids), hf_logits(hf, ids)) <= 1e-4
+
+
+def test_decode_steps(pair):
+    model, hf = pair
+    ids = random_ids(model, 70 + 32, 3)
+    ref = hf_logits(hf, ids)
+    assert rel_err(stepwise_logits(model, ids, 70), ref[69:]) <= 1e-4
+
+
+def test_greedy_matches_transformers_generate(pair):
+    model, hf = pair
+    ids = random_ids(model, 9, 5)
+    got, expected = greedy_both(model, hf, ids)
+    assert got == expected
+
+
+def test_batch_of_mixed_lengths_equals_single_sequences(pair):
+    model, _ = pair
+    prompts = [random_ids(model, n, 20 + n) for n in (3, 270, 12)]
+    batch = model.decoder(3)
+    batch.prefill(prompts)
+    singles = [model.decoder(1) for _ in prompts]
+    for d, p in zip(singles, prompts):
+        d.prefill([p[:2]])
+        d.prefill([p[2:]])  # a continued prefill extends the KV cache exactly
+    for step in range(5):
+        np.testing.assert_allclose(batch.logits(), np.concatenate([d.logits() for d in singles]), rtol=0,
+                                   atol=1e-5 * np.abs(batch.logits()).max())
+        tokens = [(7 * step + 3 * row) % model.config.vocab_size for row in range(3)]
+        batch.step(tokens)
+        for d, t in zip(singles, tokens):
+            d.step([t])
+    assert batch._core.context() == [len(p) + 5 for p in prompts]
+
+
+def test_save_load_continue(pair):
+    model, _ = pair
+    whole = model.decoder(2)
+    model.generate(["def fib", "import numpy"], 12, state=whole, temperature=0)
+    part = model.decoder(2)
+    model.generate(["def fib", "import numpy"], 5, state=part, temperature=0)
+    restored = model.load_state(part.save_state())
+    assert restored._core.context() == part._core.context()
+    model.generate(["", ""], 7, state=restored, temperature=0)
+    for row in range(2):
+        assert restored.history(row) == whole.history(row)
+
+
+def test_scalar_path_matches_too(pair):
+    model, hf = pair
+    ids = random_ids(model, 70, 8)
+    default = _core.isa()
+    _core.set_isa("scalar")
+    try:
+        got = model.logits(ids)
+    finally:
+        _core.set_isa(default)
+    assert rel_err(got, hf_logits(hf, ids)) <= 1e-4
+
+
+def test_state_without_kv_is_refused(pair):
+    model, _ = pair
+    from mambart import state
+
+    dec = model.decoder(1)
+    dec.prefill([random_ids(model, 5, 1)])
+    with pytest.raises(ValueError, match="KV caches"):
+        dec._core.restore(dec._core.conv_state(), dec._core.ssm_state(), np.zeros(0, np.float32), [[1, 2]])
+    assert state.load(model, state.dump(dec))._core.context() == [5]
