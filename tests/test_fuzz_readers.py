@@ -3,9 +3,11 @@
 Malformed input of every kind ends in a result or a one-line ValueError,
 within hypothesis' deadline per example (see fuzz_util.py for the budget).
 """
+import atexit
 import io
 import json
 import os
+import shutil
 import struct
 import tempfile
 from collections import OrderedDict
@@ -21,7 +23,9 @@ from mambart.checkpoint import read_safetensors, read_safetensors_header, write_
 from mambart.config import config_from_dict, load_config
 from mambart.torch_pickle import read_torch_bin, scan_torch_bin, unpickle
 
+# One folder for the whole run (hypothesis examples cannot take tmp_path), removed at exit.
 _DIR = tempfile.mkdtemp(prefix="mambart-fuzz-")
+atexit.register(shutil.rmtree, _DIR, True)
 
 
 def _file(name: str, data: bytes) -> str:

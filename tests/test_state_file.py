@@ -80,7 +80,7 @@ def test_a_pipe_is_read_no_further_than_declared(model, state, tmp_path, tail):
     written = [0]
 
     def writer():
-        with open(fifo, "wb") as f:
+        with open(fifo, "wb", buffering=0) as f:  # unbuffered: no flush at close to meet a closed pipe
             try:
                 if tail == "short":
                     f.write(state[:-7])
