@@ -264,12 +264,60 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
     experts = raw.get("num_local_experts", 8)
     if experts != 0:
         raise ValueError(f"mixture-of-experts layers (num_local_experts {experts!r}) are not supported yet")
+    d_model = _size(raw, "hidden_size", 4096)
+    n_layer = _size(raw, "num_hidden_layers", 32)
+    attn_heads = _size(raw, "num_attention_heads", 32)
+    position = raw.get("position_embedding_type")
+    if position not in (None, "rope", "nope"):
+        raise ValueError(f"position_embedding_type {position!r} is not supported (only 'rope', or none)")
+    attn = _hybrid_attention(raw, d_model, attn_heads, kv_default=attn_heads)
+    # transformers' Granite rotary turns whole heads, whatever partial_rotary_factor says.
+    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], 1.0) if position == "rope" else (0, 10000.0)
+    return ModelConfig(
+        family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
+        vocab_size=_size(raw, "vocab_size", 32000), eps=_eps(raw, "rms_norm_eps", 1e-6),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_layer_letters(raw, n_layer),
+        **_hybrid_mamba(raw, d_model), **attn,
+        attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
+        mlp_inner=_size(raw, "shared_intermediate_size", 1024),
+        embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
+        residual_multiplier=_number(raw, "residual_multiplier", 1.0),
+        logits_scaling=_number(raw, "logits_scaling", 1.0),
+    )
+
+
+def _parse_bamba(raw: dict[str, Any]) -> ModelConfig:
+    """transformers BambaConfig (Bamba-9B); defaults are that class's.
+
+    Attention at the layers of `attn_layer_indices`, Mamba-2 elsewhere; each mixer is
+    followed by a SwiGLU MLP (gate_proj / up_proj / down_proj). The rotary embedding
+    always runs, over partial_rotary_factor of each head: 0.5 unless rope_parameters
+    names another factor (BambaConfig forces 0.5 over a top-level key).
+    """
+    d_model = _size(raw, "hidden_size", 4096)
+    n_layer = _size(raw, "num_hidden_layers", 32)
+    if _flag(raw, "mlp_bias", False):
+        raise ValueError("mlp_bias true is not supported yet")
+    attn_heads = _size(raw, "num_attention_heads", 32)
+    attn = _hybrid_attention(raw, d_model, attn_heads, kv_default=8)
+    params = raw.get("rope_parameters") or {}
+    factor = _number(params, "partial_rotary_factor", 0.5) if isinstance(params, dict) else 0.5
+    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], factor)
+    return ModelConfig(
+        family="hybrid", naming="bamba", d_model=d_model, n_layer=n_layer,
+        vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_attn_indices(raw, n_layer),
+        **_hybrid_mamba(raw, d_model), **attn,
+        attn_scale=attn["attn_head_dim"] ** -0.5, rope_dim=rope_dim, rope_theta=rope_theta,
+        mlp_inner=_size(raw, "intermediate_size", 14336),
+    )
+
+
+def _hybrid_mamba(raw: dict[str, Any], d_model: int) -> dict[str, Any]:
+    """The Mamba-2 layers of Granite-4.0-H and Bamba: the same mamba_* keys and defaults."""
     act = raw.get("hidden_act", "silu")
     if act != "silu":
         raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
-    d_model = _size(raw, "hidden_size", 4096)
-    n_layer = _size(raw, "num_hidden_layers", 32)
-    layers = _layer_letters(raw, n_layer)
     d_inner = _inner(raw, "mamba_expand", 2, d_model)
     n_heads = _size(raw, "mamba_n_heads", 128)
     head_dim = d_inner // n_heads if raw.get("mamba_d_head", "auto") == "auto" else _size(raw, "mamba_d_head", 0)
@@ -278,34 +326,25 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
     n_groups = _size(raw, "mamba_n_groups", 1)
     _check_groups(n_heads, n_groups, "mamba_n_heads", "mamba_n_groups")
     dt_min, dt_max = _dt_limit(raw, "time_step_limit")
-    attn_heads = _size(raw, "num_attention_heads", 32)
-    kv_heads = _size(raw, "num_key_value_heads", attn_heads) if raw.get("num_key_value_heads") is not None \
-        else attn_heads
-    if d_model % attn_heads or attn_heads % kv_heads:
+    return dict(d_inner=d_inner, d_state=_size(raw, "mamba_d_state", 256), d_conv=_size(raw, "mamba_d_conv", 4),
+                dt_rank=0, use_bias=_flag(raw, "mamba_proj_bias", False),
+                use_conv_bias=_flag(raw, "mamba_conv_bias", True), n_heads=n_heads, head_dim=head_dim,
+                n_groups=n_groups, chunk_size=_size(raw, "mamba_chunk_size", 256), dt_min=dt_min, dt_max=dt_max,
+                gated_norm=True)
+
+
+def _hybrid_attention(raw: dict[str, Any], d_model: int, attn_heads: int, kv_default: int) -> dict[str, Any]:
+    """Grouped-query attention heads; a `head_dim` key, where a config has one, overrides
+    hidden_size / num_attention_heads (as getattr(config, "head_dim", ...) does)."""
+    kv_heads = attn_heads if raw.get("num_key_value_heads", kv_default) is None \
+        else _size(raw, "num_key_value_heads", kv_default)
+    head_dim = _size(raw, "head_dim", 0) if raw.get("head_dim") is not None else d_model // attn_heads
+    if (raw.get("head_dim") is None and d_model % attn_heads) or attn_heads % kv_heads:
         raise ValueError(f"num_attention_heads {attn_heads} must divide hidden_size {d_model}, and "
                          f"num_key_value_heads {kv_heads} must divide num_attention_heads")
     if _flag(raw, "attention_bias", False):
         raise ValueError("attention_bias true is not supported yet")
-    attn_head_dim = d_model // attn_heads
-    position = raw.get("position_embedding_type")
-    if position not in (None, "rope", "nope"):
-        raise ValueError(f"position_embedding_type {position!r} is not supported (only 'rope', or none)")
-    # transformers' Granite rotary turns whole heads, whatever partial_rotary_factor says.
-    rope_dim, rope_theta = _rope(raw, attn_head_dim, partial=False) if position == "rope" else (0, 10000.0)
-    return ModelConfig(
-        family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
-        vocab_size=_size(raw, "vocab_size", 32000), d_inner=d_inner, d_state=_size(raw, "mamba_d_state", 256),
-        d_conv=_size(raw, "mamba_d_conv", 4), dt_rank=0, eps=_eps(raw, "rms_norm_eps", 1e-6),
-        tie_embeddings=_flag(raw, "tie_word_embeddings", False), use_bias=_flag(raw, "mamba_proj_bias", False),
-        use_conv_bias=_flag(raw, "mamba_conv_bias", True), n_heads=n_heads, head_dim=head_dim, n_groups=n_groups,
-        chunk_size=_size(raw, "mamba_chunk_size", 256), dt_min=dt_min, dt_max=dt_max, gated_norm=True,
-        layers=layers, attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=attn_head_dim,
-        attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
-        mlp_inner=_size(raw, "shared_intermediate_size", 1024),
-        embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
-        residual_multiplier=_number(raw, "residual_multiplier", 1.0),
-        logits_scaling=_number(raw, "logits_scaling", 1.0),
-    )
+    return dict(attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=head_dim)
 
 
 _LAYER_LETTERS = {"mamba": "M", "linear_attention": "M", "attention": "A", "full_attention": "A"}
@@ -322,9 +361,18 @@ def _layer_letters(raw: dict[str, Any], n_layer: int) -> str:
     return "".join(_LAYER_LETTERS[k] for k in kinds)
 
 
-def _rope(raw: dict[str, Any], head_dim: int, partial: bool) -> tuple[int, float]:
+def _attn_indices(raw: dict[str, Any], n_layer: int) -> str:
+    """'A' at the layers of `attn_layer_indices` (Bamba), 'M' elsewhere."""
+    indices = raw.get("attn_layer_indices") or []
+    if not isinstance(indices, list) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_layer
+                                            for i in indices):
+        raise ValueError(f"'attn_layer_indices' must list layer indices in [0, {n_layer}), got {_short(indices)}")
+    return "".join("A" if i in indices else "M" for i in range(n_layer))
+
+
+def _rope(raw: dict[str, Any], head_dim: int, factor: float) -> tuple[int, float]:
     """(rotated dims per head, theta) from rope_parameters (or the older top-level keys);
-    with partial, partial_rotary_factor of each head rotates."""
+    `factor` of each head's dims rotate."""
     params = raw.get("rope_parameters") or {}
     if not isinstance(params, dict):
         raise ValueError(f"'rope_parameters' must be an object, got {params!r}")
@@ -333,10 +381,11 @@ def _rope(raw: dict[str, Any], head_dim: int, partial: bool) -> tuple[int, float
     if rope_type != "default":
         raise ValueError(f"rope_type {rope_type!r} is not supported yet (only 'default')")
     theta = _number(params, "rope_theta", raw.get("rope_theta", 10000.0))
-    factor = _number(params, "partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) if partial else 1.0
-    rope_dim = int(head_dim * factor) // 2 * 2  # the reference keeps an even count of dims
-    if rope_dim <= 0 or rope_dim > head_dim:
-        raise ValueError(f"partial_rotary_factor {factor!r} leaves {rope_dim} of {head_dim} dims to rotate")
+    rope_dim = int(head_dim * factor)
+    # An odd count would rotate one more dim than the frequencies' denominator in transformers.
+    if rope_dim <= 0 or rope_dim > head_dim or rope_dim % 2:
+        raise ValueError(f"partial_rotary_factor {factor!r} leaves {rope_dim} of {head_dim} dims to rotate "
+                         "(an even count from 2 to the head dim is needed)")
     return rope_dim, theta
 
 
@@ -345,9 +394,10 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "mamba2": _parse_hf_mamba2,
     "falcon_mamba": _parse_hf_falcon_mamba,
     "granitemoehybrid": _parse_granitemoehybrid,
+    "bamba": _parse_bamba,
 }
 # Attention hybrids the C++ core has kernels for but no layers yet.
-_HYBRIDS_NOT_YET = {"nemotron_h": "Nemotron-H", "bamba": "Bamba"}
+_HYBRIDS_NOT_YET = {"nemotron_h": "Nemotron-H"}
 
 
 # --- original mamba_ssm layout ----------------------------------------------

@@ -16,8 +16,9 @@ from .errors import one_line
 
 # The one naming difference between the families (doc 1.6).
 EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
-# The hybrids' transformers layout (a decoder-only LM's names).
-HYBRID_EMBEDDING, HYBRID_NORM_F = "model.embed_tokens.weight", "model.norm.weight"
+# The hybrids' transformers layout (a decoder-only LM's names); Bamba calls its last norm final_layernorm.
+HYBRID_EMBEDDING = "model.embed_tokens.weight"
+HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight"}
 LM_HEAD = "lm_head.weight"
 _MAX_LISTED = 5  # unexpected names quoted in an error
 
@@ -25,7 +26,7 @@ _MAX_LISTED = 5  # unexpected names quoted in an error
 # The big matrices (internal names' last part): the only weights that take
 # another type than f32 (f16 / bf16 as stored, or q8 / q4 from `mambart convert`).
 MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj",
-                      "q_proj", "k_proj", "v_proj", "o_proj", "mlp_in", "mlp_out"})
+                      "q_proj", "k_proj", "v_proj", "o_proj", "mlp_in", "mlp_gate", "mlp_up", "mlp_out"})
 # Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
 # f32 scale + f32 minimum + 16 bytes of 4-bit codes).
 _BLOCK = 32
@@ -85,7 +86,7 @@ def _global_specs(config: ModelConfig) -> list[TensorSpec]:
     """The tensors outside the layers, the same in every family (doc 1.6)."""
     D, V = config.d_model, config.vocab_size
     if config.family == "hybrid":
-        table = [spec(HYBRID_EMBEDDING, "embedding", V, D), spec(HYBRID_NORM_F, "norm_f", D)]
+        table = [spec(HYBRID_EMBEDDING, "embedding", V, D), spec(HYBRID_NORM_F[config.naming], "norm_f", D)]
     else:
         table = [spec(EMBEDDING_NAMES[config.naming], "embedding", V, D), spec("backbone.norm_f.weight", "norm_f", D)]
     if not config.tie_embeddings:
@@ -159,8 +160,9 @@ def _mamba2_mixer(config: ModelConfig, mixer: str, dst: str) -> list[TensorSpec]
 
 
 def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
-    """Granite-4.0-H: per layer a pre-norm, a Mamba-2 mixer or an attention, then a
-    pre-norm and the SwiGLU MLP (input_linear's rows: [gate | up])."""
+    """Granite-4.0-H and Bamba: per layer a pre-norm, a Mamba-2 mixer or an attention, then a
+    pre-norm and the SwiGLU MLP: Granite's shared_mlp.input_linear (rows [gate | up]), or
+    Bamba's feed_forward with gate_proj and up_proj apart."""
     D, F = config.d_model, config.mlp_inner
     q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
     table = _global_specs(config)
@@ -175,9 +177,16 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
                       spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
                       spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
                       spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
-        table += [spec(src + "post_attention_layernorm.weight", dst + "mlp_norm", D),
-                  spec(src + "shared_mlp.input_linear.weight", dst + "mlp_in", 2 * F, D),
-                  spec(src + "shared_mlp.output_linear.weight", dst + "mlp_out", D, F)]
+        if config.naming == "bamba":
+            mlp = src + "feed_forward."
+            table += [spec(src + "pre_ff_layernorm.weight", dst + "mlp_norm", D),
+                      spec(mlp + "gate_proj.weight", dst + "mlp_gate", F, D),
+                      spec(mlp + "up_proj.weight", dst + "mlp_up", F, D),
+                      spec(mlp + "down_proj.weight", dst + "mlp_out", D, F)]
+        else:
+            table += [spec(src + "post_attention_layernorm.weight", dst + "mlp_norm", D),
+                      spec(src + "shared_mlp.input_linear.weight", dst + "mlp_in", 2 * F, D),
+                      spec(src + "shared_mlp.output_linear.weight", dst + "mlp_out", D, F)]
     return table
 
 

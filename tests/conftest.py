@@ -47,9 +47,19 @@ def small_granite_dir(tmp_path_factory):
     return path, make_granite_hybrid(path, layer_types=("mamba", "attention", "mamba", "attention"))
 
 
-@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba", "granite_hybrid"])
+@pytest.fixture(scope="session")
+def small_bamba_dir(tmp_path_factory):
+    """A small random Bamba (Mamba-2 and GQA attention layers, partial rope) with a tokenizer."""
+    from models import make_bamba
+
+    path = tmp_path_factory.mktemp("bamba-small")
+    return path, make_bamba(path, num_hidden_layers=4, attn_layer_indices=(1, 3))
+
+
+@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba", "granite_hybrid", "bamba"])
 def any_model_dir(request):
     """Each small checkpoint in turn, one per family: (path, hf_model)."""
     fixture = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir",
-               "falcon_mamba": "small_falcon_mamba_dir", "granite_hybrid": "small_granite_dir"}[request.param]
+               "falcon_mamba": "small_falcon_mamba_dir", "granite_hybrid": "small_granite_dir",
+               "bamba": "small_bamba_dir"}[request.param]
     return request.getfixturevalue(fixture)

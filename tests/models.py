@@ -246,7 +246,12 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
         attention_multiplier=head_dim ** -0.5 if attention_multiplier is None else attention_multiplier,
         logits_scaling=logits_scaling, tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0,
         eos_token_id=0)
-    model = GraniteMoeHybridForCausalLM(config).eval()
+    return _save_hybrid(GraniteMoeHybridForCausalLM(config).eval(), out_dir, dtype, vocab_size)
+
+
+def _save_hybrid(model, out_dir: Path, dtype: torch.dtype, vocab_size: int):
+    """Widen the attention projections, perturb the constants, save `model` in `dtype` with a
+    tokenizer, and return it reloaded in f32."""
     with torch.no_grad():  # the initialisation's std 0.02 leaves attention nearly uniform: widen it
         for name, p in model.named_parameters():
             if name.endswith(("q_proj.weight", "k_proj.weight")):
@@ -257,4 +262,24 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
         train_tokenizer(out_dir, vocab_size=min(vocab_size, 300))
     # Reloaded in f32 rather than cast back: a cast would keep the rotary frequencies rounded to `dtype`,
     # which a loaded checkpoint recomputes (they are not saved).
-    return GraniteMoeHybridForCausalLM.from_pretrained(out_dir, dtype=torch.float32).eval()
+    return type(model).from_pretrained(out_dir, dtype=torch.float32).eval()
+
+
+def make_bamba(out_dir: Path, *, hidden_size: int = 64, attn_layer_indices=(1,), num_hidden_layers: int = 3,
+               num_attention_heads: int = 4, num_key_value_heads: int = 2, intermediate_size: int = 48,
+               mamba_n_heads: int = 4, mamba_d_state: int = 16, mamba_n_groups: int = 2, mamba_conv_bias: bool = True,
+               mamba_proj_bias: bool = False, mamba_chunk_size: int = 256, rope_parameters: dict | None = None,
+               tie_word_embeddings: bool = False, vocab_size: int = 320, dtype: torch.dtype = torch.float32,
+               seed: int = 0):
+    """Save a random BambaForCausalLM and a tokenizer to out_dir; return it in f32."""
+    from transformers import BambaConfig, BambaForCausalLM
+
+    torch.manual_seed(seed)
+    config = BambaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        attn_layer_indices=list(attn_layer_indices), num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, mamba_n_heads=mamba_n_heads,
+        mamba_d_state=mamba_d_state, mamba_n_groups=mamba_n_groups, mamba_conv_bias=mamba_conv_bias,
+        mamba_proj_bias=mamba_proj_bias, mamba_chunk_size=mamba_chunk_size, rope_parameters=rope_parameters,
+        tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    return _save_hybrid(BambaForCausalLM(config).eval(), out_dir, dtype, vocab_size)

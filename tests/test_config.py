@@ -118,7 +118,8 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 
 
 @pytest.mark.parametrize("raw, match", [
-    ({"model_type": "llama"}, r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid'\)"),
+    ({"model_type": "llama"},
+     r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid', 'bamba'\)"),
     (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
      r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),
@@ -133,7 +134,15 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
     ({"model_type": "granitemoehybrid", "num_local_experts": 0, "num_key_value_heads": 5},
      "num_key_value_heads 5 must divide num_attention_heads"),
     ({"model_type": "nemotron_h"}, r"'nemotron_h' \(Nemotron-H: .*\) is not supported yet"),
-    ({"model_type": "bamba"}, r"'bamba' \(Bamba: .*\) is not supported yet"),
+    ({"model_type": "bamba", "mlp_bias": True}, "mlp_bias true is not supported yet"),
+    ({"model_type": "bamba", "attention_bias": True}, "attention_bias true is not supported yet"),
+    ({"model_type": "bamba", "num_hidden_layers": 4, "attn_layer_indices": [1, 4]},
+     r"'attn_layer_indices' must list layer indices in \[0, 4\), got \[1, 4\]"),
+    ({"model_type": "bamba", "hidden_size": 96, "num_attention_heads": 16, "num_key_value_heads": 4},
+     "partial_rotary_factor 0.5 leaves 3 of 6 dims to rotate"),
+    ({"model_type": "bamba", "rope_parameters": {"rope_type": "linear", "factor": 2.0}},
+     "rope_type 'linear' is not supported yet"),
+    ({"model_type": "bamba", "num_attention_heads": 12}, "num_key_value_heads 8 must divide num_attention_heads"),
     (dict(HF_130M, hidden_size=0), "'hidden_size' must be a positive integer, got 0"),
     (dict(HF_130M, num_hidden_layers="24"), "'num_hidden_layers' must be a positive integer"),
     (dict(HF_130M, state_size=True), "'state_size' must be a positive integer"),
@@ -232,6 +241,27 @@ def test_hf_mamba2_from_transformers(tmp_path):
         (12, 8, 3, 16, 64)
     assert (cfg.dt_min, cfg.dt_max, cfg.eps, cfg.use_bias) == (0.01, math.inf, 1e-6, True)
     assert (cfg.dt_rank, cfg.gated_norm, cfg.tie_embeddings) == (0, True, False)
+
+
+def test_bamba_from_transformers(tmp_path):
+    """BambaConfig's defaults, and its partial rotary factor: 0.5 over a top-level key,
+    rope_parameters' own factor where it names one."""
+    from transformers import BambaConfig
+
+    BambaConfig(partial_rotary_factor=1.0).save_pretrained(tmp_path)
+    cfg = load_config(tmp_path)
+    assert (cfg.family, cfg.naming, cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.layers) == \
+        ("hybrid", "bamba", 4096, 32, 128000, "M" * 32)
+    assert (cfg.attn_heads, cfg.kv_heads, cfg.attn_head_dim, cfg.rope_dim, cfg.rope_theta) == (32, 8, 128, 64, 1e4)
+    assert (cfg.n_heads, cfg.head_dim, cfg.n_groups, cfg.d_state, cfg.mlp_inner, cfg.eps) == \
+        (128, 64, 1, 256, 14336, 1e-5)
+    assert cfg.attn_scale == 128 ** -0.5 and not cfg.tie_embeddings
+    BambaConfig(num_hidden_layers=4, attn_layer_indices=[0, 2], hidden_size=64, num_attention_heads=4,
+                num_key_value_heads=None, mamba_n_heads=4, head_dim=8,
+                rope_parameters={"rope_type": "default", "rope_theta": 5e5,
+                                 "partial_rotary_factor": 0.25}).save_pretrained(tmp_path)
+    cfg = load_config(tmp_path)
+    assert (cfg.layers, cfg.kv_heads, cfg.attn_head_dim, cfg.rope_dim, cfg.rope_theta) == ("AMAM", 4, 8, 2, 5e5)
 
 
 def test_hf_mamba2_all_defaults(tmp_path):

@@ -1,36 +1,56 @@
-"""Granite-4.0-H (granitemoehybrid without experts) against transformers (f32, CPU):
-Mamba-2 and attention layers, the shared SwiGLU MLP, the multipliers, rope or none, KV caches."""
+"""The attention hybrids against transformers (f32, CPU): Granite-4.0-H (granitemoehybrid without
+experts) and Bamba. Mamba-2 and attention layers, the SwiGLU MLP after every mixer, Granite's
+multipliers, rope (Bamba's partial) or none, KV caches."""
 import numpy as np
 import pytest
 import torch
 
 import mambart
 from mambart import _core
-from models import greedy_both, hf_logits, make_granite_hybrid, random_ids, rel_err, stepwise_logits
+from models import (greedy_both, hf_logits, make_bamba, make_granite_hybrid, random_ids, rel_err,
+                    stepwise_logits)
 
 SHAPES = {
     # GQA with 2 KV heads, full rope.
-    "rope_gqa2": dict(),
+    "granite-rope_gqa2": dict(),
     # No position encoding, MHA, every multiplier != 1 (Granite-4.0-H's own values).
-    "nope_mha_multipliers": dict(position_embedding_type=None, num_key_value_heads=4, embedding_multiplier=12.0,
-                                 residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=6.0,
-                                 layer_types=("mamba", "mamba", "attention", "mamba")),
+    "granite-nope_mha_multipliers": dict(position_embedding_type=None, num_key_value_heads=4,
+                                         embedding_multiplier=12.0, residual_multiplier=0.22,
+                                         attention_multiplier=0.0078125, logits_scaling=6.0,
+                                         layer_types=("mamba", "mamba", "attention", "mamba")),
     # One KV head, another rope theta, tied head, attention first; a partial_rotary_factor that
     # transformers' Granite ignores (it turns whole heads), so mambart must too.
-    "gqa1_partial_rope_tied": dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=1,
-                                   partial_rotary_factor=0.5, rope_theta=500.0, tie_word_embeddings=True,
-                                   mamba_n_heads=6, mamba_n_groups=3, shared_intermediate_size=40,
-                                   layer_types=("attention", "mamba", "attention", "mamba", "mamba")),
+    "granite-gqa1_partial_rope_tied": dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=1,
+                                           partial_rotary_factor=0.5, rope_theta=500.0, tie_word_embeddings=True,
+                                           mamba_n_heads=6, mamba_n_groups=3, shared_intermediate_size=40,
+                                           layer_types=("attention", "mamba", "attention", "mamba", "mamba")),
+    # Bamba's defaults: half of each head rotates, 2 KV heads, gate_proj and up_proj apart.
+    "bamba-gqa2": dict(),
+    # MHA, a quarter of each head rotating at another theta, tied head, in_proj / out_proj biases
+    # and no conv bias, attention first and last.
+    "bamba-mha_quarter_rope_tied_bias": dict(num_key_value_heads=4, num_hidden_layers=4, attn_layer_indices=(0, 3),
+                                            rope_parameters={"rope_type": "default", "rope_theta": 500.0,
+                                                             "partial_rotary_factor": 0.25},
+                                            tie_word_embeddings=True, mamba_proj_bias=True, mamba_conv_bias=False),
+    # One KV head, whole heads rotating, 3 groups, SSD chunks of 64 (a prompt spans several).
+    "bamba-gqa1_full_rope_chunk64": dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=1,
+                                         mamba_n_heads=6, mamba_n_groups=3, intermediate_size=40, mamba_chunk_size=64,
+                                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "partial_rotary_factor": 1.0},
+                                         num_hidden_layers=4, attn_layer_indices=(1, 2)),
 }
+MAKERS = {"granite": make_granite_hybrid, "bamba": make_bamba}
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 
 
-@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("rope_gqa2", "bf16")],
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("granite-rope_gqa2", "bf16"),
+                                                                         ("bamba-gqa2", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     shape, dtype = request.param
-    path = tmp_path_factory.mktemp(f"granite-{shape}-{dtype}")
-    hf = make_granite_hybrid(path, dtype=DTYPES[dtype], seed=len(shape), **SHAPES[shape])
+    path = tmp_path_factory.mktemp(f"{shape}-{dtype}")
+    make = MAKERS[shape.split("-")[0]]
+    hf = make(path, dtype=DTYPES[dtype], seed=len(shape), **SHAPES[shape])
     return mambart.load(path, threads=2), hf
 
 

@@ -158,3 +158,11 @@ def test_hybrid_info(small_granite_dir):
     assert d["parameters"] == sum(p.numel() for p in small_granite_dir[1].parameters())
     text = format_info(d)
     assert "layer_pattern:" in text and "dt_rank" not in text
+
+
+def test_bamba_info(small_bamba_dir):
+    from mambart.info import describe
+
+    d = describe(str(small_bamba_dir[0]))
+    assert (d["family"], d["naming"], d["layer_pattern"], d["rope_dim"]) == ("hybrid", "bamba", "M A M A", 8)
+    assert d["parameters"] == sum(p.numel() for p in small_bamba_dir[1].parameters())

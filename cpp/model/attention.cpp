@@ -26,9 +26,14 @@ void Model::load_hybrid_layers(WeightTable& w) {
     }
     MlpLayer& M = mlp_[static_cast<size_t>(i)];
     M.norm = w.get(p + "mlp_norm", {D});
-    M.in = w.matrix(p + "mlp_in", {2 * F, D});
-    M.gate = M.in.rows(0, F);
-    M.up = M.in.rows(F, 2 * F);
+    if (w.shape_of(p + "mlp_gate").empty()) {  // Granite: one (2F, D) matrix [gate | up]
+      M.in = w.matrix(p + "mlp_in", {2 * F, D});
+      M.gate = M.in.rows(0, F);
+      M.up = M.in.rows(F, 2 * F);
+    } else {  // Bamba: gate_proj and up_proj apart
+      M.gate = w.matrix(p + "mlp_gate", {F, D});
+      M.up = w.matrix(p + "mlp_up", {F, D});
+    }
     M.out = w.matrix(p + "mlp_out", {D, F});
   }
   if (c.rope_dim > 0) {

@@ -100,9 +100,9 @@ struct AttentionLayer {
 
 struct MlpLayer {
   Tensor norm;    // (D)
-  Tensor in;      // (2F, D): rows [0, F) the gate, [F, 2F) the up projection
-  Tensor gate;    // views of in's two halves, so that each lands in contiguous rows
-  Tensor up;
+  Tensor in;      // (2F, D): rows [0, F) the gate, [F, 2F) the up projection; or undefined
+  Tensor gate;    // (F, D) each: views of in's two halves, so that each lands in contiguous
+  Tensor up;      // rows, or matrices of their own
   Tensor out;     // (D, F)
 };
 
