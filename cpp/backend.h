@@ -52,6 +52,10 @@ class Backend {
   virtual void scale(float* x, float alpha, int64_t n) = 0;
   // dst[i] = src[i] for n floats, both in this backend's memory (KV caches).
   virtual void copy(const float* src, float* dst, int64_t n) = 0;
+  // x[r, j] *= scale[j] for the (rows, cols) block of x, row stride ld (Falcon-H1's multipliers).
+  virtual void mul_columns(float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld) = 0;
+  // y[i] += alpha * x[i] for n floats (Falcon-H1's parallel mixers).
+  virtual void axpy(float alpha, const float* x, float* y, int64_t n) = 0;
   // Attention layers (kernels/attention.h). The CUDA backend has none yet:
   // a Model refuses attention hybrids there at load.
   virtual bool has_attention() const { return true; }

@@ -253,6 +253,8 @@ class CudaBackend final : public Backend {
   bool has_attention() const override { return false; }
   void scale(float*, float, int64_t) override { no_attention("scale"); }
   void copy(const float*, float*, int64_t) override { no_attention("copy"); }
+  void mul_columns(float*, const float*, int64_t, int64_t, int64_t) override { no_attention("mul_columns"); }
+  void axpy(float, const float*, float*, int64_t) override { no_attention("axpy"); }
   void attention(const AttentionParams&) override { no_attention("attention"); }
   void rope(const RopeParams&) override { no_attention("rope"); }
 

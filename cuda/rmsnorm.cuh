@@ -37,7 +37,8 @@ MAMBART_HD void rmsnorm_gated_group(const RmsnormGatedParams& p, int64_t r, int6
   blk.phase([&](int tid, int nt) {
     float ss = 0.0f;
     for (int64_t i = g0 + tid; i < g0 + p.group; i += nt) {
-      const float v = p.x[r * p.ldx + i] * silu(p.z[r * p.ldz + i]);
+      const float x = p.x[r * p.ldx + i];
+      const float v = p.norm_before_gate ? x : x * silu(p.z[r * p.ldz + i]);
       out[i] = v;
       ss += v * v;
     }
@@ -47,7 +48,10 @@ MAMBART_HD void rmsnorm_gated_group(const RmsnormGatedParams& p, int64_t r, int6
     float ss = 0.0f;
     for (int t = 0; t < nt; ++t) ss += sh[t];
     const float scale = 1.0f / sqrtf(ss / static_cast<float>(p.group) + p.eps);
-    for (int64_t i = g0 + tid; i < g0 + p.group; i += nt) out[i] = out[i] * scale * p.weight[i];
+    for (int64_t i = g0 + tid; i < g0 + p.group; i += nt) {
+      out[i] = out[i] * scale * p.weight[i];
+      if (p.norm_before_gate) out[i] *= silu(p.z[r * p.ldz + i]);
+    }
   });
 }
 

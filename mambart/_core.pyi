@@ -50,6 +50,12 @@ class ModelConfig:
     embedding_multiplier: float
     residual_multiplier: float
     logits_scaling: float
+    in_proj_multipliers: list[float]
+    ssm_out_multiplier: float
+    attn_out_multiplier: float
+    mlp_gate_multiplier: float
+    mlp_down_multiplier: float
+    norm_before_gate: bool
     def __init__(self) -> None: ...
 
 class Tensor:
@@ -160,7 +166,7 @@ class kernels:
                  out: Optional[np.ndarray] = None) -> np.ndarray: ...
     @staticmethod
     def rmsnorm_gated(x: np.ndarray, z: np.ndarray, weight: np.ndarray, group: int, eps: float = 1e-5,
-                      out: Optional[np.ndarray] = None) -> np.ndarray: ...
+                      out: Optional[np.ndarray] = None, norm_before_gate: bool = False) -> np.ndarray: ...
     @staticmethod
     def silu(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray: ...
     @staticmethod

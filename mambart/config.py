@@ -110,11 +110,28 @@ class ModelConfig:
     embedding_multiplier: float = 1.0
     residual_multiplier: float = 1.0   # each block's output is scaled by this before the residual add
     logits_scaling: float = 1.0        # logits are divided by this
+    # Falcon-H1: layers "P", a Mamba-2 mixer and an attention side by side on one norm (cpp/model/falcon_h1.cpp).
+    in_proj_multipliers: tuple[float, ...] = ()  # ssm_in_multiplier x ssm_multipliers, on [z | x | B | C | dt]
+    ssm_out_multiplier: float = 1.0
+    attn_out_multiplier: float = 1.0   # attention_out_multiplier x attention_in_multiplier (v's share of the input)
+    mlp_gate_multiplier: float = 1.0
+    mlp_down_multiplier: float = 1.0
+    norm_before_gate: bool = False     # the Mamba-2 gated norm normalises y first and gates after
     quantized: str | None = None  # "q8" / "q4": the big matrices are stored so (`mambart convert`)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-serialisable)."""
         return asdict(self)
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with an attention, hence a KV cache ("A", and Falcon-H1's "P")."""
+        return sum(kind in "AP" for kind in self.layers)
+
+    @property
+    def mamba_layers(self) -> int:
+        """Layers with a Mamba mixer, hence a conv and an SSM state."""
+        return self.n_layer - self.layers.count("A")
 
 
 def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
@@ -313,16 +330,18 @@ def _parse_bamba(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
-def _hybrid_mamba(raw: dict[str, Any], d_model: int) -> dict[str, Any]:
-    """The Mamba-2 layers of Granite-4.0-H and Bamba: the same mamba_* keys and defaults."""
+def _hybrid_mamba(raw: dict[str, Any], d_model: int, d_inner: int | None = None) -> dict[str, Any]:
+    """The Mamba-2 layers of Granite-4.0-H, Bamba and Falcon-H1: the same mamba_* keys and defaults;
+    d_inner when the config sizes it otherwise than hidden_size * mamba_expand (Falcon-H1's mamba_d_ssm)."""
     act = raw.get("hidden_act", "silu")
     if act != "silu":
         raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
-    d_inner = _inner(raw, "mamba_expand", 2, d_model)
+    inner_name = "hidden_size * mamba_expand" if d_inner is None else "mamba_d_ssm"
+    d_inner = _inner(raw, "mamba_expand", 2, d_model) if d_inner is None else d_inner
     n_heads = _size(raw, "mamba_n_heads", 128)
     head_dim = d_inner // n_heads if raw.get("mamba_d_head", "auto") == "auto" else _size(raw, "mamba_d_head", 0)
     if n_heads * head_dim != d_inner:
-        raise ValueError(f"mamba_n_heads {n_heads} x mamba_d_head {head_dim} != hidden_size * mamba_expand {d_inner}")
+        raise ValueError(f"mamba_n_heads {n_heads} x mamba_d_head {head_dim} != {inner_name} {d_inner}")
     n_groups = _size(raw, "mamba_n_groups", 1)
     _check_groups(n_heads, n_groups, "mamba_n_heads", "mamba_n_groups")
     dt_min, dt_max = _dt_limit(raw, "time_step_limit")
@@ -345,6 +364,54 @@ def _hybrid_attention(raw: dict[str, Any], d_model: int, attn_heads: int, kv_def
     if _flag(raw, "attention_bias", False):
         raise ValueError("attention_bias true is not supported yet")
     return dict(attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=head_dim)
+
+
+def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
+    """transformers FalconH1Config; defaults are that class's.
+
+    Every layer is "P": a Mamba-2 mixer and an attention side by side on the input norm,
+    then a SwiGLU MLP. The µP multipliers become those of the C++ config: the attention
+    input and key multipliers fold into the softmax scale (q.k carries attention_in^2 x key)
+    and into the output multiplier (v carries attention_in).
+    """
+    for key in ("mlp_bias", "mamba_proj_bias", "projectors_bias"):
+        if _flag(raw, key, False):
+            raise ValueError(f"{key} true is not supported yet")
+    d_model = _size(raw, "hidden_size", 4096)
+    n_layer = _size(raw, "num_hidden_layers", 32)
+    # transformers builds in_proj and conv1d with mamba_expand * hidden_size whatever mamba_d_ssm says;
+    # the checkpoints' shapes follow mamba_d_ssm, and so does mambart.
+    d_ssm = _size(raw, "mamba_d_ssm", 1024) if raw.get("mamba_d_ssm", 1024) is not None else None
+    mamba = dict(_hybrid_mamba(raw, d_model, d_ssm), gated_norm=_flag(raw, "mamba_rms_norm", False))
+    attn = _hybrid_attention(raw, d_model, _size(raw, "num_attention_heads", 32), kv_default=8)
+    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], 1.0)  # Llama's rotary: whole heads
+    attn_in = _number(raw, "attention_in_multiplier", 1.0)
+    ssm_in = _number(raw, "ssm_in_multiplier", 1.0)
+    mlp_gate, mlp_down = _numbers(raw, "mlp_multipliers", 2)
+    return ModelConfig(
+        family="hybrid", naming="falcon_h1", d_model=d_model, n_layer=n_layer,
+        vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers="P" * n_layer, **mamba, **attn,
+        attn_scale=attn["attn_head_dim"] ** -0.5 * attn_in * attn_in * _number(raw, "key_multiplier", 1.0),
+        rope_dim=rope_dim, rope_theta=rope_theta, mlp_inner=_size(raw, "intermediate_size", 14336),
+        embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
+        logits_scaling=1.0 / _number(raw, "lm_head_multiplier", 1.0),
+        in_proj_multipliers=tuple(ssm_in * m for m in _numbers(raw, "ssm_multipliers", 5)),
+        ssm_out_multiplier=_number(raw, "ssm_out_multiplier", 1.0),
+        attn_out_multiplier=_number(raw, "attention_out_multiplier", 1.0) * attn_in,
+        mlp_gate_multiplier=mlp_gate, mlp_down_multiplier=mlp_down,
+        norm_before_gate=_flag(raw, "mamba_norm_before_gate", True),
+    )
+
+
+def _numbers(raw: dict[str, Any], key: str, count: int) -> tuple[float, ...]:
+    """A list of `count` positive numbers (all 1 when absent or null)."""
+    value = raw.get(key)
+    if value is None:
+        return (1.0,) * count
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ValueError(f"'{key}' must list {count} numbers, got {value!r}")
+    return tuple(_number({key: v}, key, 1.0) for v in value)
 
 
 _LAYER_LETTERS = {"mamba": "M", "linear_attention": "M", "attention": "A", "full_attention": "A"}
@@ -395,6 +462,7 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "falcon_mamba": _parse_hf_falcon_mamba,
     "granitemoehybrid": _parse_granitemoehybrid,
     "bamba": _parse_bamba,
+    "falcon_h1": _parse_falcon_h1,
 }
 # Attention hybrids the C++ core has kernels for but no layers yet.
 _HYBRIDS_NOT_YET = {"nemotron_h": "Nemotron-H"}

@@ -16,9 +16,11 @@ from .errors import one_line
 
 # The one naming difference between the families (doc 1.6).
 EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
-# The hybrids' transformers layout (a decoder-only LM's names); Bamba calls its last norm final_layernorm.
+# The hybrids' transformers layout (a decoder-only LM's names); Bamba and Falcon-H1 call their last norm
+# final_layernorm.
 HYBRID_EMBEDDING = "model.embed_tokens.weight"
-HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight"}
+HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight",
+                 "falcon_h1": "model.final_layernorm.weight"}
 LM_HEAD = "lm_head.weight"
 _MAX_LISTED = 5  # unexpected names quoted in an error
 
@@ -163,8 +165,9 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
     """Granite-4.0-H and Bamba: per layer a pre-norm, a Mamba-2 mixer or an attention, then a
     pre-norm and the SwiGLU MLP: Granite's shared_mlp.input_linear (rows [gate | up]), or
     Bamba's feed_forward with gate_proj and up_proj apart."""
+    if config.naming == "falcon_h1":
+        return falcon_h1_table(config)
     D, F = config.d_model, config.mlp_inner
-    q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
     table = _global_specs(config)
     for i, kind in enumerate(config.layers):
         src, dst = f"model.layers.{i}.", f"layers.{i}."
@@ -172,22 +175,48 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
         if kind == "M":
             table += _mamba2_mixer(config, src + "mamba.", dst)
         else:
-            attn = src + "self_attn."
-            table += [spec(attn + "q_proj.weight", dst + "q_proj", q_dim, D),
-                      spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
-                      spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
-                      spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
+            table += _attention(config, src + "self_attn.", dst)
         if config.naming == "bamba":
-            mlp = src + "feed_forward."
-            table += [spec(src + "pre_ff_layernorm.weight", dst + "mlp_norm", D),
-                      spec(mlp + "gate_proj.weight", dst + "mlp_gate", F, D),
-                      spec(mlp + "up_proj.weight", dst + "mlp_up", F, D),
-                      spec(mlp + "down_proj.weight", dst + "mlp_out", D, F)]
+            table += _feed_forward(config, src, dst)
         else:
             table += [spec(src + "post_attention_layernorm.weight", dst + "mlp_norm", D),
                       spec(src + "shared_mlp.input_linear.weight", dst + "mlp_in", 2 * F, D),
                       spec(src + "shared_mlp.output_linear.weight", dst + "mlp_out", D, F)]
     return table
+
+
+def falcon_h1_table(config: ModelConfig) -> list[TensorSpec]:
+    """Falcon-H1: per layer the input norm, a Mamba-2 mixer and an attention beside it,
+    then a pre-norm and the SwiGLU MLP (gate, up and down projections apart)."""
+    D = config.d_model
+    table = _global_specs(config)
+    for i in range(config.n_layer):
+        src, dst = f"model.layers.{i}.", f"layers.{i}."
+        table.append(spec(src + "input_layernorm.weight", dst + "norm", D))
+        table += _mamba2_mixer(config, src + "mamba.", dst)
+        table += _attention(config, src + "self_attn.", dst)
+        table += _feed_forward(config, src, dst)
+    return table
+
+
+def _feed_forward(config: ModelConfig, src: str, dst: str) -> list[TensorSpec]:
+    """Bamba's and Falcon-H1's MLP: pre_ff_layernorm, then gate_proj, up_proj and down_proj apart."""
+    D, F = config.d_model, config.mlp_inner
+    ff = src + "feed_forward."
+    return [spec(src + "pre_ff_layernorm.weight", dst + "mlp_norm", D),
+            spec(ff + "gate_proj.weight", dst + "mlp_gate", F, D),
+            spec(ff + "up_proj.weight", dst + "mlp_up", F, D),
+            spec(ff + "down_proj.weight", dst + "mlp_out", D, F)]
+
+
+def _attention(config: ModelConfig, attn: str, dst: str) -> list[TensorSpec]:
+    """One grouped-query attention's projections, stored under `attn`."""
+    D = config.d_model
+    q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
+    return [spec(attn + "q_proj.weight", dst + "q_proj", q_dim, D),
+            spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
+            spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
+            spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
 
 
 _TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table, "hybrid": hybrid_table}

@@ -115,11 +115,12 @@ Out rmsnorm(Out& residual, const In& weight, const std::optional<In>& add, float
   return out;
 }
 
-Out rmsnorm_gated(const In& x, const In& z, const In& weight, int64_t group, float eps, int threads) {
+Out rmsnorm_gated(const In& x, const In& z, const In& weight, int64_t group, float eps, int threads,
+                 bool norm_before_gate) {
   const int64_t rows = x.shape(0), dim = x.shape(1);
   Out out({rows, dim});
   RmsnormGatedParams p{in_ptr(x), in_ptr(z), in_ptr(weight), out.mutable_data(), rows, dim, group, eps, dim, dim,
-                       dim};
+                       dim, norm_before_gate};
   std::vector<float> sh(static_cast<size_t>(threads));
   HostBlock blk{threads};
   for (int64_t r = 0; r < rows; ++r)
@@ -221,7 +222,7 @@ void bind_cuda(py::module_& m) {
   e.def("rmsnorm", &rmsnorm, py::arg("residual"), py::arg("weight"), py::arg("add") = none, py::arg("eps") = 1e-5f,
         py::arg("threads") = kNormThreads);
   e.def("rmsnorm_gated", &rmsnorm_gated, py::arg("x"), py::arg("z"), py::arg("weight"), py::arg("group"),
-        py::arg("eps") = 1e-5f, py::arg("threads") = kNormThreads);
+        py::arg("eps") = 1e-5f, py::arg("threads") = kNormThreads, py::arg("norm_before_gate") = false);
   e.def("gate_silu", &gate_silu, py::arg("x"), py::arg("z"));
   e.def("embedding", &embedding, py::arg("table"), py::arg("ids"));
   e.def("matvec", &matvec, py::arg("x"), py::arg("w"), py::arg("bias") = none, py::arg("threads") = kMatvecThreads);

@@ -301,7 +301,7 @@ py::array ssd(bool step, const py::array& x, const py::array& dt, const py::arra
 
 // rmsnorm_gated: x, z, out (rows, dim) row-strided; weight (dim); dim a multiple of group.
 py::array rmsnorm_gated(const py::array& x, const py::array& z, const py::array& weight,
-                        int64_t group, float eps, const py::object& out) {
+                        int64_t group, float eps, const py::object& out, bool norm_before_gate) {
   const char* op = "rmsnorm_gated";
   MAMBART_CHECK(x.ndim() == 2, "[rmsnorm_gated] x must be 2-D (rows, dim), got shape ",
                 str(Shape(x.shape(), x.shape() + x.ndim())));
@@ -314,7 +314,7 @@ py::array rmsnorm_gated(const py::array& x, const py::array& z, const py::array&
   p.x = vx.data, p.ldx = vx.ld, p.z = vz.data, p.ldz = vz.ld;
   p.weight = view(op, "weight", weight, {dim}, kContiguous).data;
   py::array y = output(op, out, {rows, dim}, kRowStrided, &p.ldout);
-  p.out = ptr(y), p.rows = rows, p.dim = dim, p.group = group, p.eps = eps;
+  p.out = ptr(y), p.rows = rows, p.dim = dim, p.group = group, p.eps = eps, p.norm_before_gate = norm_before_gate;
   run(cpu_kernels().rmsnorm_gated, p, rows);
   return y;
 }
@@ -463,9 +463,9 @@ void bind_kernels(py::module_& m) {
       py::arg("D"), py::arg("z"), py::arg("state"), py::arg("out") = none,
       "One token per row: x, dt, z (batch, E); B, C (batch, N); state (batch, E, N).");
   k.def("rmsnorm_gated", &rmsnorm_gated, py::arg("x"), py::arg("z"), py::arg("weight"),
-        py::arg("group"), py::arg("eps") = 1e-5f, py::arg("out") = none,
+        py::arg("group"), py::arg("eps") = 1e-5f, py::arg("out") = none, py::arg("norm_before_gate") = false,
         "v = x * silu(z), x and z (rows, dim); each run of `group` channels of v divided by its "
-        "rms, times weight (dim).");
+        "rms, times weight (dim). norm_before_gate: v = x, and the result times silu(z).");
   const float inf = std::numeric_limits<float>::infinity();
   k.def(
       "ssd_prefill",

@@ -97,7 +97,13 @@ void bind_model(py::module_& m) {
       .def_readwrite("mlp_inner", &ModelConfig::mlp_inner)
       .def_readwrite("embedding_multiplier", &ModelConfig::embedding_multiplier)
       .def_readwrite("residual_multiplier", &ModelConfig::residual_multiplier)
-      .def_readwrite("logits_scaling", &ModelConfig::logits_scaling);
+      .def_readwrite("logits_scaling", &ModelConfig::logits_scaling)
+      .def_readwrite("in_proj_multipliers", &ModelConfig::in_proj_multipliers)
+      .def_readwrite("ssm_out_multiplier", &ModelConfig::ssm_out_multiplier)
+      .def_readwrite("attn_out_multiplier", &ModelConfig::attn_out_multiplier)
+      .def_readwrite("mlp_gate_multiplier", &ModelConfig::mlp_gate_multiplier)
+      .def_readwrite("mlp_down_multiplier", &ModelConfig::mlp_down_multiplier)
+      .def_readwrite("norm_before_gate", &ModelConfig::norm_before_gate);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
       .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads, int cuda_device) {

@@ -56,10 +56,23 @@ def small_bamba_dir(tmp_path_factory):
     return path, make_bamba(path, num_hidden_layers=4, attn_layer_indices=(1, 3))
 
 
-@pytest.fixture(scope="session", params=["mamba1", "mamba2", "falcon_mamba", "granite_hybrid", "bamba"])
+@pytest.fixture(scope="session")
+def small_falcon_h1_dir(tmp_path_factory):
+    """A small random Falcon-H1 (3 layers of Mamba-2 beside GQA attention, Falcon-H1-0.5B's multipliers)."""
+    from models import make_falcon_h1
+    from test_more_hybrids import FALCON_H1_05B
+
+    path = tmp_path_factory.mktemp("falcon-h1-small")
+    return path, make_falcon_h1(path, multipliers=FALCON_H1_05B)
+
+
+FAMILY_FIXTURES = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir", "falcon_mamba": "small_falcon_mamba_dir",
+                   "granite_hybrid": "small_granite_dir", "bamba": "small_bamba_dir",
+                   "falcon_h1": "small_falcon_h1_dir"}
+
+
+@pytest.fixture(scope="session", params=list(FAMILY_FIXTURES))
 def any_model_dir(request):
     """Each small checkpoint in turn, one per family: (path, hf_model)."""
-    fixture = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir",
-               "falcon_mamba": "small_falcon_mamba_dir", "granite_hybrid": "small_granite_dir",
-               "bamba": "small_bamba_dir"}[request.param]
+    fixture = FAMILY_FIXTURES[request.param]
     return request.getfixturevalue(fixture)

@@ -283,3 +283,26 @@ def make_bamba(out_dir: Path, *, hidden_size: int = 64, attn_layer_indices=(1,),
         mamba_proj_bias=mamba_proj_bias, mamba_chunk_size=mamba_chunk_size, rope_parameters=rope_parameters,
         tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     return _save_hybrid(BambaForCausalLM(config).eval(), out_dir, dtype, vocab_size)
+
+
+def make_falcon_h1(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: int = 3, num_attention_heads: int = 4,
+                   num_key_value_heads: int = 2, head_dim: int | None = None, intermediate_size: int = 80,
+                   mamba_n_heads: int = 4, mamba_d_state: int = 16, mamba_n_groups: int = 2,
+                   mamba_rms_norm: bool = True, mamba_norm_before_gate: bool = True, rope_theta: float = 10000.0,
+                   multipliers: dict | None = None, tie_word_embeddings: bool = False, vocab_size: int = 320,
+                   dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random FalconH1ForCausalLM and a tokenizer to out_dir; return it in f32.
+    `multipliers`: FalconH1Config's µP keys (embedding_multiplier, ssm_multipliers, ...)."""
+    from transformers import FalconH1Config, FalconH1ForCausalLM
+
+    torch.manual_seed(seed)
+    extra = {"head_dim": head_dim} if head_dim is not None else {}
+    config = FalconH1Config(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size, mamba_d_ssm=2 * hidden_size, mamba_expand=2,
+        mamba_n_heads=mamba_n_heads, mamba_d_state=mamba_d_state, mamba_n_groups=mamba_n_groups,
+        mamba_rms_norm=mamba_rms_norm, mamba_norm_before_gate=mamba_norm_before_gate,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=0, bos_token_id=0, eos_token_id=0, **(multipliers or {}), **extra)
+    return _save_hybrid(FalconH1ForCausalLM(config).eval(), out_dir, dtype, vocab_size)

@@ -218,14 +218,16 @@ def ssd_step(x, dt, dt_bias, A, B, C, D, state, groups):
     return np.concatenate([y for y, _ in outs]), np.stack([s for _, s in outs])
 
 
-def rmsnorm_gated(x, z, weight, group, eps=1e-5):
+def rmsnorm_gated(x, z, weight, group, eps=1e-5, norm_before_gate=False):
     """Doc 3.1 step 8 (norm_before_gate false): v = x * silu(z); each run of `group`
-    channels divided by sqrt(mean(v^2) + eps); times weight. x, z (rows, dim)."""
-    v = _f64(x) * silu(z)
+    channels divided by sqrt(mean(v^2) + eps); times weight. x, z (rows, dim).
+    norm_before_gate (Falcon-H1): v = x, and the normed v times silu(z)."""
+    v = _f64(x) if norm_before_gate else _f64(x) * silu(z)
     rows, dim = v.shape
     v = v.reshape(rows, dim // group, group)
     v = v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps)
-    return v.reshape(rows, dim) * _f64(weight)
+    v = v.reshape(rows, dim) * _f64(weight)
+    return v * silu(z) if norm_before_gate else v
 
 
 # --- attention-layer kernels ---------------------------------------------------------

@@ -115,11 +115,13 @@ def test_rmsnorm(rows, dim, threads):
     close(emu.rmsnorm(r_emu, w, None, 1e-5, threads), cpu.rmsnorm(r_cpu, w, None, 1e-5))
 
 
+@pytest.mark.parametrize("norm_before_gate", (False, True))
 @pytest.mark.parametrize("rows,dim,group", [(1, 8, 8), (3, 96, 32), (2, 65, 13)])
-def test_rmsnorm_gated_and_gate(rows, dim, group):
+def test_rmsnorm_gated_and_gate(rows, dim, group, norm_before_gate):
     rng = np.random.default_rng(dim)
     x, z, w = rand(rng, rows, dim), rand(rng, rows, dim), rand(rng, dim)
-    close(emu.rmsnorm_gated(x, z, w, group, 1e-5, 32), cpu.rmsnorm_gated(x, z, w, group, 1e-5))
+    close(emu.rmsnorm_gated(x, z, w, group, 1e-5, 32, norm_before_gate),
+          cpu.rmsnorm_gated(x, z, w, group, 1e-5, norm_before_gate=norm_before_gate))
     close(emu.gate_silu(x, z), cpu.gate_silu(x, z))
 
 

@@ -710,14 +710,16 @@ def test_ssd_empty(isa):
 # ---------------------------------------------------------------- rmsnorm_gated
 
 
+@pytest.mark.parametrize("norm_before_gate", (False, True))
 @pytest.mark.parametrize("groups", (1, 4))
 @pytest.mark.parametrize("group", (1, 7, 8, 9, 33))
 @pytest.mark.parametrize("rows", BATCH)
-def test_rmsnorm_gated(isa, rows, group, groups):
+def test_rmsnorm_gated(isa, rows, group, groups, norm_before_gate):
     rng = np.random.default_rng(rows * 100 + group * 10 + groups)
     dim = group * groups
     x, z, w = rand(rng, rows, dim, scale=3.0), rand(rng, rows, dim, scale=3.0), rand(rng, dim)
-    assert_close(K_.rmsnorm_gated(x, z, w, group), ref.rmsnorm_gated(x, z, w, group))
+    assert_close(K_.rmsnorm_gated(x, z, w, group, norm_before_gate=norm_before_gate),
+                 ref.rmsnorm_gated(x, z, w, group, norm_before_gate=norm_before_gate))
 
 
 def test_rmsnorm_gated_strided(isa):

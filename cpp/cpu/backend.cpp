@@ -82,6 +82,17 @@ class CpuBackend final : public Backend {
   void copy(const float* src, float* dst, int64_t n) override {
     std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }
+  void mul_columns(float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld) override {
+    pool_.parallel_for(rows, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        for (int64_t j = 0; j < cols; ++j) x[r * ld + j] *= scale[j];
+    }, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(cols, 1)));
+  }
+  void axpy(float alpha, const float* x, float* y, int64_t n) override {
+    pool_.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) y[i] += alpha * x[i];
+    }, 1 << 14);
+  }
   void attention(const AttentionParams& p) override {
     auto fn = cpu_kernels().attention;
     pool_.parallel_for(p.rows * p.n_heads, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);

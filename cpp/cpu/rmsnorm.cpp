@@ -27,12 +27,15 @@ void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1) {
     const float* x = p.x + r * p.ldx;
     const float* z = p.z + r * p.ldz;
     float* out = p.out + r * p.ldout;
-    for (int64_t i = 0; i < p.dim; ++i) out[i] = x[i] * silu_ref(z[i]);
+    for (int64_t i = 0; i < p.dim; ++i) out[i] = p.norm_before_gate ? x[i] : x[i] * silu_ref(z[i]);
     for (int64_t g0 = 0; g0 < p.dim; g0 += p.group) {
       float ss = 0.0f;
       for (int64_t i = g0; i < g0 + p.group; ++i) ss += out[i] * out[i];
       const float scale = 1.0f / std::sqrt(ss / static_cast<float>(p.group) + p.eps);
-      for (int64_t i = g0; i < g0 + p.group; ++i) out[i] = out[i] * scale * p.weight[i];
+      for (int64_t i = g0; i < g0 + p.group; ++i) {
+        out[i] = out[i] * scale * p.weight[i];
+        if (p.norm_before_gate) out[i] *= silu_ref(z[i]);
+      }
     }
   }
 }
@@ -90,15 +93,17 @@ void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1) {
       __m256 ss = _mm256_setzero_ps();
       for (int64_t i = g0; i < g0 + group; i += 8) {
         const int64_t n = g0 + group - i;
-        const __m256 v = _mm256_mul_ps(load_n(x + i, n), silu(load_n(z + i, n)));
+        const __m256 xv = load_n(x + i, n);
+        const __m256 v = p.norm_before_gate ? xv : _mm256_mul_ps(xv, silu(load_n(z + i, n)));
         store_n(out + i, v, n);
         ss = _mm256_fmadd_ps(v, v, ss);
       }
       const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(hsum(ss) / static_cast<float>(group) + p.eps));
       for (int64_t i = g0; i < g0 + group; i += 8) {
         const int64_t n = g0 + group - i;
-        const __m256 v = _mm256_mul_ps(load_n(out + i, n), scale);
-        store_n(out + i, _mm256_mul_ps(v, load_n(p.weight + i, n)), n);
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(load_n(out + i, n), scale), load_n(p.weight + i, n));
+        if (p.norm_before_gate) v = _mm256_mul_ps(v, silu(load_n(z + i, n)));
+        store_n(out + i, v, n);
       }
     }
   }
@@ -161,14 +166,17 @@ void rmsnorm_gated(const RmsnormGatedParams& p, int64_t r0, int64_t r1) {
       float32x4_t ss = vdupq_n_f32(0.0f);
       for (int64_t i = g0; i < g0 + group; i += 4) {
         const int64_t n = g0 + group - i;
-        const float32x4_t v = vmulq_f32(load_n(x + i, n), silu(load_n(z + i, n)));
+        const float32x4_t xv = load_n(x + i, n);
+        const float32x4_t v = p.norm_before_gate ? xv : vmulq_f32(xv, silu(load_n(z + i, n)));
         store_n(out + i, v, n);
         ss = vfmaq_f32(ss, v, v);
       }
       const float32x4_t scale = vdupq_n_f32(1.0f / std::sqrt(vaddvq_f32(ss) / static_cast<float>(group) + p.eps));
       for (int64_t i = g0; i < g0 + group; i += 4) {
         const int64_t n = g0 + group - i;
-        store_n(out + i, vmulq_f32(vmulq_f32(load_n(out + i, n), scale), load_n(p.weight + i, n)), n);
+        float32x4_t v = vmulq_f32(vmulq_f32(load_n(out + i, n), scale), load_n(p.weight + i, n));
+        if (p.norm_before_gate) v = vmulq_f32(v, silu(load_n(z + i, n)));
+        store_n(out + i, v, n);
       }
     }
   }

@@ -25,6 +25,10 @@ struct RmsnormParams {
 //
 //   v = x[r] * silu(z[r]);  per group of `group` channels:  out = v / sqrt(mean(v^2) + eps) * weight
 //
+// With norm_before_gate (Falcon-H1's default) the gate comes after the norm:
+//
+//   v = x[r];  per group:  out = v / sqrt(mean(v^2) + eps) * weight * silu(z[r])
+//
 //   x (rows, dim) row stride ldx; z (rows, dim) row stride ldz; out (rows, dim)
 //   row stride ldout; weight (dim); dim a multiple of group.
 struct RmsnormGatedParams {
@@ -35,6 +39,7 @@ struct RmsnormGatedParams {
   int64_t rows, dim, group;
   float eps;
   int64_t ldx, ldz, ldout;
+  bool norm_before_gate = false;
 };
 
 namespace scalar {

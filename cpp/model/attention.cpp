@@ -30,7 +30,7 @@ void Model::load_hybrid_layers(WeightTable& w) {
       M.in = w.matrix(p + "mlp_in", {2 * F, D});
       M.gate = M.in.rows(0, F);
       M.up = M.in.rows(F, 2 * F);
-    } else {  // Bamba: gate_proj and up_proj apart
+    } else {  // Bamba, Falcon-H1: gate_proj and up_proj apart
       M.gate = w.matrix(p + "mlp_gate", {F, D});
       M.up = w.matrix(p + "mlp_up", {F, D});
     }
@@ -43,6 +43,17 @@ void Model::load_hybrid_layers(WeightTable& w) {
       inv.data<float>()[i] =
           1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
     inv_freq_ = backend_->upload(inv);
+  }
+  if (!c.in_proj_multipliers.empty()) {
+    // One multiplier per part of in_proj's output: [z (E) | x (E) | B (GN) | C (GN) | dt (H)].
+    const int64_t E = c.d_inner, GN = c.n_groups * c.d_state;
+    const int64_t ends[5] = {E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, c.in_proj_rows()};
+    Tensor scale = Tensor::zeros({c.in_proj_rows()});
+    for (int64_t j = 0, part = 0; j < c.in_proj_rows(); ++j) {
+      while (j >= ends[part]) ++part;
+      scale.data<float>()[j] = c.in_proj_multipliers[static_cast<size_t>(part)];
+    }
+    in_proj_scale_ = backend_->upload(scale);
   }
 }
 
@@ -96,11 +107,13 @@ void Model::mlp_block(const MlpLayer& L, int64_t n, Workspace& ws) const {
   const float* x = ws.normed.data<float>();
   float* gate = ws.gate.data<float>();
   float* up = ws.up.data<float>();
-  // out = down(up * silu(gate))
+  // out = down(up * silu(gate)), Falcon-H1's multipliers on the gate and the output
   be.matmul(linear(x, n, D, L.gate, Tensor(), gate, F));
   be.matmul(linear(x, n, D, L.up, Tensor(), up, F));
+  if (config_.mlp_gate_multiplier != 1.0f) be.scale(gate, config_.mlp_gate_multiplier, n * F);
   be.gate_silu({up, gate, up, n * F});
   be.matmul(linear(up, n, F, L.out, Tensor(), ws.mixed.data<float>(), D));
+  if (config_.mlp_down_multiplier != 1.0f) be.scale(ws.mixed.data<float>(), config_.mlp_down_multiplier, n * D);
 }
 
 }  // namespace mambart

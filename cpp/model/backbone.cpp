@@ -34,8 +34,12 @@ static void check_config(const ModelConfig& c) {
   MAMBART_CHECK(!(c.dt_min > c.dt_max), "[model] dt limit (", c.dt_min, ", ", c.dt_max, ") is empty");
   if (!c.hybrid()) return;
   MAMBART_CHECK(static_cast<int64_t>(c.layers.size()) == c.n_layer &&
-                    c.layers.find_first_not_of("MA") == std::string::npos,
-                "[model] layers must give 'M' or 'A' for each of the ", c.n_layer, " layers, got '", c.layers, "'");
+                    c.layers.find_first_not_of("MAP") == std::string::npos,
+                "[model] layers must give 'M', 'A' or 'P' for each of the ", c.n_layer, " layers, got '", c.layers,
+                "'");
+  MAMBART_CHECK(c.in_proj_multipliers.empty() || c.in_proj_multipliers.size() == 5,
+                "[model] in_proj_multipliers must give 5 values (z, x, B, C, dt) or none, got ",
+                c.in_proj_multipliers.size());
   MAMBART_CHECK(c.attn_heads > 0 && c.kv_heads > 0 && c.attn_heads % c.kv_heads == 0 && c.attn_head_dim > 0,
                 "[model] kv_heads ", c.kv_heads, " must divide attn_heads ", c.attn_heads, ", head dim ",
                 c.attn_head_dim);
@@ -144,7 +148,9 @@ void Model::hybrid_layers(int64_t n, bool prefill, const std::vector<LayerState>
     const size_t i = static_cast<size_t>(l);
     be.rmsnorm({l == 0 ? nullptr : mixed, residual, layers2_[i].norm.data<float>(), ws.normed.data<float>(), n, D,
                 c.eps});
-    if (c.is_attention(l))
+    if (c.kind(l) == 'P')
+      parallel_mixers(l, n, prefill, states[i], ws);
+    else if (c.is_attention(l))
       attention_block(attn_[i], n, prefill, *states[i].kv, ws);
     else
       mamba2_block(layers2_[i], n, prefill, states[i], ws);

@@ -14,7 +14,7 @@ void Model::load_mamba2_layers(WeightTable& w) {
     const std::string p = "layers." + std::to_string(i) + ".";
     Mamba2Layer& L = layers2_[static_cast<size_t>(i)];
     L.norm = w.get(p + "norm", {D});
-    if (c.is_attention(i)) continue;
+    if (!c.has_mamba(i)) continue;
     L.in_proj = w.matrix(p + "in_proj", {W, D});
     L.in_proj_bias = w.get(p + "in_proj_bias", {W}, false);
     L.conv1d_weight = w.get(p + "conv1d_weight", {CC, K});
@@ -40,8 +40,9 @@ void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const La
   float* y = ws.y.data<float>();
   const int64_t batch = prefill ? 1 : n, seqlen = prefill ? n : 1;
 
-  // [z | xBC | dt] = in_proj(u)                         (n, 2E + 2GN + H)
+  // [z | xBC | dt] = in_proj(u), Falcon-H1's multipliers per part   (n, 2E + 2GN + H)
   be.matmul(linear(ws.normed.data<float>(), n, D, L.in_proj, L.in_proj_bias, zxbcdt, W));
+  if (in_proj_scale_.defined()) be.mul_columns(zxbcdt, in_proj_scale_.data<float>(), n, W, W);
 
   // [x | B | C] = silu(conv1d(xBC) + bias), carrying conv_state   (n, E + 2GN)
   Conv1dParams conv{zxbcdt + E, L.conv1d_weight.data<float>(), L.conv1d_bias.data<float>(), state.conv, xbc,
@@ -57,7 +58,8 @@ void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const La
   // y = rmsnorm_groups(y * silu(z)) * weight             (n, E)
   float* gated = ws.y_norm.data<float>();
   if (L.gated_norm.defined())
-    be.rmsnorm_gated({y, zxbcdt, L.gated_norm.data<float>(), gated, n, E, E / G, c.eps, E, W, E});
+    be.rmsnorm_gated({y, zxbcdt, L.gated_norm.data<float>(), gated, n, E, E / G, c.eps, E, W, E,
+                      c.norm_before_gate});
   else
     for (int64_t r = 0; r < n; ++r) be.gate_silu({y + r * E, zxbcdt + r * W, gated + r * E, E});
 

@@ -47,9 +47,20 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int64_t mlp_inner = 0;
   float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
+  // Falcon-H1's layers are 'P': a Mamba-2 mixer and an attention side by side on one norm, their outputs
+  // scaled by ssm_out_multiplier and attn_out_multiplier and summed. in_proj_multipliers (five, or none)
+  // scale the parts [z | x | B | C | dt] of in_proj's output; the MLP's gate and output are scaled by
+  // mlp_gate_multiplier and mlp_down_multiplier. norm_before_gate: the Mamba-2 gated norm normalises y
+  // first and gates after.
+  std::vector<float> in_proj_multipliers;
+  float ssm_out_multiplier = 1.0f, attn_out_multiplier = 1.0f;
+  float mlp_gate_multiplier = 1.0f, mlp_down_multiplier = 1.0f;
+  bool norm_before_gate = false;
 
   bool hybrid() const { return !layers.empty(); }
-  bool is_attention(int64_t layer) const { return hybrid() && layers[static_cast<size_t>(layer)] == 'A'; }
+  char kind(int64_t layer) const { return hybrid() ? layers[static_cast<size_t>(layer)] : 'M'; }
+  bool is_attention(int64_t layer) const { return kind(layer) == 'A' || kind(layer) == 'P'; }
+  bool has_mamba(int64_t layer) const { return kind(layer) != 'A'; }
   int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
@@ -181,6 +192,7 @@ class Model {
                     Workspace& ws) const;
   void attention_block(const AttentionLayer& layer, int64_t n, bool prefill, const KvRows& kv, Workspace& ws) const;
   void mlp_block(const MlpLayer& layer, int64_t n, Workspace& ws) const;
+  void parallel_mixers(int64_t layer, int64_t n, bool prefill, const LayerState& state, Workspace& ws) const;
   void hybrid_layers(int64_t n, bool prefill, const std::vector<LayerState>& states, Workspace& ws) const;
   void load_mamba1_layers(WeightTable& w);
   void load_mamba2_layers(WeightTable& w);
@@ -198,6 +210,7 @@ class Model {
   std::vector<AttentionLayer> attn_;   // hybrids: per layer, empty for Mamba layers
   std::vector<MlpLayer> mlp_;          // hybrids: per layer
   Tensor inv_freq_;                    // (rope_dim / 2) rotary frequencies
+  Tensor in_proj_scale_;               // (in_proj_rows) in_proj_multipliers per output column, or undefined
 };
 
 }  // namespace mambart
