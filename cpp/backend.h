@@ -61,6 +61,8 @@ class Backend {
   virtual bool has_attention() const { return true; }
   virtual void attention(const AttentionParams& p) = 0;
   virtual void rope(const RopeParams& p) = 0;
+  // y = relu(x)^2 (kernels/attention.h), Nemotron-H's MLP activation.
+  virtual void relu_sq(const ElementwiseParams& p) = 0;
 
   // out[r] = samplers[r]->sample(a copy of logits row r [0, vocab_limit),
   // history[r]) for r < rows; logits (rows, ld) in this backend's memory. The

@@ -46,6 +46,7 @@ class ModelConfig:
     attn_scale: float
     rope_dim: int
     rope_theta: float
+    mlp_gated: bool
     mlp_inner: int
     embedding_multiplier: float
     residual_multiplier: float

@@ -99,14 +99,17 @@ class ModelConfig:
     dt_bc_norm: bool = False   # Falcon-Mamba: weightless RMSNorms on dt, B and C after x_proj
     dt_bc_eps: float = 1e-6    # their epsilon (mixer_rms_eps)
     # Attention hybrids (family "hybrid": the Mamba-2 fields above describe its Mamba layers).
-    layers: str = ""           # one letter per layer: "M" Mamba-2, "A" attention; "" for pure Mamba models
+    # layers: one word per layer, one letter per residual block, each with its own pre-norm:
+    # "M" Mamba-2, "A" attention, "F" MLP; Granite-4.0-H is "MF MF AF ...". "" for pure Mamba models.
+    layers: str = ""
     attn_heads: int = 0        # query heads
     kv_heads: int = 0          # key / value heads (grouped-query when fewer)
     attn_head_dim: int = 0
     attn_scale: float = 0.0    # softmax scale of q.k
     rope_dim: int = 0          # leading dims of each head that rotate; 0: no position encoding
     rope_theta: float = 10000.0
-    mlp_inner: int = 0         # SwiGLU MLP after every mixer, with its own pre-norm; 0: none
+    mlp_gated: bool = True     # MLPs are SwiGLU (input rows [gate | up]); else relu(up)^2 (Nemotron-H)
+    mlp_inner: int = 0         # channels of the "F" blocks' MLP
     embedding_multiplier: float = 1.0
     residual_multiplier: float = 1.0   # each block's output is scaled by this before the residual add
     logits_scaling: float = 1.0        # logits are divided by this
@@ -126,12 +129,14 @@ class ModelConfig:
     @property
     def attention_layers(self) -> int:
         """Layers with an attention, hence a KV cache ("A", and Falcon-H1's "P")."""
-        return sum(kind in "AP" for kind in self.layers)
+        return sum(any(kind in "AP" for kind in word) for word in self.layers.split())
 
     @property
     def mamba_layers(self) -> int:
         """Layers with a Mamba mixer, hence a conv and an SSM state."""
-        return self.n_layer - self.layers.count("A")
+        if not self.layers:
+            return self.n_layer
+        return sum(any(kind in "MP" for kind in word) for word in self.layers.split())
 
 
 def load_config(path_or_dir: str | os.PathLike) -> ModelConfig:
@@ -293,7 +298,7 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 32000), eps=_eps(raw, "rms_norm_eps", 1e-6),
-        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_layer_letters(raw, n_layer),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_words(_layer_letters(raw, n_layer), "F"),
         **_hybrid_mamba(raw, d_model), **attn,
         attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
         mlp_inner=_size(raw, "shared_intermediate_size", 1024),
@@ -323,7 +328,7 @@ def _parse_bamba(raw: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         family="hybrid", naming="bamba", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
-        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_attn_indices(raw, n_layer),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_words(_attn_indices(raw, n_layer), "F"),
         **_hybrid_mamba(raw, d_model), **attn,
         attn_scale=attn["attn_head_dim"] ** -0.5, rope_dim=rope_dim, rope_theta=rope_theta,
         mlp_inner=_size(raw, "intermediate_size", 14336),
@@ -391,7 +396,7 @@ def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         family="hybrid", naming="falcon_h1", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
-        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers="P" * n_layer, **mamba, **attn,
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=" ".join(["PF"] * n_layer), **mamba, **attn,
         attn_scale=attn["attn_head_dim"] ** -0.5 * attn_in * attn_in * _number(raw, "key_multiplier", 1.0),
         rope_dim=rope_dim, rope_theta=rope_theta, mlp_inner=_size(raw, "intermediate_size", 14336),
         embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
@@ -435,6 +440,11 @@ def _attn_indices(raw: dict[str, Any], n_layer: int) -> str:
                                             for i in indices):
         raise ValueError(f"'attn_layer_indices' must list layer indices in [0, {n_layer}), got {_short(indices)}")
     return "".join("A" if i in indices else "M" for i in range(n_layer))
+
+
+def _words(letters: str, ffn: str) -> str:
+    """Mixer letters as block words: each mixer followed by the FFN block ("MA", "F" -> "MF AF")."""
+    return " ".join(mixer + ffn for mixer in letters)
 
 
 def _rope(raw: dict[str, Any], head_dim: int, factor: float) -> tuple[int, float]:

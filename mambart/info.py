@@ -100,15 +100,13 @@ def _state_sizes(config) -> dict[str, Any]:
     conv = config.d_inner + (2 * config.n_groups * config.d_state if config.family != "mamba" else 0)
     out = {"state_bytes_fixed": 4 * config.mamba_layers * (conv * config.d_conv + config.d_inner * config.d_state)}
     if config.layers:
-        out["layer_pattern"] = " ".join(_LAYER_NAMES.get(kind, kind) for kind in config.layers)
+        out["layer_pattern"] = config.layers
         out["state_bytes_per_token"] = 4 * 2 * config.attention_layers * config.kv_heads * config.attn_head_dim
     return out
 
 
-# Falcon-H1's layers hold a Mamba-2 mixer and an attention side by side.
-_LAYER_NAMES = {"P": "M+A"}
 _HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
-                  "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
+                  "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
                   "in_proj_multipliers", "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier",
                   "mlp_down_multiplier", "norm_before_gate"}
 # Fields that do not apply to a family, left out of the text.

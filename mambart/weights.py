@@ -161,62 +161,67 @@ def _mamba2_mixer(config: ModelConfig, mixer: str, dst: str) -> list[TensorSpec]
     return table
 
 
+@dataclass(frozen=True)
+class HybridNames:
+    """Where a hybrid family keeps each block's tensors, under its layer prefix."""
+
+    layer: str                   # the layer prefix, formatted with its index
+    norms: tuple[str, str]       # the pre-norms of a layer's first and second block
+    mamba: str                   # the Mamba-2 mixer
+    attention: str               # q_proj, k_proj, v_proj, o_proj under this
+    mlp: tuple[tuple[str, str], ...]  # the 'F' block's projections: (internal suffix, name)
+
+
+HYBRID_NAMES = {
+    "granite": HybridNames("model.layers.{}.", ("input_layernorm.weight", "post_attention_layernorm.weight"),
+                           "mamba.", "self_attn.", (("_in", "shared_mlp.input_linear.weight"),
+                                                    ("_out", "shared_mlp.output_linear.weight"))),
+    "bamba": HybridNames("model.layers.{}.", ("input_layernorm.weight", "pre_ff_layernorm.weight"),
+                         "mamba.", "self_attn.", (("_gate", "feed_forward.gate_proj.weight"),
+                                                  ("_up", "feed_forward.up_proj.weight"),
+                                                  ("_out", "feed_forward.down_proj.weight"))),
+}
+HYBRID_NAMES["falcon_h1"] = HYBRID_NAMES["bamba"]  # the same names; its layers are "PF"
+
+
 def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
-    """Granite-4.0-H and Bamba: per layer a pre-norm, a Mamba-2 mixer or an attention, then a
-    pre-norm and the SwiGLU MLP: Granite's shared_mlp.input_linear (rows [gate | up]), or
-    Bamba's feed_forward with gate_proj and up_proj apart."""
-    if config.naming == "falcon_h1":
-        return falcon_h1_table(config)
-    D, F = config.d_model, config.mlp_inner
-    table = _global_specs(config)
-    for i, kind in enumerate(config.layers):
-        src, dst = f"model.layers.{i}.", f"layers.{i}."
-        table.append(spec(src + "input_layernorm.weight", dst + "norm", D))
-        if kind == "M":
-            table += _mamba2_mixer(config, src + "mamba.", dst)
-        else:
-            table += _attention(config, src + "self_attn.", dst)
-        if config.naming == "bamba":
-            table += _feed_forward(config, src, dst)
-        else:
-            table += [spec(src + "post_attention_layernorm.weight", dst + "mlp_norm", D),
-                      spec(src + "shared_mlp.input_linear.weight", dst + "mlp_in", 2 * F, D),
-                      spec(src + "shared_mlp.output_linear.weight", dst + "mlp_out", D, F)]
-    return table
-
-
-def falcon_h1_table(config: ModelConfig) -> list[TensorSpec]:
-    """Falcon-H1: per layer the input norm, a Mamba-2 mixer and an attention beside it,
-    then a pre-norm and the SwiGLU MLP (gate, up and down projections apart)."""
+    """An attention hybrid's tensors: per layer, each block's pre-norm and weights
+    (ModelConfig.layers), named as the family's HybridNames say."""
+    names = HYBRID_NAMES[config.naming]
     D = config.d_model
     table = _global_specs(config)
-    for i in range(config.n_layer):
-        src, dst = f"model.layers.{i}.", f"layers.{i}."
-        table.append(spec(src + "input_layernorm.weight", dst + "norm", D))
-        table += _mamba2_mixer(config, src + "mamba.", dst)
-        table += _attention(config, src + "self_attn.", dst)
-        table += _feed_forward(config, src, dst)
+    for i, blocks in enumerate(config.layers.split()):
+        src, dst = names.layer.format(i), f"layers.{i}."
+        for j, kind in enumerate(blocks):
+            table.append(spec(src + names.norms[j], dst + ("norm", "mlp_norm")[j], D))
+            if kind == "M":
+                table += _mamba2_mixer(config, src + names.mamba, dst)
+            elif kind == "A":
+                table += _attention(config, src + names.attention, dst)
+            elif kind == "P":  # Falcon-H1: both mixers on one norm
+                table += _mamba2_mixer(config, src + names.mamba, dst) + _attention(config, src + names.attention, dst)
+            elif kind == "F":
+                table += _mlp(config, src, names.mlp, dst + "mlp", config.mlp_inner)
     return table
-
-
-def _feed_forward(config: ModelConfig, src: str, dst: str) -> list[TensorSpec]:
-    """Bamba's and Falcon-H1's MLP: pre_ff_layernorm, then gate_proj, up_proj and down_proj apart."""
-    D, F = config.d_model, config.mlp_inner
-    ff = src + "feed_forward."
-    return [spec(src + "pre_ff_layernorm.weight", dst + "mlp_norm", D),
-            spec(ff + "gate_proj.weight", dst + "mlp_gate", F, D),
-            spec(ff + "up_proj.weight", dst + "mlp_up", F, D),
-            spec(ff + "down_proj.weight", dst + "mlp_out", D, F)]
 
 
 def _attention(config: ModelConfig, attn: str, dst: str) -> list[TensorSpec]:
-    """One grouped-query attention's projections, stored under `attn`."""
     D = config.d_model
     q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
     return [spec(attn + "q_proj.weight", dst + "q_proj", q_dim, D),
             spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
             spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
             spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
+
+
+def _mlp(config: ModelConfig, src: str, names: tuple[tuple[str, str], ...], dst: str,
+         inner: int) -> list[TensorSpec]:
+    """An MLP's projections as `dst` + suffix: _in (SwiGLU: rows [gate | up]), or _gate and _up
+    apart, and _out."""
+    D = config.d_model
+    shapes = {"_in": (2 * inner if config.mlp_gated else inner, D), "_gate": (inner, D), "_up": (inner, D),
+              "_out": (D, inner)}
+    return [spec(src + name, dst + suffix, *shapes[suffix]) for suffix, name in names]
 
 
 _TABLES = {"mamba": mamba1_table, "mamba2": mamba2_table, "hybrid": hybrid_table}

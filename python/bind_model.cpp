@@ -94,6 +94,7 @@ void bind_model(py::module_& m) {
       .def_readwrite("attn_scale", &ModelConfig::attn_scale)
       .def_readwrite("rope_dim", &ModelConfig::rope_dim)
       .def_readwrite("rope_theta", &ModelConfig::rope_theta)
+      .def_readwrite("mlp_gated", &ModelConfig::mlp_gated)
       .def_readwrite("mlp_inner", &ModelConfig::mlp_inner)
       .def_readwrite("embedding_multiplier", &ModelConfig::embedding_multiplier)
       .def_readwrite("residual_multiplier", &ModelConfig::residual_multiplier)

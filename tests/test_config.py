@@ -251,7 +251,7 @@ def test_bamba_from_transformers(tmp_path):
     BambaConfig(partial_rotary_factor=1.0).save_pretrained(tmp_path)
     cfg = load_config(tmp_path)
     assert (cfg.family, cfg.naming, cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.layers) == \
-        ("hybrid", "bamba", 4096, 32, 128000, "M" * 32)
+        ("hybrid", "bamba", 4096, 32, 128000, " ".join(["MF"] * 32))
     assert (cfg.attn_heads, cfg.kv_heads, cfg.attn_head_dim, cfg.rope_dim, cfg.rope_theta) == (32, 8, 128, 64, 1e4)
     assert (cfg.n_heads, cfg.head_dim, cfg.n_groups, cfg.d_state, cfg.mlp_inner, cfg.eps) == \
         (128, 64, 1, 256, 14336, 1e-5)
@@ -261,7 +261,7 @@ def test_bamba_from_transformers(tmp_path):
                 rope_parameters={"rope_type": "default", "rope_theta": 5e5,
                                  "partial_rotary_factor": 0.25}).save_pretrained(tmp_path)
     cfg = load_config(tmp_path)
-    assert (cfg.layers, cfg.kv_heads, cfg.attn_head_dim, cfg.rope_dim, cfg.rope_theta) == ("AMAM", 4, 8, 2, 5e5)
+    assert (cfg.layers, cfg.kv_heads, cfg.attn_head_dim, cfg.rope_dim, cfg.rope_theta) == ("AF MF AF MF", 4, 8, 2, 5e5)
 
 
 def test_hf_mamba2_all_defaults(tmp_path):

@@ -150,7 +150,7 @@ def test_hybrid_info(small_granite_dir):
     from mambart.info import describe, format_info
 
     d = describe(str(small_granite_dir[0]))
-    assert (d["family"], d["layer_pattern"]) == ("hybrid", "M A M A")
+    assert (d["family"], d["layer_pattern"]) == ("hybrid", "MF AF MF AF")
     # 2 attention layers x (K and V) x 2 KV heads x head dim 16 x 4 bytes.
     assert d["state_bytes_per_token"] == 2 * 2 * 2 * 16 * 4
     # 2 Mamba layers: conv over x, B, C (128 + 2 * 2 * 16 channels, 4 taps) and the (128, 16) SSM state.
@@ -164,5 +164,5 @@ def test_bamba_info(small_bamba_dir):
     from mambart.info import describe
 
     d = describe(str(small_bamba_dir[0]))
-    assert (d["family"], d["naming"], d["layer_pattern"], d["rope_dim"]) == ("hybrid", "bamba", "M A M A", 8)
+    assert (d["family"], d["naming"], d["layer_pattern"], d["rope_dim"]) == ("hybrid", "bamba", "MF AF MF AF", 8)
     assert d["parameters"] == sum(p.numel() for p in small_bamba_dir[1].parameters())

@@ -49,7 +49,7 @@ def test_falcon_h1_info(small_falcon_h1_dir):
     from mambart.info import describe
 
     d = describe(str(small_falcon_h1_dir[0]))
-    assert (d["family"], d["naming"], d["layer_pattern"]) == ("hybrid", "falcon_h1", "M+A M+A M+A")
+    assert (d["family"], d["naming"], d["layer_pattern"]) == ("hybrid", "falcon_h1", "PF PF PF")
     # 3 layers x (K and V) x 2 KV heads x head dim 16 x 4 bytes.
     assert d["state_bytes_per_token"] == 3 * 2 * 2 * 16 * 4
     # 3 Mamba-2 mixers: conv over x, B, C (128 + 2 * 2 * 16 channels, 4 taps) and the (128, 16) SSM state.

@@ -101,6 +101,10 @@ class CpuBackend final : public Backend {
     auto fn = cpu_kernels().rope;
     pool_.parallel_for(p.rows, [&](int64_t b, int64_t e) { fn(p, b, e); }, 16);
   }
+  void relu_sq(const ElementwiseParams& p) override {
+    auto fn = cpu_kernels().relu_sq;
+    pool_.parallel_for(p.n, [&](int64_t b, int64_t e) { fn(p, b, e); }, 4096);
+  }
   void ssd_prefill(const SsdParams& p) override {
     auto fn = cpu_kernels().ssd_prefill;
     pool_.parallel_for(p.H, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);

@@ -1,6 +1,6 @@
-// The attention hybrids' own layers: grouped-query attention over the
-// decoder's KV caches, and the SwiGLU MLP after every mixer. One function
-// per block serves prefill (one sequence, n tokens) and step (n sequences).
+// The attention hybrids' own blocks: grouped-query attention over the
+// decoder's KV caches, and the MLP (SwiGLU or squared ReLU). One function per
+// block serves prefill (one sequence, n tokens) and step (n sequences).
 #include <cmath>
 
 #include "check.h"
@@ -9,34 +9,15 @@
 
 namespace mambart {
 
-void Model::load_hybrid_layers(WeightTable& w) {
+AttentionLayer Model::load_attention(WeightTable& w, const std::string& p) {
   const ModelConfig& c = config_;
-  const int64_t D = c.d_model, F = c.mlp_inner, qd = c.attn_heads * c.attn_head_dim, kvd = c.kv_width();
-  load_mamba2_layers(w);  // the Mamba layers, and every layer's first norm
-  attn_.resize(static_cast<size_t>(c.n_layer));
-  mlp_.resize(static_cast<size_t>(c.n_layer));
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    const std::string p = "layers." + std::to_string(i) + ".";
-    if (c.is_attention(i)) {
-      AttentionLayer& A = attn_[static_cast<size_t>(i)];
-      A.q_proj = w.matrix(p + "q_proj", {qd, D});
-      A.k_proj = w.matrix(p + "k_proj", {kvd, D});
-      A.v_proj = w.matrix(p + "v_proj", {kvd, D});
-      A.o_proj = w.matrix(p + "o_proj", {D, qd});
-    }
-    MlpLayer& M = mlp_[static_cast<size_t>(i)];
-    M.norm = w.get(p + "mlp_norm", {D});
-    if (w.shape_of(p + "mlp_gate").empty()) {  // Granite: one (2F, D) matrix [gate | up]
-      M.in = w.matrix(p + "mlp_in", {2 * F, D});
-      M.gate = M.in.rows(0, F);
-      M.up = M.in.rows(F, 2 * F);
-    } else {  // Bamba, Falcon-H1: gate_proj and up_proj apart
-      M.gate = w.matrix(p + "mlp_gate", {F, D});
-      M.up = w.matrix(p + "mlp_up", {F, D});
-    }
-    M.out = w.matrix(p + "mlp_out", {D, F});
-  }
-  if (c.rope_dim > 0) {
+  const int64_t D = c.d_model, qd = c.attn_heads * c.attn_head_dim, kvd = c.kv_width();
+  AttentionLayer A;
+  A.q_proj = w.matrix(p + "q_proj", {qd, D});
+  A.k_proj = w.matrix(p + "k_proj", {kvd, D});
+  A.v_proj = w.matrix(p + "v_proj", {kvd, D});
+  A.o_proj = w.matrix(p + "o_proj", {D, qd});
+  if (c.rope_dim > 0 && !inv_freq_.defined()) {
     // As the reference forms them, in f32: 1 / theta^(2i / rope_dim).
     Tensor inv = Tensor::zeros({c.rope_dim / 2});
     for (int64_t i = 0; i < c.rope_dim / 2; ++i)
@@ -44,17 +25,27 @@ void Model::load_hybrid_layers(WeightTable& w) {
           1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
     inv_freq_ = backend_->upload(inv);
   }
-  if (!c.in_proj_multipliers.empty()) {
-    // One multiplier per part of in_proj's output: [z (E) | x (E) | B (GN) | C (GN) | dt (H)].
-    const int64_t E = c.d_inner, GN = c.n_groups * c.d_state;
-    const int64_t ends[5] = {E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, c.in_proj_rows()};
-    Tensor scale = Tensor::zeros({c.in_proj_rows()});
-    for (int64_t j = 0, part = 0; j < c.in_proj_rows(); ++j) {
-      while (j >= ends[part]) ++part;
-      scale.data<float>()[j] = c.in_proj_multipliers[static_cast<size_t>(part)];
-    }
-    in_proj_scale_ = backend_->upload(scale);
+  return A;
+}
+
+// The MLP named `name` ("layers.3.mlp"): `name`_in, or (gated, Bamba)
+// `name`_gate and `name`_up apart, and `name`_out.
+MlpLayer Model::load_mlp(WeightTable& w, const std::string& name, int64_t F) {
+  const int64_t D = config_.d_model;
+  MlpLayer M;
+  M.inner = F;
+  if (config_.mlp_gated && !w.shape_of(name + "_gate").empty()) {
+    M.gate = w.matrix(name + "_gate", {F, D});
+    M.up = w.matrix(name + "_up", {F, D});
+  } else if (config_.mlp_gated) {
+    M.in = w.matrix(name + "_in", {2 * F, D});
+    M.gate = M.in.rows(0, F);
+    M.up = M.in.rows(F, 2 * F);
+  } else {
+    M.in = M.up = w.matrix(name + "_in", {F, D});
   }
+  M.out = w.matrix(name + "_out", {D, F});
+  return M;
 }
 
 void Model::attention_block(const AttentionLayer& L, int64_t n, bool prefill, const KvRows& kv,
@@ -101,19 +92,23 @@ void Model::attention_block(const AttentionLayer& L, int64_t n, bool prefill, co
   be.matmul(linear(ws.attn.data<float>(), n, qd, L.o_proj, Tensor(), ws.mixed.data<float>(), D));
 }
 
-void Model::mlp_block(const MlpLayer& L, int64_t n, Workspace& ws) const {
+void Model::mlp(const MlpLayer& L, const float* x, int64_t n, float* out, Workspace& ws) const {
   Backend& be = *backend_;
-  const int64_t D = config_.d_model, F = config_.mlp_inner;
-  const float* x = ws.normed.data<float>();
-  float* gate = ws.gate.data<float>();
+  const int64_t D = config_.d_model, F = L.inner;
   float* up = ws.up.data<float>();
-  // out = down(up * silu(gate)), Falcon-H1's multipliers on the gate and the output
-  be.matmul(linear(x, n, D, L.gate, Tensor(), gate, F));
   be.matmul(linear(x, n, D, L.up, Tensor(), up, F));
-  if (config_.mlp_gate_multiplier != 1.0f) be.scale(gate, config_.mlp_gate_multiplier, n * F);
-  be.gate_silu({up, gate, up, n * F});
-  be.matmul(linear(up, n, F, L.out, Tensor(), ws.mixed.data<float>(), D));
-  if (config_.mlp_down_multiplier != 1.0f) be.scale(ws.mixed.data<float>(), config_.mlp_down_multiplier, n * D);
+  if (config_.mlp_gated) {
+    // out = down(up * silu(gate)), Falcon-H1's multipliers on the gate and the output
+    float* gate = ws.gate.data<float>();
+    be.matmul(linear(x, n, D, L.gate, Tensor(), gate, F));
+    if (config_.mlp_gate_multiplier != 1.0f) be.scale(gate, config_.mlp_gate_multiplier, n * F);
+    be.gate_silu({up, gate, up, n * F});
+  } else {
+    // out = down(relu(up)^2)
+    be.relu_sq({up, nullptr, up, n * F});
+  }
+  be.matmul(linear(up, n, F, L.out, Tensor(), out, D));
+  if (config_.mlp_down_multiplier != 1.0f) be.scale(out, config_.mlp_down_multiplier, n * D);
 }
 
 }  // namespace mambart

@@ -13,15 +13,14 @@ namespace mambart {
 // r += attn_out * attention(h) + ssm_out * mamba2(h), h = ws.normed; the
 // attention's share goes into the residual now, the Mamba-2 share is left in
 // ws.mixed for the next norm to add, as every mixer's output is.
-void Model::parallel_mixers(int64_t layer, int64_t n, bool prefill, const LayerState& state,
+void Model::parallel_mixers(const ParallelLayer& L, int64_t n, bool prefill, const LayerState& state,
                             Workspace& ws) const {
   Backend& be = *backend_;
   const ModelConfig& c = config_;
-  const size_t i = static_cast<size_t>(layer);
   const int64_t nd = n * c.d_model;
-  attention_block(attn_[i], n, prefill, *state.kv, ws);
+  attention_block(L.attention, n, prefill, *state.kv, ws);
   be.axpy(c.attn_out_multiplier, ws.mixed.data<float>(), ws.residual.data<float>(), nd);
-  mamba2_block(layers2_[i], n, prefill, state, ws);
+  mamba2_block(L.mamba, n, prefill, state, ws);
   if (c.ssm_out_multiplier != 1.0f) be.scale(ws.mixed.data<float>(), c.ssm_out_multiplier, nd);
 }
 

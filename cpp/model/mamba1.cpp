@@ -8,35 +8,31 @@
 
 namespace mambart {
 
-void Model::load_mamba1_layers(WeightTable& w) {
+Mamba1Layer Model::load_mamba1(WeightTable& w, const std::string& p) {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
-  layers_.resize(static_cast<size_t>(c.n_layer));
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    const std::string p = "layers." + std::to_string(i) + ".";
-    Mamba1Layer& L = layers_[static_cast<size_t>(i)];
-    L.norm = w.get(p + "norm", {D});
-    L.in_proj = w.matrix(p + "in_proj", {2 * E, D});
-    L.in_proj_bias = w.get(p + "in_proj_bias", {2 * E}, false);
-    L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
-    L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
-    L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
-    if (c.dt_bc_norm) {
-      L.x_proj_dt = L.x_proj.rows(0, R);
-      L.x_proj_bc = L.x_proj.rows(R, R + 2 * N);
-    }
-    L.dt_proj = w.matrix(p + "dt_proj", {E, R});
-    L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
-    L.A = w.negative_exp(p + "A_log", {E, N});
-    L.D = w.get(p + "D", {E});
-    L.out_proj = w.matrix(p + "out_proj", {D, E});
-    L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
-  }
+  Mamba1Layer L;
+  L.in_proj = w.matrix(p + "in_proj", {2 * E, D});
+  L.in_proj_bias = w.get(p + "in_proj_bias", {2 * E}, false);
+  L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
+  L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
+  L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
   if (c.dt_bc_norm) {
+    L.x_proj_dt = L.x_proj.rows(0, R);
+    L.x_proj_bc = L.x_proj.rows(R, R + 2 * N);
+  }
+  L.dt_proj = w.matrix(p + "dt_proj", {E, R});
+  L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
+  L.A = w.negative_exp(p + "A_log", {E, N});
+  L.D = w.get(p + "D", {E});
+  L.out_proj = w.matrix(p + "out_proj", {D, E});
+  L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
+  if (c.dt_bc_norm && !ones_.defined()) {
     Tensor ones = Tensor::zeros({std::max(R, N)});
     for (int64_t i = 0; i < ones.numel(); ++i) ones.data<float>()[i] = 1.0f;
     ones_ = backend_->upload(ones);
   }
+  return L;
 }
 
 void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const LayerState& state,

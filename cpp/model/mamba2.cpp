@@ -5,28 +5,34 @@
 
 namespace mambart {
 
-void Model::load_mamba2_layers(WeightTable& w) {
+Mamba2Layer Model::load_mamba2(WeightTable& w, const std::string& p) {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, E = c.d_inner, H = c.n_heads, K = c.d_conv;
   const int64_t W = c.in_proj_rows(), CC = c.conv_channels();
-  layers2_.resize(static_cast<size_t>(c.n_layer));
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    const std::string p = "layers." + std::to_string(i) + ".";
-    Mamba2Layer& L = layers2_[static_cast<size_t>(i)];
-    L.norm = w.get(p + "norm", {D});
-    if (!c.has_mamba(i)) continue;
-    L.in_proj = w.matrix(p + "in_proj", {W, D});
-    L.in_proj_bias = w.get(p + "in_proj_bias", {W}, false);
-    L.conv1d_weight = w.get(p + "conv1d_weight", {CC, K});
-    L.conv1d_bias = w.get(p + "conv1d_bias", {CC}, false);
-    L.dt_bias = w.get(p + "dt_bias", {H});
-    L.A = w.negative_exp(p + "A_log", {H});
-    // D is one value per head, or (D_has_hdim) one per channel.
-    L.D = w.get(p + "D", {w.shape_of(p + "D") == std::vector<int64_t>{E} ? E : H});
-    L.gated_norm = w.get(p + "gated_norm", {E}, false);
-    L.out_proj = w.matrix(p + "out_proj", {D, E});
-    L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
+  Mamba2Layer L;
+  L.in_proj = w.matrix(p + "in_proj", {W, D});
+  L.in_proj_bias = w.get(p + "in_proj_bias", {W}, false);
+  L.conv1d_weight = w.get(p + "conv1d_weight", {CC, K});
+  L.conv1d_bias = w.get(p + "conv1d_bias", {CC}, false);
+  L.dt_bias = w.get(p + "dt_bias", {H});
+  L.A = w.negative_exp(p + "A_log", {H});
+  // D is one value per head, or (D_has_hdim) one per channel.
+  L.D = w.get(p + "D", {w.shape_of(p + "D") == std::vector<int64_t>{E} ? E : H});
+  L.gated_norm = w.get(p + "gated_norm", {E}, false);
+  L.out_proj = w.matrix(p + "out_proj", {D, E});
+  L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
+  if (!c.in_proj_multipliers.empty() && !in_proj_scale_.defined()) {
+    // One multiplier per part of in_proj's output: [z (E) | x (E) | B (GN) | C (GN) | dt (H)].
+    const int64_t GN = c.n_groups * c.d_state;
+    const int64_t ends[5] = {E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, W};
+    Tensor scale = Tensor::zeros({W});
+    for (int64_t j = 0, part = 0; j < W; ++j) {
+      while (j >= ends[part]) ++part;
+      scale.data<float>()[j] = c.in_proj_multipliers[static_cast<size_t>(part)];
+    }
+    in_proj_scale_ = backend_->upload(scale);
   }
+  return L;
 }
 
 void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const LayerState& state,

@@ -37,17 +37,22 @@ struct ModelConfig {
   // of epsilon dt_bc_eps right after x_proj.
   bool dt_bc_norm = false;
   float dt_bc_eps = 1e-6f;
-  // Attention hybrids (Mamba-2 family): one letter per layer, 'M' a Mamba-2
-  // mixer, 'A' a grouped-query attention; each mixer is followed by a SwiGLU
-  // MLP of mlp_inner channels with its own pre-norm. Empty: a pure Mamba model.
+  // The layers' residual blocks, one word per layer (separated by spaces), one
+  // letter per block in order: 'M' the family's Mamba mixer, 'A' grouped-query
+  // attention, 'P' the two side by side (Falcon-H1), 'F' the MLP. Every block
+  // has its own pre-norm and adds residual_multiplier * block(norm(r)) to the
+  // residual r. Granite-4.0-H is "MF MF AF". Empty: a pure Mamba model, "M"
+  // per layer.
   std::string layers;
   int64_t attn_heads = 0, kv_heads = 0, attn_head_dim = 0;
   float attn_scale = 1.0f;
   int64_t rope_dim = 0;  // leading dims of each head that rotate; 0: no position encoding
   float rope_theta = 10000.0f;
-  int64_t mlp_inner = 0;
+  // MLPs: SwiGLU (in_proj rows [gate | up]) when gated, else squared ReLU of one up projection.
+  bool mlp_gated = true;
+  int64_t mlp_inner = 0;     // F of the 'F' blocks
   float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
-  // Falcon-H1's layers are 'P': a Mamba-2 mixer and an attention side by side on one norm, their outputs
+  // Falcon-H1's 'P' blocks: a Mamba-2 mixer and an attention side by side on one norm, their outputs
   // scaled by ssm_out_multiplier and attn_out_multiplier and summed. in_proj_multipliers (five, or none)
   // scale the parts [z | x | B | C | dt] of in_proj's output; the MLP's gate and output are scaled by
   // mlp_gate_multiplier and mlp_down_multiplier. norm_before_gate: the Mamba-2 gated norm normalises y
@@ -58,9 +63,13 @@ struct ModelConfig {
   bool norm_before_gate = false;
 
   bool hybrid() const { return !layers.empty(); }
-  char kind(int64_t layer) const { return hybrid() ? layers[static_cast<size_t>(layer)] : 'M'; }
-  bool is_attention(int64_t layer) const { return kind(layer) == 'A' || kind(layer) == 'P'; }
-  bool has_mamba(int64_t layer) const { return kind(layer) != 'A'; }
+  // Layer l's block letters ("M" for a pure Mamba model); "" past the last layer.
+  std::string blocks(int64_t layer) const;
+  // Whether any layer has a block of one of these kinds ("MP": any Mamba mixer).
+  bool has_block(const std::string& kinds) const {
+    return (hybrid() ? layers : std::string("M")).find_first_of(kinds) != std::string::npos;
+  }
+  bool is_attention(int64_t layer) const { return blocks(layer).find_first_of("AP") != std::string::npos; }
   int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
@@ -72,7 +81,6 @@ struct ModelConfig {
 };
 
 struct Mamba1Layer {
-  Tensor norm;           // (D)
   Tensor in_proj;        // (2E, D): rows [0, E) give x, [E, 2E) give z
   Tensor in_proj_bias;   // (2E) or undefined
   Tensor conv1d_weight;  // (E, K)
@@ -89,7 +97,6 @@ struct Mamba1Layer {
 };
 
 struct Mamba2Layer {
-  Tensor norm;           // (D)
   Tensor in_proj;        // (2E + 2GN + H, D): rows give [z | xBC | dt]
   Tensor in_proj_bias;   // or undefined
   Tensor conv1d_weight;  // (E + 2GN, K)
@@ -110,11 +117,26 @@ struct AttentionLayer {
 };
 
 struct MlpLayer {
-  Tensor norm;    // (D)
-  Tensor in;      // (2F, D): rows [0, F) the gate, [F, 2F) the up projection; or undefined
-  Tensor gate;    // (F, D) each: views of in's two halves, so that each lands in contiguous
-  Tensor up;      // rows, or matrices of their own
+  int64_t inner = 0;  // F
+  Tensor in;      // gated: (2F, D), rows [0, F) the gate, [F, 2F) the up projection, or undefined
+                  // when gate and up come apart; not gated: (F, D), the up projection
+  Tensor gate;    // gated: (F, D) each, views of in's two halves (so that each lands in
+  Tensor up;      // contiguous rows) or matrices of their own
   Tensor out;     // (D, F)
+};
+
+// Falcon-H1's mixers side by side.
+struct ParallelLayer {
+  Mamba2Layer mamba;
+  AttentionLayer attention;
+};
+
+// One residual block of a layer (ModelConfig::layers): r += m * op(norm(r)).
+struct Block {
+  char kind;       // 'M', 'A', 'P' or 'F'
+  int64_t layer;   // whose state it uses
+  Tensor norm;     // (D)
+  size_t index;    // into the Model's vector of that kind
 };
 
 // An attention layer's KV cache for the rows of one call: row b's keys and
@@ -147,7 +169,7 @@ struct Workspace {
   Tensor y_norm;    // (rows, E)   gated norm output (Mamba-2)
   Tensor q, k, v;   // (rows, Hq * d), (rows, Hkv * d) x 2   attention projections (hybrids)
   Tensor attn;      // (rows, Hq * d) attention output
-  Tensor gate, up;  // (rows, F) MLP
+  Tensor gate, up;  // (rows, max F) MLP
 };
 
 // y (M, N) = x (M, K) · wᵀ + bias, for a weight w (N, K) of any type.
@@ -191,12 +213,16 @@ class Model {
   void mamba2_block(const Mamba2Layer& layer, int64_t n, bool prefill, const LayerState& state,
                     Workspace& ws) const;
   void attention_block(const AttentionLayer& layer, int64_t n, bool prefill, const KvRows& kv, Workspace& ws) const;
-  void mlp_block(const MlpLayer& layer, int64_t n, Workspace& ws) const;
-  void parallel_mixers(int64_t layer, int64_t n, bool prefill, const LayerState& state, Workspace& ws) const;
-  void hybrid_layers(int64_t n, bool prefill, const std::vector<LayerState>& states, Workspace& ws) const;
-  void load_mamba1_layers(WeightTable& w);
-  void load_mamba2_layers(WeightTable& w);
-  void load_hybrid_layers(WeightTable& w);
+  void parallel_mixers(const ParallelLayer& layer, int64_t n, bool prefill, const LayerState& state,
+                       Workspace& ws) const;
+  // out (n, D) = the MLP of x (n, D); uses ws.gate and ws.up.
+  void mlp(const MlpLayer& layer, const float* x, int64_t n, float* out, Workspace& ws) const;
+  // Each loader reads one block's weights, named with the layer's prefix p ("layers.3.").
+  Mamba1Layer load_mamba1(WeightTable& w, const std::string& p);
+  Mamba2Layer load_mamba2(WeightTable& w, const std::string& p);
+  AttentionLayer load_attention(WeightTable& w, const std::string& p);
+  MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner);
+  void load_blocks(WeightTable& w);
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;
@@ -205,10 +231,12 @@ class Model {
   Tensor lm_head_;    // (V, D): the embedding when tied
   Tensor ones_;       // (max(R, N)) the weight of a weightless norm (dt_bc_norm)
   size_t weight_bytes_ = 0;
-  std::vector<Mamba1Layer> layers_;    // Mamba-1 models
-  std::vector<Mamba2Layer> layers2_;   // Mamba-2 models; a hybrid's attention layers use only their norm
-  std::vector<AttentionLayer> attn_;   // hybrids: per layer, empty for Mamba layers
-  std::vector<MlpLayer> mlp_;          // hybrids: per layer
+  std::vector<Block> blocks_;          // every layer's blocks, in order
+  std::vector<Mamba1Layer> mamba1_;    // the blocks' weights by kind
+  std::vector<Mamba2Layer> mamba2_;
+  std::vector<AttentionLayer> attn_;
+  std::vector<ParallelLayer> parallel_;
+  std::vector<MlpLayer> mlp_;
   Tensor inv_freq_;                    // (rope_dim / 2) rotary frequencies
   Tensor in_proj_scale_;               // (in_proj_rows) in_proj_multipliers per output column, or undefined
 };
