@@ -12,6 +12,7 @@
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
+#include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
 #include "kernels/ssd.h"
@@ -56,6 +57,8 @@ class Backend {
   virtual void mul_columns(float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld) = 0;
   // y[i] += alpha * x[i] for n floats (Falcon-H1's parallel mixers).
   virtual void axpy(float alpha, const float* x, float* y, int64_t n) = 0;
+  // Mixture-of-experts routing (kernels/moe.h), its index and weight in host memory.
+  virtual void route(const RouterParams& p) = 0;
   // Attention layers (kernels/attention.h). The CUDA backend has none yet:
   // a Model refuses attention hybrids there at load.
   virtual bool has_attention() const { return true; }

@@ -258,6 +258,7 @@ class CudaBackend final : public Backend {
   void attention(const AttentionParams&) override { no_attention("attention"); }
   void rope(const RopeParams&) override { no_attention("rope"); }
   void relu_sq(const ElementwiseParams&) override { no_attention("relu_sq"); }
+  void route(const RouterParams&) override { no_attention("route"); }
 
   // Settings, RNG states (and, with a repetition penalty, the history as a
   // bitmask) go up in one copy; ids and RNG states come back in one.

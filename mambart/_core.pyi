@@ -48,6 +48,15 @@ class ModelConfig:
     rope_theta: float
     mlp_gated: bool
     mlp_inner: int
+    shared_inner: int
+    n_experts: int
+    top_k: int
+    expert_inner: int
+    n_group: int
+    topk_group: int
+    router_sigmoid: bool
+    norm_topk: bool
+    routed_scale: float
     embedding_multiplier: float
     residual_multiplier: float
     logits_scaling: float

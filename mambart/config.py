@@ -100,7 +100,9 @@ class ModelConfig:
     dt_bc_eps: float = 1e-6    # their epsilon (mixer_rms_eps)
     # Attention hybrids (family "hybrid": the Mamba-2 fields above describe its Mamba layers).
     # layers: one word per layer, one letter per residual block, each with its own pre-norm:
-    # "M" Mamba-2, "A" attention, "F" MLP; Granite-4.0-H is "MF MF AF ...". "" for pure Mamba models.
+    # "M" Mamba-2, "A" attention, "P" both side by side, "F" MLP, "E" mixture of experts (routed
+    # experts + the shared MLP); Granite-4.0-H is "MF MF AF ..." ("ME ME AE ..." with experts),
+    # Nemotron-H "M E M A F ...". "" for pure Mamba models.
     layers: str = ""
     attn_heads: int = 0        # query heads
     kv_heads: int = 0          # key / value heads (grouped-query when fewer)
@@ -110,6 +112,18 @@ class ModelConfig:
     rope_theta: float = 10000.0
     mlp_gated: bool = True     # MLPs are SwiGLU (input rows [gate | up]); else relu(up)^2 (Nemotron-H)
     mlp_inner: int = 0         # channels of the "F" blocks' MLP
+    # Mixture of experts ("E" blocks; cpp/kernels/moe.h): top_k of n_experts MLPs of expert_inner channels
+    # per token, weighted by the router's softmax or sigmoid scores (plus a selection bias, group-limited
+    # choice, normalised if norm_topk, times routed_scale), plus a shared MLP of shared_inner channels.
+    n_experts: int = 0
+    top_k: int = 0
+    expert_inner: int = 0
+    shared_inner: int = 0
+    router_sigmoid: bool = False
+    norm_topk: bool = True
+    n_group: int = 1
+    topk_group: int = 1
+    routed_scale: float = 1.0
     embedding_multiplier: float = 1.0
     residual_multiplier: float = 1.0   # each block's output is scaled by this before the residual add
     logits_scaling: float = 1.0        # logits are divided by this
@@ -130,6 +144,11 @@ class ModelConfig:
     def attention_layers(self) -> int:
         """Layers with an attention, hence a KV cache ("A", and Falcon-H1's "P")."""
         return sum(any(kind in "AP" for kind in word) for word in self.layers.split())
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with a mixture of experts ("E")."""
+        return self.layers.count("E")
 
     @property
     def mamba_layers(self) -> int:
@@ -283,9 +302,6 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
     Each layer is a Mamba-2 mixer or a grouped-query attention, per `layer_types`
     (or the older `layers_block_type`); each is followed by the shared SwiGLU MLP.
     """
-    experts = raw.get("num_local_experts", 8)
-    if experts != 0:
-        raise ValueError(f"mixture-of-experts layers (num_local_experts {experts!r}) are not supported yet")
     d_model = _size(raw, "hidden_size", 4096)
     n_layer = _size(raw, "num_hidden_layers", 32)
     attn_heads = _size(raw, "num_attention_heads", 32)
@@ -298,14 +314,28 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 32000), eps=_eps(raw, "rms_norm_eps", 1e-6),
-        tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_words(_layer_letters(raw, n_layer), "F"),
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), **_granite_experts(raw, _layer_letters(raw, n_layer)),
         **_hybrid_mamba(raw, d_model), **attn,
         attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
-        mlp_inner=_size(raw, "shared_intermediate_size", 1024),
         embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
         residual_multiplier=_number(raw, "residual_multiplier", 1.0),
         logits_scaling=_number(raw, "logits_scaling", 1.0),
     )
+
+
+def _granite_experts(raw: dict[str, Any], letters: str) -> dict[str, Any]:
+    """Granite's layers: each mixer followed by the shared MLP ("F"), or with num_local_experts > 0
+    by the experts beside it ("E": top num_experts_per_tok by the softmax of the router's chosen logits)."""
+    shared = _size(raw, "shared_intermediate_size", 1024)
+    experts = raw.get("num_local_experts", 8)
+    if experts == 0:
+        return dict(layers=_words(letters, "F"), mlp_inner=shared)
+    experts = _size(raw, "num_local_experts", 8)
+    top_k = _size(raw, "num_experts_per_tok", 2)
+    if top_k > experts:
+        raise ValueError(f"num_experts_per_tok {top_k} exceeds num_local_experts {experts}")
+    return dict(layers=_words(letters, "E"), n_experts=experts, top_k=top_k,
+                expert_inner=_size(raw, "intermediate_size", 11008), shared_inner=shared)
 
 
 def _parse_bamba(raw: dict[str, Any]) -> ModelConfig:

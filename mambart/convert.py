@@ -81,7 +81,9 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
     for spec in weight_table(config):
         w = weights[spec.internal]
         if isinstance(w, TypedWeight):
-            tensors[spec.source] = RawTensor(spec.source, _STORED[dtype], tuple(w.data.shape), w.data)
+            # f16 / bf16 keep the stored shape (stacked experts: (X, N, K)); q8 / q4 are (N, row bytes).
+            shape = spec.stored if dtype in ("f16", "bf16") else tuple(w.data.shape)
+            tensors[spec.source] = RawTensor(spec.source, _STORED[dtype], shape, w.data.reshape(shape))
         else:
             tensors[spec.source] = np.asarray(w).reshape(spec.stored)
     out.mkdir(parents=True, exist_ok=True)

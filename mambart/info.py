@@ -69,6 +69,7 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         **config.to_dict(),
         **_state_sizes(config),
         "parameters": parameters,
+        **_active(config, parameters),
         "tensors": stored,
         "dtypes": dict(sorted(dtypes.items())),
         "tokenizer": (TOKENIZER_FILES[0] if has_tokenizer
@@ -94,6 +95,15 @@ def _headers(weights: list[Path]):
                 yield name, view.dtype, view.shape, identity
 
 
+def _active(config, parameters: int) -> dict[str, int]:
+    """A mixture of experts' parameters one token uses: all but the unchosen experts'."""
+    if not config.n_experts:
+        return {}
+    rows = 2 * config.expert_inner if config.mlp_gated else config.expert_inner
+    per_expert = (rows + config.expert_inner) * config.d_model
+    return {"active_parameters": parameters - config.moe_layers * (config.n_experts - config.top_k) * per_expert}
+
+
 def _state_sizes(config) -> dict[str, Any]:
     """Bytes of decoder state per sequence: the Mamba layers' fixed part, and (attention
     hybrids) the KV caches' bytes per token of context; the layer pattern."""
@@ -109,6 +119,8 @@ _HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_sca
                   "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
                   "in_proj_multipliers", "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier",
                   "mlp_down_multiplier", "norm_before_gate"}
+_EXPERT_FIELDS = {"n_experts", "top_k", "shared_inner", "expert_inner", "router_sigmoid", "norm_topk", "n_group",
+                  "topk_group", "routed_scale"}
 # Fields that do not apply to a family, left out of the text.
 _NOT_SHOWN = {
     "mamba": {"n_heads", "head_dim", "n_groups", "chunk_size", "dt_min", "dt_max",
@@ -120,7 +132,7 @@ _NOT_SHOWN = {
 
 def format_info(d: dict[str, Any]) -> str:
     """Aligned `key: value` lines for `describe`'s dict."""
-    hidden = _NOT_SHOWN.get(d.get("family"), set())
+    hidden = _NOT_SHOWN.get(d.get("family"), set()) | (set() if d.get("n_experts") else _EXPERT_FIELDS)
     rows: list[tuple[str, str]] = []
     for key, value in d.items():
         if key in hidden:
@@ -133,7 +145,7 @@ def format_info(d: dict[str, Any]) -> str:
             rows += [(f"file {name}", _bytes(size)) for name, size in value.items()]
         elif key == "dtypes":
             rows.append((key, ", ".join(f"{k} ({v:,})" for k, v in value.items()) or "-"))
-        elif key in ("parameters", "vocab_size"):
+        elif key in ("parameters", "active_parameters", "vocab_size"):
             rows.append((key, f"{value:,}"))
         elif key == "total_bytes":
             rows.append((key, _bytes(value)))

@@ -335,7 +335,8 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
         for name in ("n_heads", "head_dim", "n_groups", "dt_min", "dt_max"):
             setattr(c, name, getattr(config, name))
         for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
-                     "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
+                     "mlp_gated", "mlp_inner", "n_experts", "top_k", "expert_inner", "shared_inner",
+                     "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier", "residual_multiplier", "logits_scaling",
                      "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier", "mlp_down_multiplier",
                      "norm_before_gate"):
             setattr(c, name, getattr(config, name))

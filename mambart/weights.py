@@ -28,7 +28,7 @@ _MAX_LISTED = 5  # unexpected names quoted in an error
 # The big matrices (internal names' last part): the only weights that take
 # another type than f32 (f16 / bf16 as stored, or q8 / q4 from `mambart convert`).
 MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj",
-                      "q_proj", "k_proj", "v_proj", "o_proj", "mlp_in", "mlp_gate", "mlp_up", "mlp_out"})
+                      "q_proj", "k_proj", "v_proj", "o_proj", "experts_in", "experts_out", "mlp_in", "mlp_gate", "mlp_up", "mlp_out"})
 # Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
 # f32 scale + f32 minimum + 16 bytes of 4-bit codes).
 _BLOCK = 32
@@ -170,12 +170,20 @@ class HybridNames:
     mamba: str                   # the Mamba-2 mixer
     attention: str               # q_proj, k_proj, v_proj, o_proj under this
     mlp: tuple[tuple[str, str], ...]  # the 'F' block's projections: (internal suffix, name)
+    # An 'E' block's: its router (and selection bias, or ""), its experts' in and out projections
+    # (stacked (X, ., .), or one per expert when the names hold "{}"), and its shared MLP.
+    router: tuple[str, str] = ("", "")
+    experts: tuple[str, str] = ("", "")
+    shared: tuple[tuple[str, str], ...] = ()
 
 
+_GRANITE_SHARED = (("_in", "shared_mlp.input_linear.weight"), ("_out", "shared_mlp.output_linear.weight"))
 HYBRID_NAMES = {
     "granite": HybridNames("model.layers.{}.", ("input_layernorm.weight", "post_attention_layernorm.weight"),
-                           "mamba.", "self_attn.", (("_in", "shared_mlp.input_linear.weight"),
-                                                    ("_out", "shared_mlp.output_linear.weight"))),
+                           "mamba.", "self_attn.", _GRANITE_SHARED,
+                           ("block_sparse_moe.router.layer.weight", ""),
+                           ("block_sparse_moe.input_linear.weight", "block_sparse_moe.output_linear.weight"),
+                           _GRANITE_SHARED),
     "bamba": HybridNames("model.layers.{}.", ("input_layernorm.weight", "pre_ff_layernorm.weight"),
                          "mamba.", "self_attn.", (("_gate", "feed_forward.gate_proj.weight"),
                                                   ("_up", "feed_forward.up_proj.weight"),
@@ -202,6 +210,8 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
                 table += _mamba2_mixer(config, src + names.mamba, dst) + _attention(config, src + names.attention, dst)
             elif kind == "F":
                 table += _mlp(config, src, names.mlp, dst + "mlp", config.mlp_inner)
+            elif kind == "E":
+                table += _experts(config, src, names, dst)
     return table
 
 
@@ -212,6 +222,26 @@ def _attention(config: ModelConfig, attn: str, dst: str) -> list[TensorSpec]:
             spec(attn + "k_proj.weight", dst + "k_proj", kv_dim, D),
             spec(attn + "v_proj.weight", dst + "v_proj", kv_dim, D),
             spec(attn + "o_proj.weight", dst + "o_proj", D, q_dim)]
+
+
+def _experts(config: ModelConfig, src: str, names: HybridNames, dst: str) -> list[TensorSpec]:
+    """A mixture of experts: the router (f32, and its selection bias), the experts (stacked as
+    (X * rows, cols) matrices, or one MLP each as experts.<e>.mlp), the shared MLP."""
+    D, X, F = config.d_model, config.n_experts, config.expert_inner
+    table = [spec(src + names.router[0], dst + "router", X, D)]
+    if names.router[1]:
+        table.append(spec(src + names.router[1], dst + "router_bias", X))
+    up, down = names.experts
+    rows = 2 * F if config.mlp_gated else F
+    if "{}" in up:
+        for e in range(X):
+            table += _mlp(config, src, (("_in", up.format(e)), ("_out", down.format(e))), f"{dst}experts.{e}.mlp", F)
+    else:
+        table += [TensorSpec(src + up, dst + "experts_in", (X, rows, D), (X * rows, D)),
+                  TensorSpec(src + down, dst + "experts_out", (X, D, F), (X * D, F))]
+    if config.shared_inner:
+        table += _mlp(config, src, names.shared, dst + "shared.mlp", config.shared_inner)
+    return table
 
 
 def _mlp(config: ModelConfig, src: str, names: tuple[tuple[str, str], ...], dst: str,

@@ -66,9 +66,18 @@ def small_falcon_h1_dir(tmp_path_factory):
     return path, make_falcon_h1(path, multipliers=FALCON_H1_05B)
 
 
+@pytest.fixture(scope="session")
+def small_granite_moe_dir(tmp_path_factory):
+    """A small random Granite-4.0-H with experts (top 2 of 8 beside the shared MLP)."""
+    from models import make_granite_hybrid
+
+    path = tmp_path_factory.mktemp("granite-moe-small")
+    return path, make_granite_hybrid(path, layer_types=("mamba", "attention", "mamba"), num_local_experts=8)
+
+
 FAMILY_FIXTURES = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir", "falcon_mamba": "small_falcon_mamba_dir",
                    "granite_hybrid": "small_granite_dir", "bamba": "small_bamba_dir",
-                   "falcon_h1": "small_falcon_h1_dir"}
+                   "falcon_h1": "small_falcon_h1_dir", "granite_moe": "small_granite_moe_dir"}
 
 
 @pytest.fixture(scope="session", params=list(FAMILY_FIXTURES))

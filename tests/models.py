@@ -225,8 +225,9 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
                         partial_rotary_factor: float = 1.0, embedding_multiplier: float = 1.0,
                         attention_multiplier: float | None = None, residual_multiplier: float = 1.0,
                         logits_scaling: float = 1.0, tie_word_embeddings: bool = False, vocab_size: int = 320,
+                        num_local_experts: int = 0, num_experts_per_tok: int = 2, intermediate_size: int = 32,
                         dtype: torch.dtype = torch.float32, seed: int = 0):
-    """Save a random dense GraniteMoeHybridForCausalLM (Granite-4.0-H without experts) and a
+    """Save a random GraniteMoeHybridForCausalLM (Granite-4.0-H; dense unless num_local_experts) and a
     tokenizer to out_dir; return it in f32. attention_multiplier defaults to 1 / sqrt(head_dim)."""
     from transformers import GraniteMoeHybridConfig, GraniteMoeHybridForCausalLM
 
@@ -239,7 +240,8 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
         vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=len(layer_types),
         layer_types=list(layer_types), num_attention_heads=num_attention_heads,
         num_key_value_heads=num_key_value_heads, shared_intermediate_size=shared_intermediate_size,
-        num_local_experts=0, mamba_n_heads=mamba_n_heads, mamba_d_head=2 * hidden_size // mamba_n_heads,
+        num_local_experts=num_local_experts, num_experts_per_tok=num_experts_per_tok,
+        intermediate_size=intermediate_size, mamba_n_heads=mamba_n_heads, mamba_d_head=2 * hidden_size // mamba_n_heads,
         mamba_d_state=mamba_d_state, mamba_n_groups=mamba_n_groups, mamba_expand=2,
         position_embedding_type=position_embedding_type, rope_parameters=rope,
         embedding_multiplier=embedding_multiplier, residual_multiplier=residual_multiplier,
@@ -252,10 +254,15 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
 def _save_hybrid(model, out_dir: Path, dtype: torch.dtype, vocab_size: int):
     """Widen the attention projections, perturb the constants, save `model` in `dtype` with a
     tokenizer, and return it reloaded in f32."""
-    with torch.no_grad():  # the initialisation's std 0.02 leaves attention nearly uniform: widen it
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight")):
+            # The initialisation's std 0.02 leaves attention nearly uniform and routers' scores
+            # nearly tied, so that a wrong choice of experts would hardly show: widen them.
+            if name.endswith(("q_proj.weight", "k_proj.weight", "router.weight", "gate.weight")):
                 p.normal_(0, 0.3)
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):  # zeros at init: a selection bias that matters
+                b.normal_(0, 0.1)
     _perturb(model)
     model.to(dtype).save_pretrained(out_dir)
     if not (out_dir / "tokenizer.json").exists():
@@ -306,3 +313,44 @@ def make_falcon_h1(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: i
         rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, tie_word_embeddings=tie_word_embeddings,
         pad_token_id=0, bos_token_id=0, eos_token_id=0, **(multipliers or {}), **extra)
     return _save_hybrid(FalconH1ForCausalLM(config).eval(), out_dir, dtype, vocab_size)
+
+
+def make_nemotron_h(out_dir: Path, *, hidden_size: int = 64, layers: str = "M*E-ME", num_attention_heads: int = 4,
+                    num_key_value_heads: int = 2, head_dim: int = 16, intermediate_size: int = 48,
+                    mamba_num_heads: int = 4, mamba_head_dim: int = 32, ssm_state_size: int = 16, n_groups: int = 2,
+                    n_routed_experts: int = 8, num_experts_per_tok: int = 2, moe_intermediate_size: int = 24,
+                    moe_shared_expert_intermediate_size: int = 40, n_group: int = 1, topk_group: int = 1,
+                    norm_topk_prob: bool = True, routed_scaling_factor: float = 1.0, chunk_size: int = 128,
+                    time_step_min: float = 0.001, layer_norm_epsilon: float = 1e-5, tie_word_embeddings: bool = False,
+                    vocab_size: int = 320, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random NemotronHForCausalLM and a tokenizer to out_dir; return it in f32. `layers`
+    is hybrid_override_pattern's notation: M Mamba-2, * attention, - MLP, E experts."""
+    from transformers import NemotronHConfig, NemotronHForCausalLM
+
+    torch.manual_seed(seed)
+    config = NemotronHConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, hybrid_override_pattern=layers,
+        num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads, head_dim=head_dim,
+        intermediate_size=intermediate_size, mamba_num_heads=mamba_num_heads, mamba_head_dim=mamba_head_dim,
+        ssm_state_size=ssm_state_size, n_groups=n_groups, n_routed_experts=n_routed_experts,
+        num_experts_per_tok=num_experts_per_tok, moe_intermediate_size=moe_intermediate_size,
+        moe_shared_expert_intermediate_size=moe_shared_expert_intermediate_size, n_group=n_group,
+        topk_group=topk_group, norm_topk_prob=norm_topk_prob, routed_scaling_factor=routed_scaling_factor,
+        chunk_size=chunk_size, time_step_min=time_step_min, layer_norm_epsilon=layer_norm_epsilon,
+        tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    return _save_hybrid(NemotronHForCausalLM(config).eval(), out_dir, dtype, vocab_size)
+
+
+HYBRID_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+def load_pair(shapes: dict, param: tuple[str, str], tmp_path_factory):
+    """(mambart model, transformers model) of shape `param[0]` of `shapes` (name -> (maker, kwargs))
+    saved in dtype `param[1]`, as the hybrids' module-scoped `pair` fixtures make them."""
+    import mambart
+
+    shape, dtype = param
+    make, kwargs = shapes[shape]
+    path = tmp_path_factory.mktemp(f"{shape}-{dtype}")
+    hf = make(path, dtype=HYBRID_DTYPES[dtype], seed=len(shape), **kwargs)
+    return mambart.load(path, threads=2), hf

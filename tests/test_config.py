@@ -126,7 +126,9 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
     (dict(SSM_130M, d_intermediate=512), "d_intermediate 512"),
     (dict(SSM_130M, rms_norm=False), "LayerNorm"),
     ({"vocab_size": 10}, "cannot tell the model family"),
-    ({"model_type": "granitemoehybrid"}, r"mixture-of-experts layers \(num_local_experts 8\) are not supported yet"),
+    ({"model_type": "granitemoehybrid", "num_local_experts": 4, "num_experts_per_tok": 5},
+     "num_experts_per_tok 5 exceeds num_local_experts 4"),
+    ({"model_type": "granitemoehybrid", "num_local_experts": -1}, "'num_local_experts' must be a positive integer"),
     ({"model_type": "granitemoehybrid", "num_local_experts": 0, "layer_types": ["mamba", "mlp"],
       "num_hidden_layers": 2}, "'layer_types' must list 2 layer kinds"),
     ({"model_type": "granitemoehybrid", "num_local_experts": 0, "position_embedding_type": "rope",
@@ -338,3 +340,15 @@ def test_rejected_mamba2_configs(tmp_path, raw, match):
         load_config(path)
     msg = str(info.value)
     assert msg.startswith(str(path)) and "\n" not in msg
+
+
+def test_granite_experts_from_transformers(tmp_path):
+    """GraniteMoeHybridConfig's defaults: 8 experts, top 2, beside the shared MLP in every layer."""
+    from transformers import GraniteMoeHybridConfig
+
+    GraniteMoeHybridConfig(num_hidden_layers=3, layer_types=["mamba", "attention", "mamba"]).save_pretrained(tmp_path)
+    cfg = load_config(tmp_path)
+    assert (cfg.layers, cfg.n_experts, cfg.top_k, cfg.expert_inner, cfg.shared_inner, cfg.mlp_inner) == \
+        ("ME AE ME", 8, 2, 11008, 1024, 0)
+    assert (cfg.router_sigmoid, cfg.norm_topk, cfg.n_group, cfg.topk_group, cfg.routed_scale) == \
+        (False, True, 1, 1, 1.0)

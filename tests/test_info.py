@@ -157,7 +157,8 @@ def test_hybrid_info(small_granite_dir):
     assert d["state_bytes_fixed"] == 4 * 2 * ((128 + 64) * 4 + 128 * 16)
     assert d["parameters"] == sum(p.numel() for p in small_granite_dir[1].parameters())
     text = format_info(d)
-    assert "layer_pattern:" in text and "dt_rank" not in text
+    assert "layer_pattern:" in text and "dt_rank" not in text and "n_experts" not in text
+    assert "active_parameters" not in d
 
 
 def test_bamba_info(small_bamba_dir):
@@ -166,3 +167,18 @@ def test_bamba_info(small_bamba_dir):
     d = describe(str(small_bamba_dir[0]))
     assert (d["family"], d["naming"], d["layer_pattern"], d["rope_dim"]) == ("hybrid", "bamba", "MF AF MF AF", 8)
     assert d["parameters"] == sum(p.numel() for p in small_bamba_dir[1].parameters())
+
+
+def test_moe_info(small_granite_moe_dir):
+    """A mixture of experts: total parameters, and those one token uses (top 2 of 8 experts)."""
+    from mambart.info import describe, format_info
+
+    path, hf = small_granite_moe_dir
+    d = describe(str(path))
+    assert (d["layer_pattern"], d["n_experts"], d["top_k"]) == ("ME AE ME", 8, 2)
+    total = sum(p.numel() for p in hf.parameters())
+    experts = sum(p.numel() for n, p in hf.named_parameters() if ".experts." in n)
+    assert d["parameters"] == total
+    assert d["active_parameters"] == total - experts * 6 // 8
+    text = format_info(d)
+    assert "active_parameters:" in text and "n_experts:" in text

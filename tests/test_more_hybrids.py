@@ -1,10 +1,8 @@
 """Falcon-H1 against transformers (f32, CPU), each shape through every check of
 test_hybrids.py (imported below, so that pytest runs them on this file's `pair`)."""
 import pytest
-import torch
 
-import mambart
-from models import make_falcon_h1
+from models import load_pair, make_falcon_h1
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
     test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
@@ -31,17 +29,12 @@ SHAPES = {
     "falcon_h1-gate_then_norm": (make_falcon_h1, dict(multipliers=ALL_MULTIPLIERS, mamba_norm_before_gate=False,
                                                       head_dim=24, num_key_value_heads=4, num_hidden_layers=2)),
 }
-DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 
 
 @pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("falcon_h1-05b_multipliers", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
-    shape, dtype = request.param
-    make, kwargs = SHAPES[shape]
-    path = tmp_path_factory.mktemp(f"{shape}-{dtype}")
-    hf = make(path, dtype=DTYPES[dtype], seed=len(shape), **kwargs)
-    return mambart.load(path, threads=2), hf
+    return load_pair(SHAPES, request.param, tmp_path_factory)
 
 
 def test_falcon_h1_info(small_falcon_h1_dir):

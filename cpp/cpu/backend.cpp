@@ -93,6 +93,10 @@ class CpuBackend final : public Backend {
       for (int64_t i = b; i < e; ++i) y[i] += alpha * x[i];
     }, 1 << 14);
   }
+  void route(const RouterParams& p) override {
+    auto fn = cpu_kernels().route;
+    pool_.parallel_for(p.rows, [&](int64_t b, int64_t e) { fn(p, b, e); }, 16);
+  }
   void attention(const AttentionParams& p) override {
     auto fn = cpu_kernels().attention;
     pool_.parallel_for(p.rows * p.n_heads, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);

@@ -47,10 +47,10 @@ static void check_layers(const ModelConfig& c) {
   int64_t count = 0;
   while (words >> word) {
     // At most one block with state (its LayerState) per layer.
-    MAMBART_CHECK(word.size() <= 2 && word.find_first_not_of("MAPF") == std::string::npos &&
+    MAMBART_CHECK(word.size() <= 2 && word.find_first_not_of("MAPFE") == std::string::npos &&
                       word.find_first_of("MAP") == word.find_last_of("MAP"),
                   "[model] layer ", count, " has blocks '", word, "'; expected one or two of 'M' (Mamba), ",
-                  "'A' (attention), 'P' (both side by side), 'F' (MLP), at most one of them with state");
+                  "'A' (attention), 'P' (both side by side), 'F' (MLP), 'E' (experts), at most one of them with state");
     rebuilt += (count++ ? " " : "") + word;
   }
   MAMBART_CHECK(count == c.n_layer && rebuilt == c.layers, "[model] layers must give one word of blocks for each of the ",
@@ -66,6 +66,17 @@ static void check_layers(const ModelConfig& c) {
                   c.rope_dim, " must be even and at most the head dim ", c.attn_head_dim);
   }
   MAMBART_CHECK(!c.has_block("F") || c.mlp_inner > 0, "[model] mlp_inner must be positive, got ", c.mlp_inner);
+  if (c.has_block("E")) {
+    MAMBART_CHECK(c.n_experts > 0 && c.expert_inner > 0 && c.shared_inner >= 0 && c.top_k > 0 &&
+                      c.top_k <= c.n_experts,
+                  "[model] experts need n_experts > 0, 0 < top_k <= n_experts and expert_inner > 0; got n_experts=",
+                  c.n_experts, " top_k=", c.top_k, " expert_inner=", c.expert_inner, " shared_inner=", c.shared_inner);
+    MAMBART_CHECK(c.n_group > 0 && c.n_experts % c.n_group == 0 && c.topk_group > 0 && c.topk_group <= c.n_group &&
+                      c.top_k <= c.topk_group * (c.n_experts / c.n_group),
+                  "[model] expert groups: n_group ", c.n_group, " must divide n_experts ", c.n_experts,
+                  ", and topk_group ", c.topk_group, " groups must hold top_k ", c.top_k, " experts");
+    MAMBART_CHECK(std::isfinite(c.routed_scale), "[model] routed_scale must be finite, got ", c.routed_scale);
+  }
 }
 
 static void check_config(const ModelConfig& c) {
@@ -120,6 +131,10 @@ void Model::load_blocks(WeightTable& w) {
           b.index = mlp_.size();
           mlp_.push_back(load_mlp(w, p + "mlp", c.mlp_inner));
           break;
+        case 'E':
+          b.index = moe_.size();
+          moe_.push_back(load_moe(w, p));
+          break;
       }
       blocks_.push_back(std::move(b));
     }
@@ -151,8 +166,13 @@ Workspace Model::make_workspace(int64_t rows) const {
     ws.v = backend_->zeros({rows, c.kv_width()});
     ws.attn = backend_->zeros({rows, c.attn_heads * c.attn_head_dim});
   }
-  int64_t F = 0;
+  int64_t F = c.has_block("E") ? std::max(c.shared_inner, c.expert_inner) : 0;
   for (const MlpLayer& m : mlp_) F = std::max(F, m.inner);
+  if (c.has_block("E")) {
+    ws.router_logits = backend_->zeros({rows, c.n_experts});
+    ws.expert_x = backend_->zeros({rows, D});
+    ws.expert_y = backend_->zeros({rows, D});
+  }
   if (F > 0) {
     ws.gate = backend_->zeros({rows, F});
     ws.up = backend_->zeros({rows, F});
@@ -199,6 +219,9 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
         break;
       case 'F':
         mlp(mlp_[b.index], ws.normed.data<float>(), n, mixed, ws);
+        break;
+      case 'E':
+        moe_block(moe_[b.index], n, ws);
         break;
     }
     if (c.residual_multiplier != 1.0f) be.scale(mixed, c.residual_multiplier, n * D);

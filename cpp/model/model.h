@@ -39,10 +39,11 @@ struct ModelConfig {
   float dt_bc_eps = 1e-6f;
   // The layers' residual blocks, one word per layer (separated by spaces), one
   // letter per block in order: 'M' the family's Mamba mixer, 'A' grouped-query
-  // attention, 'P' the two side by side (Falcon-H1), 'F' the MLP. Every block
+  // attention, 'P' the two side by side (Falcon-H1), 'F' the MLP, 'E' a
+  // mixture of experts (the routed experts plus the shared MLP). Every block
   // has its own pre-norm and adds residual_multiplier * block(norm(r)) to the
-  // residual r. Granite-4.0-H is "MF MF AF". Empty: a pure Mamba model, "M"
-  // per layer.
+  // residual r. Granite-4.0-H is "MF MF AF" (with experts "ME ME AE"),
+  // Nemotron-H "M E M A F". Empty: a pure Mamba model, "M" per layer.
   std::string layers;
   int64_t attn_heads = 0, kv_heads = 0, attn_head_dim = 0;
   float attn_scale = 1.0f;
@@ -51,6 +52,11 @@ struct ModelConfig {
   // MLPs: SwiGLU (in_proj rows [gate | up]) when gated, else squared ReLU of one up projection.
   bool mlp_gated = true;
   int64_t mlp_inner = 0;     // F of the 'F' blocks
+  int64_t shared_inner = 0;  // F of an 'E' block's shared MLP; 0: none
+  // Mixture of experts (kernels/moe.h): n_experts MLPs of expert_inner channels, top_k per token.
+  int64_t n_experts = 0, top_k = 0, expert_inner = 0, n_group = 1, topk_group = 1;
+  bool router_sigmoid = false, norm_topk = true;
+  float routed_scale = 1.0f;
   float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
   // Falcon-H1's 'P' blocks: a Mamba-2 mixer and an attention side by side on one norm, their outputs
   // scaled by ssm_out_multiplier and attn_out_multiplier and summed. in_proj_multipliers (five, or none)
@@ -125,6 +131,14 @@ struct MlpLayer {
   Tensor out;     // (D, F)
 };
 
+// A mixture of experts: the router, X expert MLPs, and the shared MLP.
+struct MoeLayer {
+  Tensor router;       // (X, D), f32 (routing is sensitive to rounding)
+  Tensor router_bias;  // (X) the selection bias (Nemotron-H's e_score_correction_bias), or undefined
+  std::vector<MlpLayer> experts;
+  MlpLayer shared;     // inner 0: none
+};
+
 // Falcon-H1's mixers side by side.
 struct ParallelLayer {
   Mamba2Layer mamba;
@@ -133,7 +147,7 @@ struct ParallelLayer {
 
 // One residual block of a layer (ModelConfig::layers): r += m * op(norm(r)).
 struct Block {
-  char kind;       // 'M', 'A', 'P' or 'F'
+  char kind;       // 'M', 'A', 'P', 'F' or 'E'
   int64_t layer;   // whose state it uses
   Tensor norm;     // (D)
   size_t index;    // into the Model's vector of that kind
@@ -170,6 +184,8 @@ struct Workspace {
   Tensor q, k, v;   // (rows, Hq * d), (rows, Hkv * d) x 2   attention projections (hybrids)
   Tensor attn;      // (rows, Hq * d) attention output
   Tensor gate, up;  // (rows, max F) MLP
+  Tensor router_logits;       // (rows, X)  mixture of experts
+  Tensor expert_x, expert_y;  // (rows, D) an expert's rows, gathered, and its output
 };
 
 // y (M, N) = x (M, K) · wᵀ + bias, for a weight w (N, K) of any type.
@@ -190,8 +206,11 @@ class Model {
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const { return weight_bytes_; }
   // Weight bytes one decode step reads: all of them, but only a row of an
-  // untied embedding.
-  size_t step_bytes() const { return weight_bytes_ - (config_.tie_embeddings ? 0 : embedding_.nbytes()); }
+  // untied embedding, and only top_k of every n_experts routed experts.
+  size_t step_bytes() const {
+    const size_t X = static_cast<size_t>(config_.n_experts), idle = X ? expert_bytes_ / X * (X - config_.top_k) : 0;
+    return weight_bytes_ - (config_.tie_embeddings ? 0 : embedding_.nbytes()) - idle;
+  }
   Backend& backend() const { return *backend_; }
 
   Workspace make_workspace(int64_t rows) const;
@@ -217,11 +236,13 @@ class Model {
                        Workspace& ws) const;
   // out (n, D) = the MLP of x (n, D); uses ws.gate and ws.up.
   void mlp(const MlpLayer& layer, const float* x, int64_t n, float* out, Workspace& ws) const;
+  void moe_block(const MoeLayer& layer, int64_t n, Workspace& ws) const;
   // Each loader reads one block's weights, named with the layer's prefix p ("layers.3.").
   Mamba1Layer load_mamba1(WeightTable& w, const std::string& p);
   Mamba2Layer load_mamba2(WeightTable& w, const std::string& p);
   AttentionLayer load_attention(WeightTable& w, const std::string& p);
   MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner);
+  MoeLayer load_moe(WeightTable& w, const std::string& p);
   void load_blocks(WeightTable& w);
 
   ModelConfig config_;
@@ -237,6 +258,8 @@ class Model {
   std::vector<AttentionLayer> attn_;
   std::vector<ParallelLayer> parallel_;
   std::vector<MlpLayer> mlp_;
+  std::vector<MoeLayer> moe_;
+  size_t expert_bytes_ = 0;            // the routed experts' weights, of which a token reads top_k / X
   Tensor inv_freq_;                    // (rope_dim / 2) rotary frequencies
   Tensor in_proj_scale_;               // (in_proj_rows) in_proj_multipliers per output column, or undefined
 };

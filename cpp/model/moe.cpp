@@ -1,0 +1,86 @@
+// The mixture-of-experts block (Granite-4.0-H, Nemotron-H): a router picks
+// top_k experts per row (kernels/moe.h), only those experts run, each over
+// the rows that chose it, and the shared MLP runs over every row:
+//
+//   out[r] = shared(x[r]) + sum_i weight[r, i] * expert_{index[r, i]}(x[r])
+//
+// Rows are grouped by expert, so that a prefill runs each chosen expert once
+// as a matmul over its rows rather than once per row.
+#include <numeric>
+#include <string>
+
+#include "check.h"
+#include "model/model.h"
+#include "model/weight_table.h"
+
+namespace mambart {
+
+// Experts come stacked, "experts_in" (X * I, D) and "experts_out" (X * D, F)
+// with I = 2F (gated) or F, as Granite stores them, or one MLP per expert,
+// "experts.<e>.mlp_in" / "_out", as Nemotron-H does.
+MoeLayer Model::load_moe(WeightTable& w, const std::string& p) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, X = c.n_experts, F = c.expert_inner, I = c.mlp_gated ? 2 * F : F;
+  MoeLayer L;
+  L.router = w.get(p + "router", {X, D});
+  L.router_bias = w.get(p + "router_bias", {X}, false);
+  const size_t before = w.bytes();
+  if (!w.shape_of(p + "experts_in").empty()) {
+    const Tensor in = w.matrix(p + "experts_in", {X * I, D}), out = w.matrix(p + "experts_out", {X * D, F});
+    for (int64_t e = 0; e < X; ++e) {
+      MlpLayer m;
+      m.inner = F;
+      m.in = in.rows(e * I, (e + 1) * I);
+      m.up = c.mlp_gated ? m.in.rows(F, 2 * F) : m.in;
+      if (c.mlp_gated) m.gate = m.in.rows(0, F);
+      m.out = out.rows(e * D, (e + 1) * D);
+      L.experts.push_back(m);
+    }
+  } else {
+    for (int64_t e = 0; e < X; ++e) L.experts.push_back(load_mlp(w, p + "experts." + std::to_string(e) + ".mlp", F));
+  }
+  expert_bytes_ += w.bytes() - before;
+  if (c.shared_inner > 0) L.shared = load_mlp(w, p + "shared.mlp", c.shared_inner);
+  return L;
+}
+
+void Model::moe_block(const MoeLayer& L, int64_t n, Workspace& ws) const {
+  Backend& be = *backend_;
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, X = c.n_experts, k = c.top_k;
+  const float* x = ws.normed.data<float>();
+  float* out = ws.mixed.data<float>();
+
+  // logits = router(x) in f32; the top_k experts and their weights per row.
+  // The routing lands in host memory (the CPU backend's own), as the grouping reads it.
+  float* logits = ws.router_logits.data<float>();
+  be.matmul(linear(x, n, D, L.router, Tensor(), logits, X));
+  std::vector<int32_t> index(static_cast<size_t>(n * k));
+  std::vector<float> weight(static_cast<size_t>(n * k));
+  be.route({logits, L.router_bias.data<float>(), index.data(), weight.data(), n, X, k, c.n_group, c.topk_group, X,
+            c.router_sigmoid, c.norm_topk, c.routed_scale});
+
+  // out = shared(x), or 0 (out holds the previous block's finite output)
+  if (L.shared.inner > 0)
+    mlp(L.shared, x, n, out, ws);
+  else
+    be.scale(out, 0.0f, n * D);
+
+  // Each chosen expert over its rows, in expert order (as the reference adds them).
+  std::vector<std::vector<std::pair<int64_t, float>>> chosen(static_cast<size_t>(X));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < k; ++i) chosen[index[r * k + i]].push_back({r, weight[r * k + i]});
+  float* xs = ws.expert_x.data<float>();
+  float* ys = ws.expert_y.data<float>();
+  for (int64_t e = 0; e < X; ++e) {
+    const auto& rows = chosen[static_cast<size_t>(e)];
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    for (int64_t j = 0; j < m; ++j) be.copy(x + rows[j].first * D, xs + j * D, D);
+    mlp(L.experts[static_cast<size_t>(e)], xs, m, ys, ws);
+    // out[r] += weight * expert(x[r])
+    for (int64_t j = 0; j < m; ++j) be.axpy(rows[j].second, ys + j * D, out + rows[j].first * D, D);
+  }
+}
+
+}  // namespace mambart

@@ -1,0 +1,74 @@
+"""Mixture-of-experts hybrids against transformers (f32, CPU): Granite-4.0-H with experts,
+each shape through every check of test_hybrids.py (imported below, so that pytest runs them
+on this file's `pair`), and the choice of experts itself."""
+import numpy as np
+import pytest
+import torch
+
+import mambart
+from models import hf_logits, load_pair, make_granite_hybrid, random_ids, rel_err
+from test_hybrids import (  # noqa: F401  (collected here)
+    test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
+    test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
+
+SHAPES = {
+    # 8 experts, top 2, rope, GQA with 2 KV heads.
+    "granite_moe-rope_gqa2": (make_granite_hybrid, dict(num_local_experts=8, num_experts_per_tok=2)),
+    # No position encoding, one KV head, every multiplier != 1, top 3 of 5 experts, attention first.
+    "granite_moe-nope_gqa1_multipliers": (make_granite_hybrid, dict(
+        num_local_experts=5, num_experts_per_tok=3, intermediate_size=20, position_embedding_type=None,
+        num_key_value_heads=1, embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125,
+        logits_scaling=6.0, layer_types=("attention", "mamba", "mamba", "attention"))),
+    # A single expert chosen of 4 (its weight is then 1), MHA, tied head.
+    "granite_moe-top1_mha_tied": (make_granite_hybrid, dict(num_local_experts=4, num_experts_per_tok=1,
+                                                           num_key_value_heads=4, tie_word_embeddings=True)),
+}
+
+
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("granite_moe-rope_gqa2", "bf16")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def pair(request, tmp_path_factory):
+    return load_pair(SHAPES, request.param, tmp_path_factory)
+
+
+def _moe_blocks(hf):
+    """(router, experts) of every mixture of experts in a transformers model."""
+    for layer in hf.model.layers:
+        moe = getattr(layer, "block_sparse_moe", None) or getattr(layer, "mixer", None)
+        router = getattr(moe, "router", None) or getattr(moe, "gate", None)
+        if router is not None and hasattr(moe, "experts"):
+            yield router, moe.experts
+
+
+def test_unchosen_experts_are_not_computed(pair, tmp_path):
+    """An expert no token of the prompt chooses may hold NaNs: were it computed (and weighted by
+    0), the logits would be NaN. Its choice is transformers' own, read from its routers."""
+    model, hf = pair
+    ids = random_ids(model, 3, 11)
+    blocks = list(_moe_blocks(hf))
+    chosen = [set() for _ in blocks]
+    hooks = [router.register_forward_hook(lambda m, i, o, c=c: c.update(o[2].reshape(-1).tolist()))
+             for (router, _), c in zip(blocks, chosen)]
+    with torch.no_grad():
+        hf(torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    idle = [(experts, e) for (_, experts), c in zip(blocks, chosen) for e in range(experts.num_experts) if e not in c]
+    assert idle, "every expert was chosen: use a shorter prompt"
+    experts, idle = idle[0][0], [idle[0][1]]
+    saved = [p[idle[0]].clone() for p in experts.parameters()]
+    with torch.no_grad():
+        for p in experts.parameters():
+            p[idle[0]] = float("nan")
+    try:
+        hf.save_pretrained(tmp_path)
+        ref = hf_logits(hf, ids)
+    finally:
+        with torch.no_grad():  # the module-scoped model goes back as it was
+            for p, v in zip(experts.parameters(), saved):
+                p[idle[0]] = v
+    for f in ("tokenizer.json",):
+        (tmp_path / f).write_bytes((model.path / f).read_bytes())
+    got = mambart.load(tmp_path, threads=2).logits(ids)
+    assert np.isfinite(ref).all() and np.isfinite(got).all()
+    assert rel_err(got, ref) <= 1e-4
