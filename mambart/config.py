@@ -202,9 +202,6 @@ def _config_from_dict(raw: dict[str, Any]) -> ModelConfig:
     if model_type is not None:
         # Decide on model_type alone: -hf configs carry stale mamba_ssm keys.
         parser = _HF_PARSERS.get(model_type) if isinstance(model_type, str) else None
-        if isinstance(model_type, str) and model_type in _HYBRIDS_NOT_YET:
-            raise ValueError(f"model_type {model_type!r} ({_HYBRIDS_NOT_YET[model_type]}: Mamba-2 layers with "
-                             "attention and MLP layers) is not supported yet")
         if parser is None:
             supported = ", ".join(repr(k) for k in _HF_PARSERS)
             raise ValueError(f"unsupported model_type {_short(model_type)} (supported: {supported})")
@@ -472,6 +469,96 @@ def _attn_indices(raw: dict[str, Any], n_layer: int) -> str:
     return "".join("A" if i in indices else "M" for i in range(n_layer))
 
 
+# Nemotron-H's layer kinds (layers_block_type, legacy names too) and hybrid_override_pattern's letters.
+_NEMOTRON_KINDS = {"mamba": "M", "linear_attention": "M", "attention": "A", "full_attention": "A", "mlp": "F",
+                   "moe": "E"}
+_NEMOTRON_LETTERS = {"M": "M", "*": "A", "-": "F", "E": "E"}
+
+
+def _parse_nemotron_h(raw: dict[str, Any]) -> ModelConfig:
+    """transformers NemotronHConfig (Nemotron-H, NVIDIA-Nemotron-Nano-v2, Nemotron-3-Nano); defaults are
+    that class's. Each layer is one residual block with its own norm: a Mamba-2 mixer, a grouped-query
+    attention (no position encoding, scale head_dim^-0.5), a squared-ReLU MLP, or a mixture of experts
+    (sigmoid scores, a selection bias, group-limited choice, shared experts). The Mamba-2 mixer clamps dt
+    below at time_step_min in prefill, whatever time_step_limit says, and norms its gated output per group.
+    The head is never tied to the embedding (NemotronHForCausalLM ties no weights, whatever
+    tie_word_embeddings says), so lm_head.weight is always read."""
+    layers = _nemotron_layers(raw)
+    d_model = _size(raw, "hidden_size", 4096)
+    if raw.get("mamba_hidden_act", "silu") != "silu":
+        raise ValueError(f"mamba_hidden_act {raw['mamba_hidden_act']!r} is not supported (only 'silu')")
+    if raw.get("mlp_hidden_act", "relu2") != "relu2":
+        raise ValueError(f"mlp_hidden_act {raw['mlp_hidden_act']!r} is not supported (only 'relu2')")
+    if _flag(raw, "mlp_bias", False):
+        raise ValueError("mlp_bias true is not supported yet")
+    n_heads, head_dim = _size(raw, "mamba_num_heads", 128), _size(raw, "mamba_head_dim", 64)
+    if n_heads * head_dim > MAX_SIZE:
+        raise ValueError(f"mamba_num_heads {n_heads} x mamba_head_dim {head_dim} is over the {MAX_SIZE} limit")
+    # The older mamba_* spellings win over the plain keys, as NemotronHConfig pops them.
+    key = lambda plain, old: old if old in raw else plain  # noqa: E731
+    n_groups = _size(raw, key("n_groups", "mamba_n_groups"), 8)
+    _check_groups(n_heads, n_groups, "mamba_num_heads", "n_groups")
+    dt_min = raw.get(key("time_step_min", "mamba_dt_min"), 0.001)
+    if isinstance(dt_min, bool) or not isinstance(dt_min, (int, float)) or not 0 <= dt_min < math.inf:
+        raise ValueError(f"'time_step_min' must be a non-negative number, got {_short(dt_min)}")
+    attn_heads = _size(raw, "num_attention_heads", 32)
+    kv_heads = attn_heads if raw.get("num_key_value_heads", 8) is None else _size(raw, "num_key_value_heads", 8)
+    if attn_heads % kv_heads:
+        raise ValueError(f"num_key_value_heads {kv_heads} must divide num_attention_heads {attn_heads}")
+    attn_head_dim = d_model // attn_heads if raw.get("head_dim", 128) is None else _size(raw, "head_dim", 128)
+    return ModelConfig(
+        family="hybrid", naming="nemotron_h", d_model=d_model, n_layer=len(layers.split()),
+        vocab_size=_size(raw, "vocab_size", 131072), d_inner=n_heads * head_dim,
+        d_state=_size(raw, "ssm_state_size", 128), d_conv=_size(raw, key("conv_kernel", "mamba_d_conv"), 4),
+        dt_rank=0, eps=_eps(raw, "layer_norm_epsilon", 1e-5), tie_embeddings=False,
+        use_bias=_flag(raw, "use_bias", False), use_conv_bias=_flag(raw, key("use_conv_bias", "mamba_conv_bias"), True),
+        n_heads=n_heads, head_dim=head_dim, n_groups=n_groups,
+        chunk_size=_size(raw, key("chunk_size", "mamba_chunk_size"), 128), dt_min=float(dt_min), gated_norm=True,
+        layers=layers, attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=attn_head_dim,
+        attn_scale=attn_head_dim ** -0.5, mlp_gated=False, mlp_inner=_size(raw, "intermediate_size", 21504),
+        **(_nemotron_experts(raw) if "E" in layers else {}),
+    )
+
+
+def _nemotron_layers(raw: dict[str, Any]) -> str:
+    """One letter per layer from `layers_block_type`, else the older `hybrid_override_pattern`."""
+    kinds = raw.get("layers_block_type")
+    if kinds is None and raw.get("hybrid_override_pattern") is not None:
+        pattern = raw["hybrid_override_pattern"]
+        if not isinstance(pattern, str) or not pattern or any(c not in _NEMOTRON_LETTERS for c in pattern):
+            raise ValueError(f"'hybrid_override_pattern' must be a string of {''.join(_NEMOTRON_LETTERS)}, "
+                             f"got {_short(pattern)}")
+        letters = [_NEMOTRON_LETTERS[c] for c in pattern]
+    else:
+        kinds = ["linear_attention", "moe", "full_attention", "mlp"] if kinds is None else kinds
+        if not isinstance(kinds, list) or not kinds or any(k not in _NEMOTRON_KINDS for k in kinds):
+            raise ValueError(f"'layers_block_type' must list layer kinds from {sorted(_NEMOTRON_KINDS)}, "
+                             f"got {_short(kinds)}")
+        letters = [_NEMOTRON_KINDS[k] for k in kinds]
+    if len(letters) > MAX_LAYERS:
+        raise ValueError(f"{len(letters)} layers exceed the {MAX_LAYERS}-layer limit")
+    return " ".join(letters)
+
+
+def _nemotron_experts(raw: dict[str, Any]) -> dict[str, Any]:
+    """Nemotron-H's mixture of experts: sigmoid scores plus e_score_correction_bias choose the top
+    num_experts_per_tok among the topk_group best of n_group groups; the chosen scores, normalised if
+    norm_topk_prob, times routed_scaling_factor, weight them; one shared MLP beside them."""
+    if raw.get("moe_latent_size") is not None:
+        raise ValueError(f"moe_latent_size {_short(raw['moe_latent_size'])} (latent expert projections) "
+                         "is not supported yet")
+    experts = _size(raw, "n_routed_experts" if "n_routed_experts" in raw else "num_local_experts", 8)
+    top_k, n_group = _size(raw, "num_experts_per_tok", 2), _size(raw, "n_group", 1)
+    topk_group = _size(raw, "topk_group", 1)
+    if experts % n_group or topk_group > n_group or top_k > topk_group * (experts // n_group):
+        raise ValueError(f"n_group {n_group} must divide n_routed_experts {experts}, and the topk_group "
+                         f"{topk_group} groups kept must hold num_experts_per_tok {top_k} experts")
+    return dict(n_experts=experts, top_k=top_k, expert_inner=_size(raw, "moe_intermediate_size", 7688),
+                shared_inner=_size(raw, "moe_shared_expert_intermediate_size", 7688), router_sigmoid=True,
+                norm_topk=_flag(raw, "norm_topk_prob", True), n_group=n_group, topk_group=topk_group,
+                routed_scale=_number(raw, "routed_scaling_factor", 1.0))
+
+
 def _words(letters: str, ffn: str) -> str:
     """Mixer letters as block words: each mixer followed by the FFN block ("MA", "F" -> "MF AF")."""
     return " ".join(mixer + ffn for mixer in letters)
@@ -503,9 +590,8 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "granitemoehybrid": _parse_granitemoehybrid,
     "bamba": _parse_bamba,
     "falcon_h1": _parse_falcon_h1,
+    "nemotron_h": _parse_nemotron_h,
 }
-# Attention hybrids the C++ core has kernels for but no layers yet.
-_HYBRIDS_NOT_YET = {"nemotron_h": "Nemotron-H"}
 
 
 # --- original mamba_ssm layout ----------------------------------------------

@@ -18,9 +18,11 @@ from .errors import one_line
 EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
 # The hybrids' transformers layout (a decoder-only LM's names); Bamba and Falcon-H1 call their last norm
 # final_layernorm.
-HYBRID_EMBEDDING = "model.embed_tokens.weight"
+HYBRID_EMBEDDING = {"nemotron_h": "backbone.embeddings.weight"}  # else model.embed_tokens.weight
 HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight",
-                 "falcon_h1": "model.final_layernorm.weight"}
+                 "falcon_h1": "model.final_layernorm.weight", "nemotron_h": "backbone.norm_f.weight"}
+# Checkpoint tensors a family's model does not use (Nemotron-H's multi-token prediction layers).
+IGNORED_PREFIX = {"nemotron_h": "mtp."}
 LM_HEAD = "lm_head.weight"
 _MAX_LISTED = 5  # unexpected names quoted in an error
 
@@ -88,7 +90,8 @@ def _global_specs(config: ModelConfig) -> list[TensorSpec]:
     """The tensors outside the layers, the same in every family (doc 1.6)."""
     D, V = config.d_model, config.vocab_size
     if config.family == "hybrid":
-        table = [spec(HYBRID_EMBEDDING, "embedding", V, D), spec(HYBRID_NORM_F[config.naming], "norm_f", D)]
+        embedding = HYBRID_EMBEDDING.get(config.naming, "model.embed_tokens.weight")
+        table = [spec(embedding, "embedding", V, D), spec(HYBRID_NORM_F[config.naming], "norm_f", D)]
     else:
         table = [spec(EMBEDDING_NAMES[config.naming], "embedding", V, D), spec("backbone.norm_f.weight", "norm_f", D)]
     if not config.tie_embeddings:
@@ -166,7 +169,7 @@ class HybridNames:
     """Where a hybrid family keeps each block's tensors, under its layer prefix."""
 
     layer: str                   # the layer prefix, formatted with its index
-    norms: tuple[str, str]       # the pre-norms of a layer's first and second block
+    norms: tuple[str, ...]       # the pre-norms of a layer's first and second block
     mamba: str                   # the Mamba-2 mixer
     attention: str               # q_proj, k_proj, v_proj, o_proj under this
     mlp: tuple[tuple[str, str], ...]  # the 'F' block's projections: (internal suffix, name)
@@ -190,6 +193,13 @@ HYBRID_NAMES = {
                                                   ("_out", "feed_forward.down_proj.weight"))),
 }
 HYBRID_NAMES["falcon_h1"] = HYBRID_NAMES["bamba"]  # the same names; its layers are "PF"
+# Nemotron-H: one block per layer, its weights under "mixer." whatever its kind.
+HYBRID_NAMES["nemotron_h"] = HybridNames(
+    "backbone.layers.{}.", ("norm.weight",), "mixer.", "mixer.",
+    (("_in", "mixer.up_proj.weight"), ("_out", "mixer.down_proj.weight")),
+    ("mixer.gate.weight", "mixer.gate.e_score_correction_bias"),
+    ("mixer.experts.{}.up_proj.weight", "mixer.experts.{}.down_proj.weight"),
+    (("_in", "mixer.shared_experts.up_proj.weight"), ("_out", "mixer.shared_experts.down_proj.weight")))
 
 
 def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
@@ -310,6 +320,9 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
         out[spec.internal] = np.ascontiguousarray(array)  # no copy when already contiguous
 
     used = {spec.source for spec in table}
+    ignored = IGNORED_PREFIX.get(config.naming)
+    if ignored:
+        used |= {name for name in tensors if name.startswith(ignored)}
     if config.tie_embeddings:
         used.add(LM_HEAD)  # tied: the embedding is the head; a stored copy is ignored
     extra = sorted(name for name in tensors if name not in used)

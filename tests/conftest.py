@@ -75,9 +75,19 @@ def small_granite_moe_dir(tmp_path_factory):
     return path, make_granite_hybrid(path, layer_types=("mamba", "attention", "mamba"), num_local_experts=8)
 
 
+@pytest.fixture(scope="session")
+def small_nemotron_dir(tmp_path_factory):
+    """A small random Nemotron-H: one layer of each kind (Mamba-2, attention, MLP, experts) and a Mamba."""
+    from models import make_nemotron_h
+
+    path = tmp_path_factory.mktemp("nemotron-h-small")
+    return path, make_nemotron_h(path, layers="M*-EM")
+
+
 FAMILY_FIXTURES = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir", "falcon_mamba": "small_falcon_mamba_dir",
                    "granite_hybrid": "small_granite_dir", "bamba": "small_bamba_dir",
-                   "falcon_h1": "small_falcon_h1_dir", "granite_moe": "small_granite_moe_dir"}
+                   "falcon_h1": "small_falcon_h1_dir", "granite_moe": "small_granite_moe_dir",
+                   "nemotron_h": "small_nemotron_dir"}
 
 
 @pytest.fixture(scope="session", params=list(FAMILY_FIXTURES))

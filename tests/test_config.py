@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from mambart.config import ModelConfig, load_config, parse_config_json
+from mambart.config import ModelConfig, config_from_dict, load_config, parse_config_json
 
 # The state-spaces/mamba-130m-hf config, stale mamba_ssm keys included (doc 1.6).
 HF_130M = {
@@ -119,7 +119,8 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 
 @pytest.mark.parametrize("raw, match", [
     ({"model_type": "llama"},
-     r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid', 'bamba', 'falcon_h1'\)"),
+     r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid', 'bamba', "
+     r"'falcon_h1', 'nemotron_h'\)"),
     (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
      r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),
@@ -135,7 +136,15 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
       "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "rope_type 'yarn' is not supported yet"),
     ({"model_type": "granitemoehybrid", "num_local_experts": 0, "num_key_value_heads": 5},
      "num_key_value_heads 5 must divide num_attention_heads"),
-    ({"model_type": "nemotron_h"}, r"'nemotron_h' \(Nemotron-H: .*\) is not supported yet"),
+    ({"model_type": "nemotron_h", "mlp_hidden_act": "silu"}, "mlp_hidden_act 'silu' is not supported"),
+    ({"model_type": "nemotron_h", "moe_latent_size": 512}, "moe_latent_size 512 .* not supported yet"),
+    ({"model_type": "nemotron_h", "hybrid_override_pattern": "M-X"}, "'hybrid_override_pattern' must be a string of"),
+    ({"model_type": "nemotron_h", "layers_block_type": ["mamba", "ssm"]}, "'layers_block_type' must list layer kinds"),
+    ({"model_type": "nemotron_h", "n_routed_experts": 6, "n_group": 4},
+     "n_group 4 must divide n_routed_experts 6"),
+    ({"model_type": "nemotron_h", "n_group": 4, "topk_group": 1, "num_experts_per_tok": 3},
+     "must hold num_experts_per_tok 3 experts"),
+    ({"model_type": "nemotron_h", "mamba_num_heads": 6}, "mamba_num_heads 6 is not a multiple of n_groups 8"),
     ({"model_type": "bamba", "mlp_bias": True}, "mlp_bias true is not supported yet"),
     ({"model_type": "bamba", "attention_bias": True}, "attention_bias true is not supported yet"),
     ({"model_type": "bamba", "num_hidden_layers": 4, "attn_layer_indices": [1, 4]},
@@ -352,3 +361,24 @@ def test_granite_experts_from_transformers(tmp_path):
         ("ME AE ME", 8, 2, 11008, 1024, 0)
     assert (cfg.router_sigmoid, cfg.norm_topk, cfg.n_group, cfg.topk_group, cfg.routed_scale) == \
         (False, True, 1, 1, 1.0)
+
+
+def test_nemotron_h_from_transformers(tmp_path):
+    """NemotronHConfig's defaults (4 layers, one of each kind), its older hybrid_override_pattern and
+    mamba_* spellings, and a head never tied."""
+    from transformers import NemotronHConfig
+
+    NemotronHConfig(tie_word_embeddings=True).save_pretrained(tmp_path)
+    cfg = load_config(tmp_path)
+    assert (cfg.family, cfg.naming, cfg.layers, cfg.n_layer, cfg.d_model, cfg.vocab_size, cfg.tie_embeddings) == \
+        ("hybrid", "nemotron_h", "M E A F", 4, 4096, 131072, False)
+    assert (cfg.n_heads, cfg.head_dim, cfg.d_inner, cfg.n_groups, cfg.d_state, cfg.chunk_size, cfg.dt_min) == \
+        (128, 64, 8192, 8, 128, 128, 0.001)
+    assert (cfg.attn_heads, cfg.kv_heads, cfg.attn_head_dim, cfg.attn_scale, cfg.rope_dim) == (32, 8, 128, 128 ** -0.5, 0)
+    assert (cfg.mlp_gated, cfg.mlp_inner, cfg.eps) == (False, 21504, 1e-5)
+    assert (cfg.n_experts, cfg.top_k, cfg.expert_inner, cfg.shared_inner, cfg.router_sigmoid, cfg.norm_topk) == \
+        (8, 2, 7688, 7688, True, True)
+    raw = {"model_type": "nemotron_h", "hybrid_override_pattern": "M-M*-", "mamba_n_groups": 4, "n_groups": 8,
+           "mamba_dt_min": 0.01, "num_hidden_layers": 5}
+    cfg = config_from_dict(raw)
+    assert (cfg.layers, cfg.n_groups, cfg.dt_min, cfg.n_experts) == ("M F M A F", 4, 0.01, 0)

@@ -182,3 +182,19 @@ def test_moe_info(small_granite_moe_dir):
     assert d["active_parameters"] == total - experts * 6 // 8
     text = format_info(d)
     assert "active_parameters:" in text and "n_experts:" in text
+
+
+def test_nemotron_info(small_nemotron_dir):
+    """One block per layer: only the Mamba layers hold a fixed state, only the attention a KV cache."""
+    from mambart.info import describe
+
+    path, hf = small_nemotron_dir
+    d = describe(str(path))
+    assert (d["naming"], d["layer_pattern"], d["n_experts"]) == ("nemotron_h", "M A F E M", 8)
+    # 1 attention layer x (K and V) x 2 KV heads x head dim 16 x 4 bytes.
+    assert d["state_bytes_per_token"] == 2 * 2 * 16 * 4
+    # 2 Mamba layers: conv over x, B, C (128 + 2 * 2 * 16 channels, 4 taps) and the (4, 32, 16) SSM state.
+    assert d["state_bytes_fixed"] == 4 * 2 * ((128 + 64) * 4 + 128 * 16)
+    experts = sum(p.numel() for n, p in hf.named_parameters() if ".experts." in n)
+    assert d["parameters"] == sum(p.numel() for p in hf.parameters()) + 8  # + the selection bias (a buffer)
+    assert d["active_parameters"] == d["parameters"] - experts * 6 // 8

@@ -1,12 +1,12 @@
-"""Mixture-of-experts hybrids against transformers (f32, CPU): Granite-4.0-H with experts,
-each shape through every check of test_hybrids.py (imported below, so that pytest runs them
+"""Mixture-of-experts hybrids against transformers (f32, CPU): Granite-4.0-H with experts and
+Nemotron-H (its four kinds of layer, and a dense one), each shape through every check of test_hybrids.py (imported below, so that pytest runs them
 on this file's `pair`), and the choice of experts itself."""
 import numpy as np
 import pytest
 import torch
 
 import mambart
-from models import hf_logits, load_pair, make_granite_hybrid, random_ids, rel_err
+from models import hf_logits, load_pair, make_granite_hybrid, make_nemotron_h, random_ids, rel_err, stepwise_logits
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
     test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
@@ -22,10 +22,25 @@ SHAPES = {
     # A single expert chosen of 4 (its weight is then 1), MHA, tied head.
     "granite_moe-top1_mha_tied": (make_granite_hybrid, dict(num_local_experts=4, num_experts_per_tok=1,
                                                            num_key_value_heads=4, tie_word_embeddings=True)),
+    # Nemotron-H's four kinds of layer (M Mamba-2, * attention, - MLP, E experts), GQA with 2 KV heads,
+    # top 2 of 8 experts by sigmoid score plus the selection bias.
+    "nemotron_h-all_kinds_gqa2": (make_nemotron_h, dict(layers="M*E-ME")),
+    # Group-limited choice (top 3 from the best 2 of 4 groups), unnormalised weights scaled by 2.5,
+    # one KV head, a larger dt floor, SSD chunks of 64, attention first; tie_word_embeddings, which
+    # transformers' Nemotron-H ignores (its head is a tensor of its own), so mambart must too.
+    "nemotron_h-groups_gqa1_scaled": (make_nemotron_h, dict(
+        layers="*ME-M*E", n_group=4, topk_group=2, num_experts_per_tok=3, norm_topk_prob=False,
+        routed_scaling_factor=2.5, num_key_value_heads=1, time_step_min=0.05, chunk_size=64,
+        tie_word_embeddings=True)),
+    # Dense (NVIDIA-Nemotron-Nano-v2's kinds only), MHA with a head dim apart from hidden / heads,
+    # another epsilon, 4 B/C groups.
+    "nemotron_h-dense_mha": (make_nemotron_h, dict(layers="M-M*-M", num_key_value_heads=4, head_dim=24,
+                                                   layer_norm_epsilon=1e-6, n_groups=4)),
 }
 
 
-@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("granite_moe-rope_gqa2", "bf16")],
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("granite_moe-rope_gqa2", "bf16"),
+                                                                         ("nemotron_h-all_kinds_gqa2", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     return load_pair(SHAPES, request.param, tmp_path_factory)
@@ -46,6 +61,8 @@ def test_unchosen_experts_are_not_computed(pair, tmp_path):
     model, hf = pair
     ids = random_ids(model, 3, 11)
     blocks = list(_moe_blocks(hf))
+    if not blocks:
+        pytest.skip("a dense shape: no experts")
     chosen = [set() for _ in blocks]
     hooks = [router.register_forward_hook(lambda m, i, o, c=c: c.update(o[2].reshape(-1).tolist()))
              for (router, _), c in zip(blocks, chosen)]
@@ -72,3 +89,20 @@ def test_unchosen_experts_are_not_computed(pair, tmp_path):
     got = mambart.load(tmp_path, threads=2).logits(ids)
     assert np.isfinite(ref).all() and np.isfinite(got).all()
     assert rel_err(got, ref) <= 1e-4
+
+
+def test_nemotron_dt_floor_holds_in_prefill_only(tmp_path):
+    """Nemotron-H's Mamba-2 clamps dt below at time_step_min in its chunked prefill, not in its
+    step: a floor high enough to bind shows whether each path does as transformers' does."""
+    hf = make_nemotron_h(tmp_path, layers="M-M*", time_step_min=0.5, seed=7)
+    model = mambart.load(tmp_path, threads=2)
+    ids = random_ids(model, 48, 9)
+    assert rel_err(model.logits(ids), hf_logits(hf, ids)) <= 1e-4
+    with torch.no_grad():  # transformers' own cached decode: a prefill, then steps
+        out = hf(torch.tensor([ids[:40]]), use_cache=True)
+        ref = [out.logits[0, -1]]
+        for t in ids[40:]:
+            out = hf(torch.tensor([[t]]), past_key_values=out.past_key_values, use_cache=True)
+            ref.append(out.logits[0, -1])
+    ref = torch.stack(ref).double().numpy()
+    assert rel_err(stepwise_logits(model, ids, 40), ref) <= 1e-4
