@@ -9,9 +9,13 @@ Layout (little-endian), format 2:
     n bytes   header, UTF-8 JSON: the model's name and fingerprint, batch,
               per-row token history, context length and RNG state, and
               the arrays that follow (name, shape)
-    m bytes   float32 arrays in header order: conv, ssm, logits (if any),
-              kv (attention hybrids: per attention layer and row, the keys
-              then the values of its context)
+    m bytes   float32 arrays in header order: conv (mamba_layers, batch,
+              conv_channels, d_conv) and ssm (mamba_layers, batch,
+              ssm_state_size), the Mamba layers only (in layer order; an
+              attention layer holds no conv or SSM state), logits (batch,
+              vocab; if any), kv (attention hybrids, flat: per attention
+              layer and row, the keys then the values of its context,
+              (context, kv_heads * head_dim) each)
 
 Reading never trusts a length it has not checked: the fixed head comes
 first, then a header of at most _MAX_HEADER bytes, whose batch and array
@@ -75,7 +79,8 @@ def expected_shapes(model: "Model", batch: int, logits: bool,
     """The arrays a state of `batch` rows holds for this model, in file order; an attention
     hybrid's KV caches (flat) hold its rows' `context` tokens."""
     c = model._core.config
-    shapes = {"conv": (c.n_layer, batch, c.conv_channels, c.d_conv), "ssm": (c.n_layer, batch, c.ssm_state_size)}
+    shapes = {"conv": (c.mamba_layers, batch, c.conv_channels, c.d_conv),
+              "ssm": (c.mamba_layers, batch, c.ssm_state_size)}
     if logits:
         shapes["logits"] = (batch, c.vocab_size)
     if c.layers:

@@ -85,6 +85,8 @@ void bind_model(py::module_& m) {
       .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings)
       .def_property_readonly("conv_channels", &ModelConfig::conv_channels, "Channels through the conv.")
       .def_property_readonly("ssm_state_size", &ModelConfig::ssm_state_size, "SSM state floats per row and layer.")
+      .def_property_readonly("mamba_layers", &ModelConfig::mamba_layers,
+                             "Layers with conv and SSM state (all but the attention layers).")
       .def_readwrite("dt_bc_norm", &ModelConfig::dt_bc_norm)
       .def_readwrite("dt_bc_eps", &ModelConfig::dt_bc_eps)
       .def_readwrite("layers", &ModelConfig::layers)
@@ -218,16 +220,16 @@ void bind_model(py::module_& m) {
           "conv_state",
           [](const Decoder& d) {
             const ModelConfig& c = d.model().config();
-            return to_numpy(d.conv_state(), {c.n_layer, d.batch(), c.conv_channels(), c.d_conv});
+            return to_numpy(d.conv_state(), {c.mamba_layers(), d.batch(), c.conv_channels(), c.d_conv});
           },
-          "Conv state, (n_layer, batch, conv_channels, d_conv), a copy.")
+          "Conv state, (mamba_layers, batch, conv_channels, d_conv), a copy (no attention layers).")
       .def(
           "ssm_state",
           [](const Decoder& d) {
             const ModelConfig& c = d.model().config();
-            return to_numpy(d.ssm_state(), {c.n_layer, d.batch(), c.ssm_state_size()});
+            return to_numpy(d.ssm_state(), {c.mamba_layers(), d.batch(), c.ssm_state_size()});
           },
-          "SSM state, (n_layer, batch, ssm_state_size), a copy.")
+          "SSM state, (mamba_layers, batch, ssm_state_size), a copy (no attention layers).")
       .def(
           "kv_state",
           [](const Decoder& d) {

@@ -129,3 +129,22 @@ def test_state_without_kv_is_refused(pair):
     with pytest.raises(ValueError, match="KV caches"):
         dec._core.restore(dec._core.conv_state(), dec._core.ssm_state(), np.zeros(0, np.float32), [[1, 2]])
     assert state.load(model, state.dump(dec))._core.context() == [5]
+
+
+def test_state_is_mamba_layers_plus_kv_caches(pair):
+    """No conv or SSM state for attention layers, no KV cache for Mamba layers: the saved arrays and a
+    row blob hold exactly what `mambart info` says a sequence needs."""
+    from mambart.info import _state_sizes
+
+    model, _ = pair
+    c = model.config
+    sizes = _state_sizes(c)
+    dec = model.decoder(2)
+    dec.prefill([random_ids(model, 7, 2), random_ids(model, 300, 3)])
+    conv, ssm, kv = dec._core.conv_state(), dec._core.ssm_state(), dec._core.kv_state()
+    assert conv.shape[0] == ssm.shape[0] == c.layers.count("M")
+    assert conv.nbytes + ssm.nbytes == 2 * sizes["state_bytes_fixed"]
+    assert kv.nbytes == (7 + 300) * sizes["state_bytes_per_token"]
+    blob = dec._core.export_row(0)
+    assert sizes["state_bytes_fixed"] + 7 * sizes["state_bytes_per_token"] < len(blob) <= (
+        sizes["state_bytes_fixed"] + 7 * sizes["state_bytes_per_token"] + 4 * c.vocab_size + 4 * 7 + 200)

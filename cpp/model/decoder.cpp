@@ -18,8 +18,8 @@ static constexpr int64_t kKvBlock = 256;
 // a batch whose sizes overflow is an Error naming it, not a wrapped size.
 static void check_batch_fits(const ModelConfig& c, int64_t batch) {
   MAMBART_CHECK(batch >= 1, "[decoder] batch must be >= 1, got ", batch);
-  const std::vector<std::vector<int64_t>> shapes = {{c.n_layer, batch, c.conv_channels(), c.d_conv},
-                                                    {c.n_layer, batch, c.ssm_state_size()},
+  const std::vector<std::vector<int64_t>> shapes = {{c.mamba_layers(), batch, c.conv_channels(), c.d_conv},
+                                                    {c.mamba_layers(), batch, c.ssm_state_size()},
                                                     {batch, c.vocab_size},
                                                     {batch, c.in_proj_rows()}};
   for (const auto& shape : shapes) {
@@ -36,15 +36,17 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   const ModelConfig& c = model_->config();
   check_batch_fits(c, batch);
   Backend& be = model_->backend();
-  conv_ = be.zeros({c.n_layer, batch, c.conv_channels(), c.d_conv});
-  ssm_ = be.zeros({c.n_layer, batch, c.ssm_state_size()});
+  conv_ = be.zeros({c.mamba_layers(), batch, c.conv_channels(), c.d_conv});
+  ssm_ = be.zeros({c.mamba_layers(), batch, c.ssm_state_size()});
   ws_ = model_->make_workspace(std::max(batch, kPrefillChunk));
   logits_dev_ = be.zeros({batch, c.vocab_size});
   history_.resize(static_cast<size_t>(batch));
   row_logits_.assign(static_cast<size_t>(batch), 0);
   step_rec_.resize(static_cast<size_t>(batch));
-  for (int64_t l = 0; l < c.n_layer; ++l)
+  for (int64_t l = 0, m = 0; l < c.n_layer; ++l) {
     if (c.is_attention(l)) attn_layers_.push_back(l);
+    mamba_index_.push_back(c.is_attention(l) ? -1 : m++);
+  }
   kv_rows_.resize(attn_layers_.size());
   kv_.resize(attn_layers_.size() * static_cast<size_t>(batch));
   ctx_.assign(static_cast<size_t>(batch), 0);
@@ -100,8 +102,8 @@ void Decoder::reset() {
   const auto hold = use_.hold();
   const ModelConfig& c = model_->config();
   Backend& be = model_->backend();
-  conv_ = be.zeros({c.n_layer, batch_, c.conv_channels(), c.d_conv});
-  ssm_ = be.zeros({c.n_layer, batch_, c.ssm_state_size()});
+  conv_ = be.zeros({c.mamba_layers(), batch_, c.conv_channels(), c.d_conv});
+  ssm_ = be.zeros({c.mamba_layers(), batch_, c.ssm_state_size()});
   for (auto& h : history_) h.clear();
   clear_kv(-1);
   row_logits_.assign(static_cast<size_t>(batch_), 0);
@@ -123,8 +125,10 @@ std::vector<LayerState> Decoder::row_states(int64_t row) const {
   const int64_t r = std::max<int64_t>(row, 0);
   std::vector<LayerState> states(static_cast<size_t>(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {
-    states[static_cast<size_t>(l)] = {conv_.data<float>() + (l * batch_ + r) * conv_row,
-                                      ssm_.data<float>() + (l * batch_ + r) * ssm_row};
+    const int64_t m = mamba_index_[static_cast<size_t>(l)];
+    if (m >= 0)
+      states[static_cast<size_t>(l)] = {conv_.data<float>() + (m * batch_ + r) * conv_row,
+                                        ssm_.data<float>() + (m * batch_ + r) * ssm_row};
   }
   const int64_t first = row < 0 ? 0 : row, last = row < 0 ? batch_ : row + 1;
   for (size_t a = 0; a < attn_layers_.size(); ++a) {
@@ -349,6 +353,7 @@ void Decoder::reset_row(int64_t row) {
   const std::vector<float> zeros(static_cast<size_t>(std::max(c.conv_channels() * c.d_conv, c.ssm_state_size())), 0.0f);
   Backend& be = model_->backend();
   for (const LayerState& s : row_states(row)) {
+    if (!s.conv) continue;  // an attention layer
     be.from_host(zeros.data(), s.conv, c.conv_channels() * c.d_conv);
     be.from_host(zeros.data(), s.ssm, c.ssm_state_size());
   }
@@ -374,6 +379,11 @@ namespace {
 // count, payload), in host byte order: it lives in memory (the prefix
 // cache) and never crosses machines. A state kind added later is one more
 // section; a reader refuses a section it does not know rather than drop it.
+// Sections: "shap" int64 (Mamba layers, conv floats, ssm floats, vocab) per
+// layer; "conv" and "ssm " the Mamba layers' states in layer order (none for
+// attention layers); "logt" the logits, if any; "hist" int32 tokens; "kv  "
+// (attention hybrids) per attention layer the keys then the values of the
+// context, (len(hist), kv_width) each.
 constexpr char kRowMagic[8] = {'M', 'B', 'R', 'T', 'R', 'O', 'W', '1'};
 
 void put_section(std::string& out, const char (&tag)[5], const void* data, size_t bytes) {
@@ -391,12 +401,11 @@ std::string Decoder::export_row(int64_t row) const {
   const ModelConfig& c = model_->config();
   const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size(), V = c.vocab_size;
   Backend& be = model_->backend();
-  const int64_t shape[4] = {c.n_layer, conv_row, ssm_row, V};
-  std::vector<float> conv(static_cast<size_t>(c.n_layer * conv_row)), ssm(static_cast<size_t>(c.n_layer * ssm_row));
-  const std::vector<LayerState> states = row_states(row);
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    be.to_host(states[static_cast<size_t>(l)].conv, conv.data() + l * conv_row, conv_row);
-    be.to_host(states[static_cast<size_t>(l)].ssm, ssm.data() + l * ssm_row, ssm_row);
+  const int64_t n_mamba = c.mamba_layers(), shape[4] = {n_mamba, conv_row, ssm_row, V};
+  std::vector<float> conv(static_cast<size_t>(n_mamba * conv_row)), ssm(static_cast<size_t>(n_mamba * ssm_row));
+  for (int64_t m = 0; m < n_mamba; ++m) {
+    be.to_host(conv_.data<float>() + (m * batch_ + row) * conv_row, conv.data() + m * conv_row, conv_row);
+    be.to_host(ssm_.data<float>() + (m * batch_ + row) * ssm_row, ssm.data() + m * ssm_row, ssm_row);
   }
   const std::vector<int32_t>& h = history_[static_cast<size_t>(row)];
   std::string out(kRowMagic, sizeof kRowMagic);
@@ -447,11 +456,12 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
   int64_t s[4];
   MAMBART_CHECK(shape_bytes == sizeof s, "[import_row] bad shape section");
   std::memcpy(s, shape, sizeof s);
-  MAMBART_CHECK(s[0] == c.n_layer && s[1] == conv_row && s[2] == ssm_row && s[3] == V,
-                "[import_row] the state is of another model shape (n_layer ", s[0], ", conv ", s[1], ", ssm ", s[2],
-                ", vocab ", s[3], "; this model: ", c.n_layer, ", ", conv_row, ", ", ssm_row, ", ", V, ")");
-  MAMBART_CHECK(conv_bytes == static_cast<uint64_t>(c.n_layer * conv_row) * sizeof(float) &&
-                    ssm_bytes == static_cast<uint64_t>(c.n_layer * ssm_row) * sizeof(float) &&
+  const int64_t n_mamba = c.mamba_layers();
+  MAMBART_CHECK(s[0] == n_mamba && s[1] == conv_row && s[2] == ssm_row && s[3] == V,
+                "[import_row] the state is of another model shape (Mamba layers ", s[0], ", conv ", s[1], ", ssm ",
+                s[2], ", vocab ", s[3], "; this model: ", n_mamba, ", ", conv_row, ", ", ssm_row, ", ", V, ")");
+  MAMBART_CHECK(conv_bytes == static_cast<uint64_t>(n_mamba * conv_row) * sizeof(float) &&
+                    ssm_bytes == static_cast<uint64_t>(n_mamba * ssm_row) * sizeof(float) &&
                     (!logits || logit_bytes == static_cast<uint64_t>(V) * sizeof(float)) &&
                     hist_bytes % sizeof(int32_t) == 0,
                 "[import_row] a section has the wrong size");
@@ -468,12 +478,11 @@ void Decoder::import_row(int64_t row, const std::string& blob) {
   if (kv_bytes) std::memcpy(kv_host.data(), kv_sec, kv_bytes);
   std::vector<float> buf(static_cast<size_t>(std::max(std::max(conv_row, ssm_row), V)));
   Backend& be = model_->backend();
-  const std::vector<LayerState> states = row_states(row);
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    std::memcpy(buf.data(), conv + l * conv_row * sizeof(float), conv_row * sizeof(float));
-    be.from_host(buf.data(), states[static_cast<size_t>(l)].conv, conv_row);
-    std::memcpy(buf.data(), ssm + l * ssm_row * sizeof(float), ssm_row * sizeof(float));
-    be.from_host(buf.data(), states[static_cast<size_t>(l)].ssm, ssm_row);
+  for (int64_t m = 0; m < n_mamba; ++m) {
+    std::memcpy(buf.data(), conv + m * conv_row * sizeof(float), conv_row * sizeof(float));
+    be.from_host(buf.data(), conv_.data<float>() + (m * batch_ + row) * conv_row, conv_row);
+    std::memcpy(buf.data(), ssm + m * ssm_row * sizeof(float), ssm_row * sizeof(float));
+    be.from_host(buf.data(), ssm_.data<float>() + (m * batch_ + row) * ssm_row, ssm_row);
   }
   if (logits) {
     std::memcpy(buf.data(), logits, V * sizeof(float));

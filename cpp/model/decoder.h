@@ -91,8 +91,9 @@ class Decoder {
   // Tokens fed to a row so far (repetition penalty history), a copy.
   std::vector<int32_t> history(int64_t row) const;
 
-  // The recurrent state, for saving: conv (n_layer, batch, conv_channels, K)
-  // and ssm (n_layer, batch, ssm_state_size), host copies.
+  // The recurrent state, for saving: conv (mamba_layers, batch, conv_channels, K)
+  // and ssm (mamba_layers, batch, ssm_state_size), host copies; the Mamba
+  // layers only, in layer order (an attention layer's state is its KV cache).
   std::vector<float> conv_state() const;
   std::vector<float> ssm_state() const;
   // An attention hybrid's KV caches, for saving: per attention layer, per
@@ -135,7 +136,10 @@ class Decoder {
                     "(a Model can be shared)"};
   std::shared_ptr<const Model> model_;
   int64_t batch_;
-  Tensor conv_, ssm_;  // (n_layer, batch, conv_channels, K), (n_layer, batch, ssm_state_size)
+  // (mamba_layers, batch, conv_channels, K), (mamba_layers, batch, ssm_state_size): no
+  // conv or SSM state for attention layers.
+  Tensor conv_, ssm_;
+  std::vector<int64_t> mamba_index_;  // per layer: its index into conv_ / ssm_, -1 for attention
   Workspace ws_;       // prefill chunks and steps share it
   // Logits live in backend memory, so that a device samples them in place.
   Tensor logits_dev_;                          // (batch, V)

@@ -1,6 +1,7 @@
 // A Mamba language model: sizes, weights on a backend, and the forward
 // pass over a block of rows. The graph is written once over backend.h.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -77,6 +78,10 @@ struct ModelConfig {
   }
   bool is_attention(int64_t layer) const { return blocks(layer).find_first_of("AP") != std::string::npos; }
   int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
+  // Layers with conv and SSM state: all but the attention layers.
+  int64_t mamba_layers() const {
+    return n_layer - static_cast<int64_t>(std::count(layers.begin(), layers.end(), 'A'));
+  }
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
   int64_t conv_channels() const { return family == Family::Mamba1 ? d_inner : d_inner + 2 * n_groups * d_state; }
@@ -164,8 +169,8 @@ struct KvRows {
 // Per-row recurrent state of one layer lives in the decoder; the forward
 // pass gets pointers to it.
 struct LayerState {
-  float* conv;  // (batch, conv_channels, K)
-  float* ssm;   // (batch, E, N) or (batch, H, P, N)
+  float* conv = nullptr;  // (batch, conv_channels, K)        Mamba layers
+  float* ssm = nullptr;   // (batch, E, N) or (batch, H, P, N)  Mamba layers
   const KvRows* kv = nullptr;  // attention layers
 };
 
