@@ -142,7 +142,7 @@ def test_state_is_mamba_layers_plus_kv_caches(pair):
     dec = model.decoder(2)
     dec.prefill([random_ids(model, 7, 2), random_ids(model, 300, 3)])
     conv, ssm, kv = dec._core.conv_state(), dec._core.ssm_state(), dec._core.kv_state()
-    assert conv.shape[0] == ssm.shape[0] == c.layers.count("M")
+    assert conv.shape[0] == ssm.shape[0] == c.mamba_layers == c.layers.count("M")
     assert conv.nbytes + ssm.nbytes == 2 * sizes["state_bytes_fixed"]
     assert kv.nbytes == (7 + 300) * sizes["state_bytes_per_token"]
     blob = dec._core.export_row(0)

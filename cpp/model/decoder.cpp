@@ -45,7 +45,7 @@ Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std
   step_rec_.resize(static_cast<size_t>(batch));
   for (int64_t l = 0, m = 0; l < c.n_layer; ++l) {
     if (c.is_attention(l)) attn_layers_.push_back(l);
-    mamba_index_.push_back(c.is_attention(l) ? -1 : m++);
+    mamba_index_.push_back(c.has_mamba(l) ? m++ : -1);
   }
   kv_rows_.resize(attn_layers_.size());
   kv_.resize(attn_layers_.size() * static_cast<size_t>(batch));

@@ -78,9 +78,13 @@ struct ModelConfig {
   }
   bool is_attention(int64_t layer) const { return blocks(layer).find_first_of("AP") != std::string::npos; }
   int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
-  // Layers with conv and SSM state: all but the attention layers.
+  // Whether layer l has a Mamba mixer ('M' or 'P'), hence conv and SSM state.
+  bool has_mamba(int64_t layer) const { return blocks(layer).find_first_of("MP") != std::string::npos; }
+  // Layers with conv and SSM state: those with a Mamba mixer (none for attention or MLP-only layers).
   int64_t mamba_layers() const {
-    return n_layer - static_cast<int64_t>(std::count(layers.begin(), layers.end(), 'A'));
+    int64_t n = 0;
+    for (int64_t l = 0; l < n_layer; ++l) n += has_mamba(l);
+    return n;
   }
 
   // Channels through the conv: x (Mamba-1), or x, B and C (Mamba-2).
