@@ -21,3 +21,4 @@ def test_neon_kernels_match_scalar_under_qemu(tmp_path):
                          text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "neon matmul vs scalar: 735 cases" in out.stdout, out.stdout
+    assert "neon attention vs scalar: 66 cases" in out.stdout, out.stdout

@@ -99,7 +99,10 @@ class CpuBackend final : public Backend {
   }
   void attention(const AttentionParams& p) override {
     auto fn = cpu_kernels().attention;
-    pool_.parallel_for(p.rows * p.n_heads, [&](int64_t b, int64_t e) { fn(p, b, e); }, 1);
+    // Whole tiles of rows for every head per chunk where there are enough
+    // (prefill: a tile shares each block of keys), single items otherwise.
+    const int64_t grain = p.rows >= 4 * kAttentionTile ? p.n_heads * kAttentionTile : 1;
+    pool_.parallel_for(p.rows * p.n_heads, [&](int64_t b, int64_t e) { fn(p, b, e); }, grain);
   }
   void rope(const RopeParams& p) override {
     auto fn = cpu_kernels().rope;

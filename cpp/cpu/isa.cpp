@@ -114,13 +114,19 @@ bool has_avx512_vnni() {
   return (ebx & (1u << 16)) && (ebx & (1u << 30)) && (ebx & (1u << 31)) && (ecx & (1u << 11));
 }
 
-// The avx2 table with q4's matmul in VNNI and q8's decode in 512-bit floats
-// (cpu/matmul_avx512.cpp); the rest had no measured gain from 512-bit versions, or none was written.
+// The avx2 table with q4's matmul in VNNI, q8's decode in 512-bit floats and
+// every type's prefill GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), and
+// attention 16 dims at a time; the rest had no measured gain from 512-bit
+// versions, or none was written.
 CpuKernels avx512_table() {
   CpuKernels t = kAvx2;
   t.isa = "avx512";
+  t.matmul[static_cast<int>(DType::F32)] = avx512::matmul_f32;
+  t.matmul[static_cast<int>(DType::F16)] = avx512::matmul_f16;
+  t.matmul[static_cast<int>(DType::BF16)] = avx512::matmul_bf16;
   t.matmul[static_cast<int>(DType::Q8)] = avx512::matmul_q8;
   t.matmul[static_cast<int>(DType::Q4)] = avx512::matmul_q4;
+  t.attention = avx512::attention;
   return t;
 }
 const CpuKernels kAvx512 = avx512_table();
@@ -130,8 +136,9 @@ const CpuKernels kAvx512 = avx512_table();
 #if defined(__aarch64__)
 
 // Every AArch64 CPU has NEON, and every kernel family has a NEON version:
-// matmul, scan, SSD, conv1d, rmsnorm, activations. Built on the scalar
-// table so that a family without one would fall back to scalar.
+// matmul, scan, SSD, conv1d, rmsnorm, activations, attention. Built on the
+// scalar table so that a family without one would fall back to scalar (rope,
+// a few sin/cos per row and head pair, and MoE routing, per token not per weight).
 CpuKernels neon_table() {
   CpuKernels t = kScalar;
   t.isa = "neon";
@@ -142,6 +149,7 @@ CpuKernels neon_table() {
   t.conv1d_prefill = neon::conv1d_prefill, t.conv1d_step = neon::conv1d_step;
   t.rmsnorm = neon::rmsnorm, t.rmsnorm_gated = neon::rmsnorm_gated;
   t.silu = neon::silu, t.softplus = neon::softplus, t.gate_silu = neon::gate_silu;
+  t.relu_sq = neon::relu_sq, t.attention = neon::attention;
   return t;
 }
 const CpuKernels kNeon = neon_table();

@@ -453,9 +453,9 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
 // 137 GFLOP/s a register-only FMA loop reaches.
 
 constexpr int kGemmMR = 6;
-constexpr int64_t kGemmNR = 16;
-constexpr int64_t kKCMax = 1024;             // k per panel at most (x slice: 6 x 4 KB in L1)
-constexpr int64_t kPanelBytes = 256 * 1024;  // f32 panel, in L2 (1 MB here)
+using x86::kGemmNR;
+using x86::kKCMax;
+using x86::kPanelBytes;
 
 // wp[k][0:16] = w[n0 + r, pc + k] for r < nr (zero for r >= nr), k < kc.
 template <class F>
@@ -534,9 +534,8 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
   const char* w = static_cast<const char*>(p.w);
   // K in equal blocks of at most kKCMax (a function of K alone, so every
   // split of N sums in the same order); as many rows as fit kPanelBytes.
-  const int64_t nkb = (p.K + kKCMax - 1) / kKCMax;
-  const int64_t kcb = round_up((p.K + nkb - 1) / nkb, 8);
-  const int64_t ncb = std::max<int64_t>(kGemmNR, kPanelBytes / (kcb * 4) / kGemmNR * kGemmNR);
+  int64_t kcb, ncb;
+  x86::gemm_blocks(p.K, kcb, ncb);
   float* wp = scratch(2, ncb * kcb);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
@@ -553,6 +552,21 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
     }
   }
 }
+
+}  // namespace
+
+// See cpu/matmul_x86.h.
+void pack_panel(DType type, const char* w, int64_t stride, int64_t nr, int64_t pc, int64_t kc, int64_t K, float* wp) {
+  switch (type) {
+    case DType::F32: return pack_panel<F32>(w, stride, nr, pc, kc, K, wp);
+    case DType::F16: return pack_panel<F16>(w, stride, nr, pc, kc, K, wp);
+    case DType::BF16: return pack_panel<BF16>(w, stride, nr, pc, kc, K, wp);
+    case DType::Q8: return pack_panel<Q8>(w, stride, nr, pc, kc, K, wp);
+    default: return pack_panel<Q4>(w, stride, nr, pc, kc, K, wp);
+  }
+}
+
+namespace {
 
 template <class F>
 void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {

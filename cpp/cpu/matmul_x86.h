@@ -31,6 +31,22 @@ constexpr int64_t kDecodeCols = 64;
 // batch 8 from 325-362 to 483-511 tok/s, 2 threads. One row needs none.
 constexpr int64_t kPrefetchBytes = 4096;
 
+// The prefill GEMMs' weight panels (cpu/matmul.cpp): 16 output columns side
+// by side per k, K cut into equal blocks of at most kKCMax, as many columns
+// as fit kPanelBytes (in L2).
+constexpr int64_t kGemmNR = 16;
+constexpr int64_t kKCMax = 1024;
+constexpr int64_t kPanelBytes = 256 * 1024;
+
+// k per panel (kcb, a multiple of 8) and columns per panel (ncb, a multiple
+// of kGemmNR) for K: a function of K alone, so every split of N sums alike.
+inline void gemm_blocks(int64_t K, int64_t& kcb, int64_t& ncb) {
+  const int64_t nkb = (K + kKCMax - 1) / kKCMax;
+  kcb = round_up((K + nkb - 1) / nkb, 8);
+  ncb = kPanelBytes / (kcb * 4) / kGemmNR * kGemmNR;
+  if (ncb < kGemmNR) ncb = kGemmNR;
+}
+
 }  // namespace x86
 
 // AVX2 code (cpu/matmul.cpp), callable from the wider ISAs' kernels.
@@ -43,6 +59,9 @@ void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
 // for the nb = K / 32 rounded up blocks, zero for the rows past M in the
 // last group and the blocks [nb, nbs).
 void block_sums8(const MatmulParams& p, int64_t nbs, float* xs);
+// wp[k][0:16] = row r < nr of w (rows `stride` bytes apart, of `type`), at
+// column pc + k, as f32, for k < kc; zeros for r >= nr: a GEMM panel.
+void pack_panel(DType type, const char* w, int64_t stride, int64_t nr, int64_t pc, int64_t kc, int64_t K, float* wp);
 }  // namespace avx2
 
 }  // namespace mambart

@@ -31,6 +31,8 @@
 namespace mambart {
 
 constexpr int64_t kAttentionBlock = 64;
+// Consecutive rows of one head that each block of keys visits in turn (cpu/attention.cpp).
+constexpr int64_t kAttentionTile = 8;
 
 struct AttentionParams {
   const float* q;
@@ -56,6 +58,13 @@ void rope(const RopeParams& p, int64_t r0, int64_t r1);
 void relu_sq(const ElementwiseParams& p, int64_t i0, int64_t i1);
 }
 namespace avx2 {
+void attention(const AttentionParams& p, int64_t i0, int64_t i1);
+void relu_sq(const ElementwiseParams& p, int64_t i0, int64_t i1);
+}
+namespace avx512 {  // x86-64: attention; relu_sq runs the avx2 code
+void attention(const AttentionParams& p, int64_t i0, int64_t i1);
+}
+namespace neon {  // arm64 builds only
 void attention(const AttentionParams& p, int64_t i0, int64_t i1);
 void relu_sq(const ElementwiseParams& p, int64_t i0, int64_t i1);
 }

@@ -54,7 +54,10 @@ void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }
-namespace avx512 {  // x86-64: q8 and q4, the other types run the avx2 code
+namespace avx512 {  // x86-64: every type's GEMM; the f32 / f16 / bf16 decodes run the avx2 code
+void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }

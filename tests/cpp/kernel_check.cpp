@@ -1,5 +1,5 @@
 // Every ISA's kernels against the scalar ones (matmul for every weight type,
-// scan, SSD, conv1d, rmsnorm, elementwise) on random data of awkward sizes: a
+// scan, SSD, conv1d, rmsnorm, elementwise, attention) on random data of awkward sizes: a
 // check for builds without Python (an arm64 cross build run under qemu,
 // tools/check_arm64.sh). The scalar kernels are themselves checked against
 // float64 numpy by the pytest suite. Prints one line per family and ISA and
@@ -245,7 +245,8 @@ void check_elementwise(std::mt19937& rng, const std::string& isa, int& failures)
   Family f{"elementwise"};
   using Kernel = void (*)(const ElementwiseParams&, int64_t, int64_t);
   const std::pair<const char*, Kernel CpuKernels::*> kernels[] = {
-      {"silu", &CpuKernels::silu}, {"softplus", &CpuKernels::softplus}, {"gate_silu", &CpuKernels::gate_silu}};
+      {"silu", &CpuKernels::silu}, {"softplus", &CpuKernels::softplus}, {"gate_silu", &CpuKernels::gate_silu},
+      {"relu_sq", &CpuKernels::relu_sq}};
   for (const auto& k : kernels)
     for (int64_t n : {1, 3, 4, 5, 17, 100}) {
       const auto x = randn(rng, n, 10.0f), z = randn(rng, n, 10.0f);
@@ -255,6 +256,57 @@ void check_elementwise(std::mt19937& rng, const std::string& isa, int& failures)
         return Outputs{y};
       });
     }
+  report(isa, f);
+}
+
+// Causal attention: one sequence's prefill (row t sees keys [0, t]) over
+// lengths around the key block of 64, and a step of rows with caches of
+// different lengths; MHA, GQA with one and several KV heads, head sizes off
+// every vector width; a scale that makes the softmax peaked. There a score's
+// f32 rounding (~1e-6 of |s| ~ 30 for d = 130) becomes a weight's relative
+// error, and the ISAs sum q . k in other orders: a looser bound.
+constexpr double kPeakedTolerance = 5e-5;
+
+void check_attention(std::mt19937& rng, const std::string& isa, int& failures) {
+  Family f{"attention"};
+  const int64_t heads[][3] = {{1, 1, 8}, {4, 4, 16}, {6, 2, 13}, {5, 1, 64}, {8, 2, 7}, {3, 3, 130}};
+  for (const auto& hd : heads) {
+    const int64_t H = hd[0], Hkv = hd[1], d = hd[2];
+    for (int64_t length : {1, 63, 64, 65, 200}) {
+      for (float scale : {1.0f / std::sqrt(static_cast<float>(d)), 3.0f}) {
+        const auto q = randn(rng, length * H * d), k = randn(rng, length * Hkv * d), v = randn(rng, length * Hkv * d);
+        std::vector<const float*> ks(static_cast<size_t>(length), k.data()), vs(static_cast<size_t>(length), v.data());
+        std::vector<int64_t> len(static_cast<size_t>(length));
+        for (int64_t t = 0; t < length; ++t) len[static_cast<size_t>(t)] = t + 1;
+        compare(f, failures, isa, "prefill " + sizes({{"H", H}, {"Hkv", Hkv}, {"d", d}, {"len", length}}), [&] {
+          std::vector<float> out(static_cast<size_t>(length * H * d), NAN);
+          split(cpu_kernels().attention,
+                AttentionParams{q.data(), out.data(), ks.data(), vs.data(), len.data(), length, H, Hkv, d, scale,
+                                H * d, H * d},
+                length * H);
+          return Outputs{out};
+        }, scale > 1.0f ? kPeakedTolerance : kTolerance);
+      }
+    }
+    const std::vector<int64_t> len = {1, 7, 64, 129, 300};
+    std::vector<std::vector<float>> k, v;
+    std::vector<const float*> ks, vs;
+    for (int64_t n : len) {
+      k.push_back(randn(rng, n * Hkv * d));
+      v.push_back(randn(rng, n * Hkv * d));
+    }
+    for (size_t b = 0; b < len.size(); ++b) ks.push_back(k[b].data()), vs.push_back(v[b].data());
+    const int64_t rows = static_cast<int64_t>(len.size());
+    const auto q = randn(rng, rows * H * d);
+    compare(f, failures, isa, "step " + sizes({{"H", H}, {"Hkv", Hkv}, {"d", d}}), [&] {
+      std::vector<float> out(static_cast<size_t>(rows * H * d), NAN);
+      split(cpu_kernels().attention,
+            AttentionParams{q.data(), out.data(), ks.data(), vs.data(), len.data(), rows, H, Hkv, d, 0.5f, H * d,
+                            H * d},
+            rows * H);
+      return Outputs{out};
+    });
+  }
   report(isa, f);
 }
 
@@ -295,6 +347,7 @@ int main() {
     check_conv1d(rng, isa, failures);
     check_rmsnorm(rng, isa, failures);
     check_elementwise(rng, isa, failures);
+    check_attention(rng, isa, failures);
   }
   return failures ? 1 : 0;
 }
