@@ -44,7 +44,7 @@ void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantiz
 // Up to kMatmulDecodeRows rows: integer products over x rounded to int8
 // (kernels/matmul.h).
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (p.M > kMatmulDecodeRows) return matmul_dequantized(p, n0, n1);
+  if (p.M > kMatmulDecodeRows || p.prefill) return matmul_dequantized(p, n0, n1);
   const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
   std::vector<int8_t> q(static_cast<size_t>(nb * kQuantBlock));
   std::vector<float> dx(static_cast<size_t>(nb)), xs(static_cast<size_t>(nb));
@@ -576,7 +576,7 @@ void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) p.y[m * p.ldy + n] = p.bias ? p.bias[n] : 0.0f;
     return;
   }
-  if (p.M <= kDecodeRows)
+  if (p.M <= kDecodeRows && !p.prefill)
     decode<F>(p, n0, n1);
   else
     gemm<F>(p, n0, n1);

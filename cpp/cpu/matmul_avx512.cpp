@@ -236,7 +236,7 @@ void decode_q8_all(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 // ---------------------------------------------------------------- prefill
 //
-// M > kMatmulDecodeRows: avx2's blocked GEMM (the same panels, packed by
+// M > kMatmulDecodeRows, and any prefill: avx2's blocked GEMM (the same panels, packed by
 // avx2::pack_panel, the same k order per output) with a 12 x 32 tile of y in
 // 24 of the 32 zmm registers: per k, two panel loads (two adjacent 16-column
 // panels) and 12 broadcasts of x feed 24 FMAs of 16 lanes, where avx2's
@@ -328,9 +328,9 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
   }
 }
 
-// The GEMM's cases; the rest (decode, empty) go to `other`.
+// The GEMM's cases (a prefill's at any M); the rest (decode, empty) go to `other`.
 bool use_gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
-  return n0 < n1 && p.M > kMatmulDecodeRows && p.K > 0;
+  return n0 < n1 && (p.M > kMatmulDecodeRows || p.prefill) && p.K > 0;
 }
 
 }  // namespace

@@ -139,7 +139,7 @@ template <class F>
 void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (n0 >= n1 || p.M <= 0) return;
   const int64_t ldxp = (p.K + kQuantBlock - 1) / kQuantBlock * kQuantBlock, nb = ldxp / kQuantBlock;
-  const bool integer = std::is_same<F, Q4>::value && p.M <= kMatmulDecodeRows;
+  const bool integer = std::is_same<F, Q4>::value && p.M <= kMatmulDecodeRows && !p.prefill;
   thread_local std::vector<float> xbuf, dbuf, sbuf;
   thread_local std::vector<int8_t> qbuf;
   float* xp = nullptr;

@@ -26,7 +26,8 @@
 
 namespace mambart {
 
-// Rows of x up to which a call takes the decode path (see cpu/matmul.cpp).
+// Rows of x up to which a call takes the decode path (see cpu/matmul.cpp),
+// unless it is a prefill's.
 constexpr int64_t kMatmulDecodeRows = 32;
 
 struct MatmulParams {
@@ -37,6 +38,10 @@ struct MatmulParams {
   float* y;
   int64_t M, N, K;
   int64_t ldx, ldy;
+  // The rows are positions of one prefill: computed as the GEMM computes
+  // them whatever M (never the decode path's order of sums), so that a
+  // position's result does not depend on how its prompt was cut into calls.
+  bool prefill = false;
 };
 
 // One function per weight type; cpu/isa.cpp indexes them by DType.

@@ -11,10 +11,12 @@
 //   dt_bias, A (H), A = -exp(A_log) precomputed in f32
 //   state    (batch, H, P, N)       contiguous, in/out
 //
-// ssd_prefill walks one sequence (batch must be 1) in chunks of `chunk`
-// tokens, in the block form of 3.3: inside a chunk the output is a masked
-// (C Bᵀ ∘ decay) product, so most work is small matrix products; the state
-// is carried from chunk to chunk. The chunk length changes rounding only.
+// ssd_prefill walks one sequence (batch must be 1). On the CPU it runs the
+// recurrence token by token, with the step's arithmetic, so that the state
+// after a prompt does not depend on how the prompt was cut into calls; CUDA
+// runs the block form of 3.3 in chunks of `chunk` tokens (inside a chunk the
+// output is a masked (C Bᵀ ∘ decay) product, the state carried from chunk to
+// chunk; the chunk length changes rounding only).
 // ssd_step advances every row of a batch by one token (seqlen must be 1);
 // like both references, it does not clamp delta (reference doc 3.1 step 4).
 // A call handles heads [h0, h1).

@@ -193,6 +193,14 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
   const int64_t D = c.d_model;
   float* residual = ws.residual.data<float>();
   float* mixed = ws.mixed.data<float>();
+  // A prefill's rows take the same arithmetic however the prompt is cut
+  // into calls (MatmulParams::prefill), so a cached prefix state continues
+  // exactly as one prefill of the whole prompt does.
+  struct PrefillScope {
+    bool old = prefill_forward();
+    explicit PrefillScope(bool on) { prefill_forward() = on; }
+    ~PrefillScope() { prefill_forward() = old; }
+  } scope(prefill);
 
   // r = embedding[tokens] * embedding_multiplier
   be.embedding(embedding_, tokens, n, residual);

@@ -30,7 +30,7 @@ struct ModelConfig {
   int64_t n_heads = 0;     // H (Mamba-2)
   int64_t head_dim = 0;    // P (Mamba-2), H * P = E
   int64_t n_groups = 0;    // G (Mamba-2): B/C groups, also the gated norm's groups
-  int64_t chunk_size = 64; // Mamba-2 prefill chunk (rounding only)
+  int64_t chunk_size = 64; // Mamba-2 prefill chunk on CUDA (rounding only)
   float dt_min = 0.0f, dt_max = INFINITY;  // Mamba-2 prefill clamp of delta
   float eps = 1e-5f;
   bool tie_embeddings = true;
@@ -197,10 +197,17 @@ struct Workspace {
   Tensor expert_x, expert_y;  // (rows, D) an expert's rows, gathered, and its output
 };
 
+// Whether the forward running on this thread is a prefill (Model::forward
+// sets it for its duration): its linear layers are then MatmulParams::prefill.
+inline bool& prefill_forward() {
+  static thread_local bool on = false;
+  return on;
+}
+
 // y (M, N) = x (M, K) · wᵀ + bias, for a weight w (N, K) of any type.
 inline MatmulParams linear(const float* x, int64_t M, int64_t ldx, const Tensor& w, const Tensor& bias, float* y,
                            int64_t ldy) {
-  return {x, w.data<void>(), w.dtype(), bias.data<float>(), y, M, w.dim(0), w.dim(1), ldx, ldy};
+  return {x, w.data<void>(), w.dtype(), bias.data<float>(), y, M, w.dim(0), w.dim(1), ldx, ldy, prefill_forward()};
 }
 
 class Model {
