@@ -16,8 +16,8 @@ template (needs the [test] extra: torch and transformers make it).
    (TTFT) and inter-token latency (ITL), p50 and p99, and TTFT of an idle
    server for the same prompt length.
 2. Chat: 8 turns (a system prompt, then short questions, 32-token replies),
-   TTFT per turn, on a server without the cache, with the exact cache and
-   with the approximate cache (--cache-mode approx).
+   TTFT per turn, on a server without the cache and with it (each turn then
+   prefills only its new message).
 
 Each server is a subprocess on a free loopback port, stopped at the end.
 """
@@ -152,8 +152,7 @@ def main() -> None:
                 print(f"concurrency {c}: {r['tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50']:.3f} p99 "
                       f"{r['ttft_p99']:.3f} s, ITL p50 {r['itl_p50'] * 1e3:.0f} p99 {r['itl_p99'] * 1e3:.0f} ms",
                       file=sys.stderr, flush=True)
-        for label, extra in (("no cache", ["--cache-mb", "0"]), ("exact cache", []),
-                             ("approx cache", ["--cache-mode", "approx"])):
+        for label, extra in (("no cache", ["--cache-mb", "0"]), ("cache", [])):
             with Server(model_dir, *extra, threads=args.threads, startup_s=300) as s:
                 results["chat"][label] = chat_ttfts(s.url, name, args.turns, 32)
             print(f"chat, {label}: " + " ".join(f"{t:.3f}" for t in results["chat"][label]), file=sys.stderr,

@@ -243,9 +243,6 @@ def _serve_parser(sub) -> None:
     s.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     s.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, 1 to 32 (default 16)")
     s.add_argument("--cache-mb", type=float, default=512, help="prefix-state cache size in MB; 0 = off (default 512)")
-    s.add_argument("--cache-mode", choices=["exact", "approx"], default="exact",
-                   help="exact (default): only hits that give bit-identical results; approx: also continue from "
-                        "the end of earlier prompts and completions (a chat turn prefills only its new message)")
     s.add_argument("--max-queue", type=int, default=256, help="requests waiting beyond which 503 (default 256)")
     s.add_argument("--max-prompt-tokens", type=int, default=32768, help="longest prompt accepted (default 32768)")
     s.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens accepted (default 4096)")

@@ -62,8 +62,8 @@ def generate_ids(
     closed: another thread using it meanwhile gets RuntimeError.
     progress(done, total) is called between prefill chunks (Decoder.prefill).
     With a `mambart.PromptCache`, each row starts from its longest cached
-    prefix (its state is replaced) and only the rest is prefilled, in
-    chunk-aligned slices (no progress calls).
+    prefix (its state is replaced) and only the rest is prefilled (no
+    progress calls); the result is the same as without the cache.
     """
     if len(prompts) != decoder.batch:
         raise ValueError(f"{len(prompts)} prompts for a decoder of batch {decoder.batch}")

@@ -28,9 +28,11 @@ CHATML = (
 )
 
 
-def make_chat_model(out_dir: Path, *, template: str | None = CHATML, **kw) -> Path:
-    """A tiny random Mamba with a tokenizer that has ChatML's special tokens and
-    (unless template is None) a chat template in tokenizer_config.json."""
+def make_chat_model(out_dir: Path, *, template: str | None = CHATML, make=make_mamba, **kw) -> Path:
+    """A tiny random model (make: make_mamba, make_mamba2, make_granite_hybrid
+    of tests/models.py, given kw) with a tokenizer that has ChatML's special
+    tokens and (unless template is None) a chat template in
+    tokenizer_config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -43,7 +45,7 @@ def make_chat_model(out_dir: Path, *, template: str | None = CHATML, **kw) -> Pa
     if template is not None:
         cfg["chat_template"] = template
     (out_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
-    make_mamba(out_dir, **kw)
+    make(out_dir, **kw)
     return out_dir
 
 

@@ -16,7 +16,7 @@ import sys
 GRACE_SECONDS = 30.0
 
 
-def build(model, *, model_name: str, max_batch: int = 16, cache_mb: float = 512, cache_mode: str = "exact",
+def build(model, *, model_name: str, max_batch: int = 16, cache_mb: float = 512,
           max_queue: int = 256, api_key: str | None = None, chat_template: str | None = None, limits=None):
     """The ASGI app and its scheduler for a loaded model."""
     from ..cache import PromptCache
@@ -30,7 +30,7 @@ def build(model, *, model_name: str, max_batch: int = 16, cache_mb: float = 512,
         template, template_error = ChatTemplate.for_model(model.path, model.tokenizer, chat_template), None
     except NoTemplate as e:
         template, template_error = None, str(e)
-    cache = PromptCache(int(cache_mb * (1 << 20)), exact=cache_mode == "exact") if cache_mb > 0 else None
+    cache = PromptCache(int(cache_mb * (1 << 20))) if cache_mb > 0 else None
     metrics = Metrics()
     scheduler = Scheduler(model, max_batch=max_batch, cache=cache, max_queue=max_queue, observer=metrics)
     metrics.attach(scheduler)
@@ -54,14 +54,14 @@ def run(args) -> int:
             pass  # a missing file is a clear error before the model loads
     model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype)
     app, scheduler = build(model, model_name=args.model, max_batch=args.max_batch, cache_mb=args.cache_mb,
-                           cache_mode=args.cache_mode, max_queue=args.max_queue, api_key=args.api_key,
+                           max_queue=args.max_queue, api_key=args.api_key,
                            chat_template=args.chat_template,
                            limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACE_SECONDS, lifespan="off")
     server = uvicorn.Server(config)
     print(f"mambart: serving {args.model} on http://{args.host}:{args.port} (max batch {args.max_batch}, "
-          f"cache {args.cache_mb:g} MB {args.cache_mode})", file=sys.stderr, flush=True)
+          f"cache {args.cache_mb:g} MB)", file=sys.stderr, flush=True)
     # uvicorn handles SIGINT/SIGTERM while it runs: it stops accepting, lets
     # open requests finish (up to GRACE_SECONDS), then returns and raises the
     # signal again under the handlers it found. For SIGTERM that is this

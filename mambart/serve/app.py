@@ -197,11 +197,12 @@ class App:
             max_tokens = gen.max_tokens if gen.max_tokens is not None else self.config.limits.max_tokens
             loop = asyncio.get_running_loop()
             choices: list[tuple[GenRequest, asyncio.Queue]] = []
+            marks = self._history_end(gen, prompt_ids[0]) if chat else ()
             for ids in prompt_ids:
                 for j in range(gen.n):
                     q: asyncio.Queue = asyncio.Queue()
                     req = GenRequest(ids, gen.params, max_tokens, stop_ids, gen.logprobs, sampler_row=j,
-                                     sink=lambda ev, q=q: loop.call_soon_threadsafe(q.put_nowait, ev))
+                                     marks=marks, sink=lambda ev, q=q: loop.call_soon_threadsafe(q.put_nowait, ev))
                     choices.append((req, q))
             try:
                 for req, _ in choices:
@@ -271,6 +272,7 @@ class App:
         if error:
             return error_response(APIError(500, f"generation failed: {error}", None, "internal_error",
                                            type="server_error"))
+        self._prefetch_reply(gen, chat, results)
         usage = self._usage(choices, gen.n, [ch.tokens for ch in results])
         out_choices = []
         for k, ch in enumerate(results):
@@ -287,6 +289,32 @@ class App:
         return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
                              "created": int(time.time()), "model": self.config.model_name,
                              "choices": out_choices, "usage": usage})
+
+    def _history_end(self, gen, ids: list[int]) -> tuple[int, ...]:
+        """Where the conversation before the last message ends in ids (a shared
+        system prompt, or the earlier turns), for the cache to keep that state:
+        other questions after the same system prompt continue from it."""
+        if self.scheduler.cache is None or len(gen.messages) < 2:
+            return ()
+        try:
+            head = self.model.tokenizer.encode(self.template.render(gen.messages[:-1], add_generation_prompt=False))
+        except TemplateError:
+            return ()
+        return (len(head),) if 0 < len(head) < len(ids) and ids[:len(head)] == head else ()
+
+    def _prefetch_reply(self, gen, chat: bool, results: list[_Choice]) -> None:
+        """After a chat reply, before the client has it: the conversation with
+        the reply, as the next turn's prompt will begin, prefilled into the
+        cache. (The state the decode steps left is no exact start: they round
+        unlike a prefill, mambart/cache.py.)"""
+        if not chat or self.scheduler.cache is None or len(results) != 1 or results[0].finish_reason is None:
+            return
+        try:
+            text = self.template.render(list(gen.messages) + [{"role": "assistant", "content": results[0].text}],
+                                        add_generation_prompt=False)
+        except TemplateError:
+            return
+        self.scheduler.prefetch(self.model.tokenizer.encode(text))
 
     def _piece(self, token: int) -> str:
         return self.model.tokenizer.decode([token])
@@ -378,6 +406,7 @@ class App:
                         yield f"data: {json.dumps(err.body())}\n\n".encode()
                     ch.finish_reason = "length" if ev.reason == "length" else "stop"
                     yield chunk(k, None if chat else "", finish=ch.finish_reason)
+            self._prefetch_reply(gen, chat, states)
             if gen.include_usage:
                 data = {"id": rid, "object": obj, "created": created, "model": self.config.model_name,
                         "choices": [], "usage": self._usage(choices, gen.n, [st.tokens for st in states])}

@@ -24,6 +24,8 @@ class _SchedulerCollector:
             ("mambart_prompt_tokens", "Prompt tokens of admitted sequences.", s.prompt_tokens),
             ("mambart_prefilled_tokens", "Prompt tokens actually prefilled (not covered by the cache).",
              s.prefilled_tokens),
+            ("mambart_prefetched_tokens", "Tokens of finished chat replies prefilled into the cache for the next turn.",
+             s.prefetched_tokens),
             ("mambart_cached_tokens", "Prompt tokens covered by prefix-cache hits.", s.cached_tokens),
             ("mambart_generated_tokens", "Tokens generated.", s.generated_tokens),
             ("mambart_decode_steps", "Batched decode steps run.", s.steps),

@@ -2,20 +2,28 @@
 
 No HTTP here: `mambart serve`, `mambart chat` and the Python API use it alike.
 
-Rows. The decoder has max_batch + 1 rows. The live (decoding) sequences
-sit in rows [0, n), so a decode step is one `step` of the first n rows;
-when one ends, the last live row is copied into its place. Row max_batch is
-the prefill row: a request joining is prefilled there (from its longest
-cache hit) one slice at a time, a decode step of the live rows after each
-slice, so a long prompt never freezes the running streams; when its prefill
-is done it moves into row n and decodes from the next step on. Requests
-join at the next step and leave when done: nobody waits for a batch to drain.
+Rows. The decoder has max_batch + max_prefill rows. The live (decoding)
+sequences sit in rows [0, n), so a decode step is one `step` of the first n
+rows; when one ends, the last live row is copied into its place. Rows from
+max_batch on are prefill rows: a request joining is prefilled there (from
+its longest cache hit), and each iteration spends at most `prefill_tokens`
+prompt tokens over the requests being prefilled, oldest first, before one
+decode step of the live rows, so a long prompt never freezes the running
+streams and a burst of short ones is prefilled in few steps. When its
+prefill is done a request moves into row n and decodes from the next step
+on. Requests join at the next step and leave when done: nobody waits for a
+batch to drain.
 
-A row's tokens never depend on the batch it runs in: every kernel computes
-each row with the same arithmetic whatever the number of rows (tested
-exactly, tests/test_rows.py), each request has its own sampler (seeded from
-its own seed), and prefill slices are cut at the same absolute multiples of
-the C++ prefill chunk as a single prefill would use (mambart/cache.py).
+A row's tokens never depend on the batch it runs in or on how its prompt
+was cut into prefill slices: every kernel of a step computes each row with
+the same arithmetic whatever the number of rows (tested exactly,
+tests/test_rows.py), a prefill's arithmetic does not depend on its slices
+(mambart/cache.py), and each request has its own sampler (seeded from its
+own seed).
+
+`prefetch(ids)` prefills ids into the cache with no request (the end of a
+chat reply as the next turn's prompt will hold it); it runs before any
+request that joins after it.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cache import DECODED, CacheHit, PrefillRun, PromptCache
+from ..cache import CacheHit, PrefillRun, PromptCache
 from ..sampling import SamplingParams
 
 
@@ -66,6 +74,7 @@ class Request:
     stop_ids: frozenset = frozenset()
     logprobs: int | None = None          # None: off; k >= 0: the chosen token's and the k most likely
     sampler_row: int = 0                 # seed offset: choice i of n draws with seed + i
+    marks: Sequence[int] = ()            # prompt positions whose states the cache keeps too
     sink: Callable[[object], None] | None = None
     # Filled in by the scheduler:
     cached_tokens: int = 0
@@ -96,9 +105,15 @@ class _Live:
     out: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Prefill:
+    run: PrefillRun
+    request: Request | None      # None: a prefetch
+
+
 class Scheduler:
     def __init__(self, model, *, max_batch: int = 16, cache: PromptCache | None = None, max_queue: int = 256,
-                 slice_tokens: int = 256, observer: Observer | None = None) -> None:
+                 prefill_tokens: int = 512, max_prefill: int = 4, observer: Observer | None = None) -> None:
         # Up to 32 rows the decode matmul keeps each row's arithmetic
         # independent of the others (kernels/matmul.h kMatmulDecodeRows);
         # past it a GEMM takes over, so a larger batch could change results.
@@ -106,26 +121,31 @@ class Scheduler:
             raise ValueError(f"max_batch must be an int in [1, 32], got {max_batch!r}")
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+        for name, v in (("prefill_tokens", prefill_tokens), ("max_prefill", max_prefill)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         self.model = model
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.cache = cache
-        self.slice_tokens = slice_tokens
+        self.prefill_tokens = prefill_tokens
         self.observer = observer or Observer()
-        self.decoder = model.decoder(max_batch + 1)
-        self._prefill_row = max_batch
+        self.decoder = model.decoder(max_batch + max_prefill)
         self._eos = model.tokenizer.eos_token_id
         self._vocab = model.vocab_limit
         self._cv = threading.Condition()
         self._inbox: deque[Request] = deque()
+        self._prefetch: deque[list[int]] = deque()
         self._live: list[_Live] = []
-        self._prefilling: tuple[Request, PrefillRun] | None = None
+        self._prefilling: list[_Prefill] = []   # oldest first
+        self._free_rows = list(range(max_batch + max_prefill - 1, max_batch - 1, -1))
         self._accepting = True
         self._stop = False
         # Counters (read by metrics and tests; written by the scheduler thread).
         self.requests = 0
         self.prompt_tokens = 0
-        self.prefilled_tokens = 0
+        self.prefilled_tokens = 0      # prompt tokens of requests prefilled (not covered by the cache)
+        self.prefetched_tokens = 0     # tokens prefilled by prefetch()
         self.cached_tokens = 0
         self.generated_tokens = 0
         self.steps = 0
@@ -153,9 +173,20 @@ class Scheduler:
             request.cancelled = True
             self._cv.notify()
 
+    def prefetch(self, ids: Sequence[int]) -> None:
+        """Puts the state after ids in the cache (from its longest hit), before
+        any request submitted later starts; nothing without a cache, or when
+        max_queue prefetches wait already."""
+        if self.cache is None or not ids:
+            return
+        with self._cv:
+            if self._accepting and len(self._prefetch) < self.max_queue:
+                self._prefetch.append(list(ids))
+                self._cv.notify()
+
     @property
     def queue_length(self) -> int:
-        return len(self._inbox) + (1 if self._prefilling else 0)
+        return len(self._inbox) + sum(1 for p in self._prefilling if p.request is not None)
 
     @property
     def live_rows(self) -> int:
@@ -163,7 +194,7 @@ class Scheduler:
 
     @property
     def busy(self) -> bool:
-        return bool(self._inbox or self._prefilling or self._live)
+        return bool(self._inbox or self._prefetch or self._prefilling or self._live)
 
     def close(self, grace: float = 0.0) -> None:
         """Stops accepting; lets running requests finish for up to `grace`
@@ -183,7 +214,7 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._stop and not self._inbox and not self._live and not self._prefilling:
+                while not self._stop and not self.busy:
                     self._cv.wait()
                 if self._stop:
                     break
@@ -195,61 +226,80 @@ class Scheduler:
 
     def _iteration(self) -> None:
         self._drop_cancelled()
-        if self._prefilling is None and len(self._live) < self.max_batch:
-            self._start_prefill()
-        if self._prefilling is not None:
-            self._advance_prefill()
+        self._admit()
+        self._advance_prefills()
         if self._live:
             self._decode_step()
 
-    def _start_prefill(self) -> None:
-        with self._cv:
-            if not self._inbox:
-                return
-            req = self._inbox.popleft()
-        if req.cancelled:
-            self._finish(req, "cancelled")
-            return
-        row = self._prefill_row
-        try:
-            hit = self.cache.lookup(req.ids) if self.cache is not None else CacheHit(0, None)
-            if hit.blob is None:
-                self.decoder.reset_row(row)
-            else:
-                self.decoder.import_row(row, hit.blob)
-            run = PrefillRun(self.decoder, row, req.ids, hit, self.cache, self.slice_tokens)
-        except Exception as e:  # noqa: BLE001
-            self._finish(req, "error", f"{type(e).__name__}: {e}")
-            return
-        req.cached_tokens = hit.length
-        self.requests += 1
-        self.prompt_tokens += len(req.ids)
-        self.cached_tokens += hit.length
-        self._prefilling = (req, run)
+    def _admit(self) -> None:
+        """Takes prefetches, then requests, into free prefill rows; a request
+        only once no prefetch is waiting or running (it may extend one), and
+        only while a live row will be free for it."""
+        while self._free_rows:
+            with self._cv:
+                if self._prefetch:
+                    ids, req = self._prefetch.popleft(), None
+                elif (self._inbox and not any(p.request is None for p in self._prefilling)
+                      and len(self._live) + sum(p.request is not None for p in self._prefilling) < self.max_batch):
+                    ids = None
+                    req = self._inbox.popleft()
+                else:
+                    return
+            if req is not None and req.cancelled:
+                self._finish(req, "cancelled")
+                continue
+            row = self._free_rows.pop()
+            try:
+                ids = req.ids if req is not None else ids
+                hit = self.cache.lookup(ids) if self.cache is not None else CacheHit(0, None)
+                run = PrefillRun(self.decoder, row, ids, hit, self.cache, req.marks if req is not None else ())
+            except Exception as e:  # noqa: BLE001
+                self._free_rows.append(row)
+                if req is not None:
+                    self._finish(req, "error", f"{type(e).__name__}: {e}")
+                continue
+            if req is not None:
+                req.cached_tokens = hit.length
+                self.requests += 1
+                self.prompt_tokens += len(req.ids)
+                self.cached_tokens += hit.length
+            self._prefilling.append(_Prefill(run, req))
 
-    def _advance_prefill(self) -> None:
-        req, run = self._prefilling
-        if req.cancelled:
-            self._prefilling = None
-            self._finish(req, "cancelled")
-            return
-        try:
-            if not run.done:
-                before = run.prefilled
-                run.advance()
-                self.prefilled_tokens += run.prefilled - before
-        except Exception as e:  # noqa: BLE001
-            self._prefilling = None
-            self._finish(req, "error", f"{type(e).__name__}: {e}")
-            return
-        if run.done:
-            self._prefilling = None
+    def _advance_prefills(self) -> None:
+        budget = self.prefill_tokens
+        for p in list(self._prefilling):
+            req = p.request
+            if req is not None and req.cancelled:
+                self._end_prefill(p)
+                self._finish(req, "cancelled")
+                continue
+            try:
+                while budget > 0 and not p.run.done:
+                    n = p.run.advance(budget)
+                    budget -= n
+                    if req is None:
+                        self.prefetched_tokens += n
+                    else:
+                        self.prefilled_tokens += n
+            except Exception as e:  # noqa: BLE001
+                self._end_prefill(p)
+                if req is not None:
+                    self._finish(req, "error", f"{type(e).__name__}: {e}")
+                continue
+            if not p.run.done:
+                break
+            self._end_prefill(p)
+            if req is None:
+                continue
             if req.max_tokens == 0:
                 self._finish(req, "length")
-                return
-            r = len(self._live)
-            self.decoder.copy_row(self._prefill_row, r)
+                continue
+            self.decoder.copy_row(p.run.row, len(self._live))
             self._live.append(_Live(req, req.params.make_sampler(req.sampler_row)))
+
+    def _end_prefill(self, p: _Prefill) -> None:
+        self._prefilling.remove(p)
+        self._free_rows.append(p.run.row)
 
     def _decode_step(self) -> None:
         live = self._live
@@ -281,12 +331,6 @@ class Scheduler:
         self.steps += 1
         if not ended:
             return
-        if self.cache is not None and not self.cache.exact:
-            # The end of a completion (its stop token fed): where the next
-            # turn of a conversation starts. Decoded, so approximate only.
-            for r, reason in ended:
-                if reason != "cancelled":
-                    self.cache.store(live[r].request.ids + live[r].out, self.decoder.export_row(r), DECODED)
         for r, reason in sorted(ended, reverse=True):  # highest rows first: moves never touch an ended row
             self._finish(live[r].request, reason)
             self._remove_row(r)
@@ -334,11 +378,13 @@ class Scheduler:
         for x in self._live:
             self._finish(x.request, reason, message)
         self._live.clear()
-        if self._prefilling:
-            self._finish(self._prefilling[0], reason, message)
-            self._prefilling = None
+        for p in list(self._prefilling):
+            self._end_prefill(p)
+            if p.request is not None:
+                self._finish(p.request, reason, message)
         with self._cv:
             pending = list(self._inbox)
             self._inbox.clear()
+            self._prefetch.clear()
         for req in pending:
             self._finish(req, reason, message)
