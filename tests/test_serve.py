@@ -156,6 +156,37 @@ def test_logprobs_are_the_log_softmax_of_the_logits(client, local, chat_dir):
     assert all(len(c.top_logprobs) == 2 for c in content)
 
 
+def test_echo_with_logprobs_scores_the_prompt(server, client, local, chat_dir):
+    """echo + logprobs: the prompt's tokens come first, the first with no
+    logprob, each other with the log-softmax of the logits before it (those of
+    a prefill with every position's logits), then the completion's."""
+    ids = local.tokenizer.encode("def fibonacci(n):\n    return fibonacci(n - 1)")
+    logits = local.decoder(1).prefill([ids], all_logits=True)[:, : local.vocab_limit].astype(np.float64)
+    m = logits.max(axis=1, keepdims=True)
+    plps = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+    want, lps = reference(local, ids, 4, logprobs=True)
+    r = client.completions.create(model=name(chat_dir), prompt=ids, max_tokens=4, temperature=0, echo=True,
+                                  logprobs=2)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == text(local, ids) + text(local, want)
+    assert lp.tokens == [local.tokenizer.decode([t]) for t in ids + want]
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert lp.token_logprobs[1:] == pytest.approx([plps[i - 1][ids[i]] for i in range(1, len(ids))]
+                                                  + [lps[i][t] for i, t in enumerate(want)], abs=1e-9)
+    for i in range(1, len(ids)):
+        top = np.argsort(-plps[i - 1], kind="stable")[:2]
+        assert list(lp.top_logprobs[i].values()) == pytest.approx([plps[i - 1][j] for j in top], abs=1e-9)
+    assert lp.text_offset[: 3] == [0, len(lp.tokens[0]), len(lp.tokens[0]) + len(lp.tokens[1])]
+    # streamed: the prompt's chunk carries its logprobs; max_tokens 0 scores the prompt alone
+    body = {"model": name(chat_dir), "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 1, "stream": True}
+    with server.client.stream("POST", "/v1/completions", json=body) as resp:
+        chunks = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
+    first = chunks[0]["choices"][0]
+    assert first["text"] == text(local, ids) and first["logprobs"]["token_logprobs"][0] is None
+    assert first["logprobs"]["token_logprobs"][1:] == pytest.approx(lp.token_logprobs[1:len(ids)], abs=1e-9)
+    assert "".join(c["choices"][0]["text"] for c in chunks) == text(local, ids)
+
+
 def test_stop_strings(client, local, chat_dir):
     ids = local.tokenizer.encode("def fibonacci(n):")
     full = text(local, reference(local, ids, 24))

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from .. import jsonfile
 from ..generate import _split_at_stop
 from .metrics import Metrics
-from .scheduler import DoneEvent, QueueFull, Request as GenRequest, Scheduler, ShuttingDown, TokenEvent
+from .scheduler import DoneEvent, PromptEvent, QueueFull, Request as GenRequest, Scheduler, ShuttingDown, TokenEvent
 from .schemas import APIError, GenerationRequest, Limits, parse
 from .template import ChatTemplate, NoTemplate, TemplateError
 
@@ -56,6 +56,7 @@ class _Choice:
         self.stopped = False
         self.finish_reason: str | None = None
         self.logprobs: list[TokenEvent] = []
+        self.prompt: list[TokenEvent] = []  # echo's prompt tokens with logprobs
 
     def push(self, ev: TokenEvent) -> str:
         self.tokens += 1
@@ -202,7 +203,8 @@ class App:
                 for j in range(gen.n):
                     q: asyncio.Queue = asyncio.Queue()
                     req = GenRequest(ids, gen.params, max_tokens, stop_ids, gen.logprobs, sampler_row=j,
-                                     marks=marks, sink=lambda ev, q=q: loop.call_soon_threadsafe(q.put_nowait, ev))
+                                     marks=marks, prompt_logprobs=gen.echo and gen.logprobs is not None,
+                                     sink=lambda ev, q=q: loop.call_soon_threadsafe(q.put_nowait, ev))
                     choices.append((req, q))
             try:
                 for req, _ in choices:
@@ -260,6 +262,8 @@ class App:
                     if ch.stopped:
                         self.scheduler.cancel(req)
                         ch.finish_reason = "stop"
+                elif isinstance(ev, PromptEvent):
+                    ch.prompt = ev.tokens
                 elif isinstance(ev, DoneEvent):
                     if ev.reason == "error":
                         error = ev.message
@@ -283,7 +287,7 @@ class App:
             else:
                 prefix = prompt_texts[k // gen.n] if gen.echo else ""
                 c = {"index": k, "text": prefix + ch.text,
-                     "logprobs": self._completion_logprobs(ch.logprobs, len(prefix)) if gen.logprobs is not None
+                     "logprobs": self._completion_logprobs(ch.prompt + ch.logprobs) if gen.logprobs is not None
                      else None, "finish_reason": ch.finish_reason}
             out_choices.append(c)
         return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
@@ -326,14 +330,15 @@ class App:
         return {"content": [dict(entry(e.token, e.logprob), top_logprobs=[entry(t, lp) for t, lp in e.top or []])
                             for e in evs]}
 
-    def _completion_logprobs(self, evs: list[TokenEvent], offset: int) -> dict:
+    def _completion_logprobs(self, evs: list[TokenEvent]) -> dict:
+        """OpenAI's legacy logprobs; an echoed prompt's first token has none."""
         tokens, lps, tops, offsets = [], [], [], []
-        pos = offset
+        pos = 0
         for e in evs:
             s = self._piece(e.token)
             tokens.append(s)
             lps.append(e.logprob)
-            tops.append({self._piece(t): lp for t, lp in e.top or []})
+            tops.append(None if e.logprob is None else {self._piece(t): lp for t, lp in e.top or []})
             offsets.append(pos)
             pos += len(s)
         return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
@@ -343,7 +348,7 @@ class App:
         obj = "chat.completion.chunk" if chat else "text_completion"
         usage_field = {"usage": None} if gen.include_usage else {}
 
-        def chunk(k, text=None, finish=None, role=False, ev=None):
+        def chunk(k, text=None, finish=None, role=False, evs=None):
             if chat:
                 delta = {}
                 if role:
@@ -351,12 +356,12 @@ class App:
                 if text is not None:
                     delta["content"] = text
                 c = {"index": k, "delta": delta, "logprobs": None, "finish_reason": finish}
-                if ev is not None and gen.logprobs is not None:
-                    c["logprobs"] = self._chat_logprobs([ev])
+                if evs and gen.logprobs is not None:
+                    c["logprobs"] = self._chat_logprobs(evs)
             else:
                 c = {"index": k, "text": text or "", "logprobs": None, "finish_reason": finish}
-                if ev is not None and gen.logprobs is not None:
-                    c["logprobs"] = self._completion_logprobs([ev], 0)
+                if evs and gen.logprobs is not None:
+                    c["logprobs"] = self._completion_logprobs(evs)
             data = {"id": rid, "object": obj, "created": created, "model": self.config.model_name,
                     "choices": [c], **usage_field}
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
@@ -376,7 +381,7 @@ class App:
             for k in range(len(choices)):
                 if chat:
                     yield chunk(k, "", role=True)
-                elif gen.echo:
+                elif gen.echo and gen.logprobs is None:  # with logprobs: when the PromptEvent comes
                     yield chunk(k, prompt_texts[k // gen.n])
             while open_choices:
                 k, ev = await merged.get()
@@ -384,12 +389,14 @@ class App:
                 if ev is None:
                     open_choices -= 1
                     continue
-                if isinstance(ev, TokenEvent):
+                if isinstance(ev, PromptEvent):
+                    yield chunk(k, prompt_texts[k // gen.n], evs=ev.tokens)
+                elif isinstance(ev, TokenEvent):
                     if ch.stopped:
                         continue
                     text = ch.push(ev)
                     if text or ev.logprob is not None:
-                        yield chunk(k, text, ev=ev)
+                        yield chunk(k, text, evs=[ev])
                     if ch.stopped:
                         self.scheduler.cancel(choices[k][0])
                         ch.finish_reason = "stop"

@@ -57,6 +57,14 @@ class TokenEvent:
 
 
 @dataclass
+class PromptEvent:
+    """The prompt's tokens with their logprobs (echo): the first has none (no
+    context), each other the log-softmax of the logits before it. Sent once,
+    before any TokenEvent."""
+    tokens: list[TokenEvent]
+
+
+@dataclass
 class DoneEvent:
     reason: str                 # "stop" (a stop token), "length", "cancelled", "error"
     message: str = ""
@@ -75,6 +83,7 @@ class Request:
     logprobs: int | None = None          # None: off; k >= 0: the chosen token's and the k most likely
     sampler_row: int = 0                 # seed offset: choice i of n draws with seed + i
     marks: Sequence[int] = ()            # prompt positions whose states the cache keeps too
+    prompt_logprobs: bool = False        # a PromptEvent first (needs logprobs not None)
     sink: Callable[[object], None] | None = None
     # Filled in by the scheduler:
     cached_tokens: int = 0
@@ -132,6 +141,7 @@ class Scheduler:
         self.observer = observer or Observer()
         self.decoder = model.decoder(max_batch + max_prefill)
         self._eos = model.tokenizer.eos_token_id
+        self._side = None  # a decoder(1) for echo's prompt logprobs, made when first needed
         self._vocab = model.vocab_limit
         self._cv = threading.Condition()
         self._inbox: deque[Request] = deque()
@@ -251,7 +261,13 @@ class Scheduler:
             row = self._free_rows.pop()
             try:
                 ids = req.ids if req is not None else ids
-                hit = self.cache.lookup(ids) if self.cache is not None else CacheHit(0, None)
+                if req is not None and req.prompt_logprobs:
+                    hit = self._prompt_logprobs(req)
+                    self.prefilled_tokens += len(ids)
+                elif self.cache is not None:
+                    hit = self.cache.lookup(ids)
+                else:
+                    hit = CacheHit(0, None)
                 run = PrefillRun(self.decoder, row, ids, hit, self.cache, req.marks if req is not None else ())
             except Exception as e:  # noqa: BLE001
                 self._free_rows.append(row)
@@ -259,10 +275,10 @@ class Scheduler:
                     self._finish(req, "error", f"{type(e).__name__}: {e}")
                 continue
             if req is not None:
-                req.cached_tokens = hit.length
+                req.cached_tokens = 0 if req.prompt_logprobs else hit.length
                 self.requests += 1
                 self.prompt_tokens += len(req.ids)
-                self.cached_tokens += hit.length
+                self.cached_tokens += req.cached_tokens
             self._prefilling.append(_Prefill(run, req))
 
     def _advance_prefills(self) -> None:
@@ -335,16 +351,30 @@ class Scheduler:
             self._finish(live[r].request, reason)
             self._remove_row(r)
 
+    def _prompt_logprobs(self, req: Request) -> CacheHit:
+        """Echo with logprobs: the whole prompt prefilled on a side decoder, in
+        slices that return the logits of every position; their logprobs go to
+        the request as one PromptEvent, and the state after the prompt is then
+        the request's start (a full hit: the same state, a prefill's result
+        not depending on its slices). The slices run without decode steps
+        between them (scoring a prompt is a short job)."""
+        if self._side is None:
+            self._side = self.model.decoder(1)
+        side, ids, k = self._side, req.ids, req.logprobs
+        side.reset_row(0)
+        events = [TokenEvent(ids[0])]
+        last = None
+        for a in range(0, len(ids), 256):
+            logits = side.prefill([ids[a:a + 256]], all_logits=True)
+            for i in range(max(a, 1), min(a + 256, len(ids))):
+                before = logits[i - 1 - a] if i > a else last
+                events.append(TokenEvent(ids[i], *_pick(before[: self._vocab], ids[i], k)))
+            last = logits[-1]
+        req.sink(PromptEvent(events))
+        return CacheHit(len(ids), side.export_row(0))
+
     def _logprobs(self, row: int, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
-        logits = self.decoder.row_logits(row)[: self._vocab].astype(np.float64)
-        m = logits.max()
-        lp = logits - (m + math.log(np.exp(logits - m).sum()))
-        top: list[tuple[int, float]] = []
-        if k > 0:
-            idx = np.argpartition(-lp, min(k, len(lp)) - 1)[:k]
-            idx = idx[np.lexsort((idx, -lp[idx]))]
-            top = [(int(i), float(lp[i])) for i in idx]
-        return float(lp[token]), top
+        return _pick(self.decoder.row_logits(row)[: self._vocab], token, k)
 
     def _remove_row(self, r: int) -> None:
         last = len(self._live) - 1
@@ -388,3 +418,16 @@ class Scheduler:
             self._prefetch.clear()
         for req in pending:
             self._finish(req, reason, message)
+
+
+def _pick(logits: np.ndarray, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """The log-softmax of logits at token, and the k most likely (id, logprob)."""
+    logits = logits.astype(np.float64)
+    m = logits.max()
+    lp = logits - (m + math.log(np.exp(logits - m).sum()))
+    top: list[tuple[int, float]] = []
+    if k > 0:
+        idx = np.argpartition(-lp, min(k, len(lp)) - 1)[:k]
+        idx = idx[np.lexsort((idx, -lp[idx]))]
+        top = [(int(i), float(lp[i])) for i in idx]
+    return float(lp[token]), top
