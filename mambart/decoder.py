@@ -95,6 +95,7 @@ class Decoder:
         self._core = _core.Decoder(model._core, int(batch))
         self._samplers: list | None = None
         self._rng_states: list[bytes] | None = None  # restored, applied at the next set_sampling
+        self._counts: list[dict[int, int]] | None = None  # the same for the penalties' token counts
         self._use = _Use()
 
     @property
@@ -198,7 +199,7 @@ class Decoder:
     @_exclusive
     def set_sampling(self, params: SamplingParams) -> None:
         """Sample with `params` from now on (row i seeded with seed + i on first use)."""
-        self._samplers, self._rng_states = self._make_samplers(params), None
+        self._samplers, self._rng_states, self._counts = self._make_samplers(params), None, None
 
     def _make_samplers(self, params: SamplingParams) -> list:
         if not isinstance(params, SamplingParams):
@@ -208,6 +209,13 @@ class Decoder:
         if carried:
             for sampler, state in zip(samplers, carried):
                 sampler.rng_state = state
+        # The presence / frequency penalties' counts go on with the random
+        # stream, so that a continued (or saved and loaded) state samples as
+        # one uninterrupted run would.
+        counts = self.penalty_counts()
+        if counts:
+            for sampler, c in zip(samplers, counts):
+                sampler.counts = c
         return samplers
 
     @_exclusive
@@ -219,7 +227,7 @@ class Decoder:
         samplers = self._samplers if self._samplers is not None else self._make_samplers(SamplingParams())
         tokens = np.asarray(self._core.sample(samplers, self.model.vocab_limit), dtype=np.int32)
         if self._samplers is None:  # installed only once they have drawn
-            self._samplers, self._rng_states = samplers, None
+            self._samplers, self._rng_states, self._counts = samplers, None, None
         return tokens
 
     @_exclusive
@@ -240,6 +248,13 @@ class Decoder:
         if self._rng_states is not None:
             return list(self._rng_states)
         return [s.rng_state for s in self._samplers] if self._samplers else None
+
+    def penalty_counts(self) -> list[dict[int, int]] | None:
+        """Per row, the tokens sampled so far -> times, as the presence and
+        frequency penalties count them (empty without those penalties)."""
+        if self._counts is not None:
+            return [dict(c) for c in self._counts]
+        return [s.counts for s in self._samplers] if self._samplers else None
 
 
 class _DeviceArray:

@@ -7,8 +7,9 @@ Layout (little-endian), format 2:
     8 bytes   data length m (uint64)
     32 bytes  SHA-256 of the header and the data
     n bytes   header, UTF-8 JSON: the model's name and fingerprint, batch,
-              per-row token history, context length and RNG state, and
-              the arrays that follow (name, shape)
+              per-row token history, context length, RNG state and the
+              presence / frequency penalties' token counts (null when none;
+              absent in older files), and the arrays that follow (name, shape)
     m bytes   float32 arrays in header order: conv (mamba_layers, batch,
               conv_channels, d_conv) and ssm (mamba_layers, batch,
               ssm_state_size), the Mamba layers only (in layer order; an
@@ -59,6 +60,7 @@ def dump(decoder: "Decoder") -> bytes:
     if model.config.layers:  # an attention hybrid: its KV caches
         arrays["kv"] = decoder._core.kv_state()
     rng = decoder.rng_states()
+    counts = decoder.penalty_counts()
     header = {
         "model": model.name,
         "fingerprint": model.fingerprint,
@@ -66,6 +68,7 @@ def dump(decoder: "Decoder") -> bytes:
         "history": [decoder.history(row) for row in range(decoder.batch)],
         "context": decoder._core.context(),
         "rng": [r.hex() for r in rng] if rng else None,
+        "counts": [sorted(c.items()) for c in counts] if counts and any(counts) else None,
         "arrays": [[name, list(a.shape)] for name, a in arrays.items()],
     }
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -180,6 +183,7 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
             raise ValueError("state file header is corrupt: bad RNG state") from None
         if len(states) != batch or any(len(s) != 32 for s in states):
             raise ValueError("state file header is corrupt: bad RNG state")
+    counts = _counts(header.get("counts"), batch, vocab)
     arrays, offset = {}, 0
     for name, nbytes in zip(expected, sizes):
         arrays[name] = np.frombuffer(body, dtype="<f4", count=nbytes // 4, offset=offset).astype(np.float32)
@@ -188,7 +192,29 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
     empty = np.zeros(0, dtype=np.float32)
     decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history, arrays.get("kv"))
     decoder._rng_states = states
+    decoder._counts = counts
     return decoder
+
+
+def _counts(raw, batch: int, vocab: int) -> list[dict[int, int]] | None:
+    """The penalties' token counts of a header (absent in files written before they were kept)."""
+    if raw is None:
+        return None
+    bad = ValueError("state file header is corrupt: bad penalty counts")
+    if not isinstance(raw, list) or len(raw) != batch:
+        raise bad
+    out = []
+    for row in raw:
+        if not isinstance(row, list):
+            raise bad
+        c = {}
+        for pair in row:
+            if (not isinstance(pair, list) or len(pair) != 2 or not all(type(v) is int for v in pair)
+                    or not 0 <= pair[0] < vocab or not 0 < pair[1] < 2**31 or pair[0] in c):
+                raise bad
+            c[pair[0]] = pair[1]
+        out.append(c)
+    return out
 
 
 def _parse_header(raw: bytes) -> dict:

@@ -97,9 +97,10 @@ gives the same draws on every platform.)doc")
           "presence_penalty", [](const Sampler& s) { return s.config().presence_penalty; }, "0: off.")
       .def_property_readonly(
           "frequency_penalty", [](const Sampler& s) { return s.config().frequency_penalty; }, "0: off.")
-      .def_property_readonly(
-          "counts", [](const Sampler& s) { return py::dict(py::cast(s.counts())); },
-          "Tokens this sampler has chosen -> times (kept only with a presence or frequency penalty).")
+      .def_property(
+          "counts", [](const Sampler& s) { return py::dict(py::cast(s.counts())); }, &Sampler::set_counts,
+          "Tokens this sampler has chosen -> times (kept only with a presence or frequency penalty); "
+          "settable, so that a saved state resumes its penalties.")
       .def_property_readonly(
           "seed", [](const Sampler& s) { return s.config().seed; }, "The seed the RNG started from.")
       .def_property_readonly("greedy", &Sampler::greedy, "True when temperature is 0.")

@@ -17,10 +17,14 @@ def model(any_model_dir):
     return mambart.load(any_model_dir[0], threads=2)
 
 
-SAMPLING = [dict(temperature=0), dict(temperature=0.9, top_k=50, repetition_penalty=1.3, seed=11)]
+SAMPLING = [dict(temperature=0), dict(temperature=0.9, top_k=50, repetition_penalty=1.3, seed=11),
+            # the penalties' counts of the tokens sampled so far travel with the state
+            dict(temperature=0, presence_penalty=1.0, frequency_penalty=2.0),
+            dict(temperature=0.8, presence_penalty=0.5, frequency_penalty=1.0, seed=3)]
+IDS = ["greedy", "sampled", "penalties", "sampled-penalties"]
 
 
-@pytest.mark.parametrize("sampling", SAMPLING, ids=["greedy", "sampled"])
+@pytest.mark.parametrize("sampling", SAMPLING, ids=IDS)
 @pytest.mark.parametrize("first", [0, 6])
 def test_continue_single(model, sampling, first):
     whole = model.stream("def fibonacci(n):", 20, **sampling)
@@ -34,7 +38,7 @@ def test_continue_single(model, sampling, first):
     assert rest.decoder.history(0) == whole.decoder.history(0)
 
 
-@pytest.mark.parametrize("sampling", SAMPLING, ids=["greedy", "sampled"])
+@pytest.mark.parametrize("sampling", SAMPLING, ids=IDS)
 def test_continue_batch(model, sampling):
     prompts = ["Mamba is", "import numpy as np", "x"]
     whole = model.decoder(3)
