@@ -4,7 +4,8 @@
 
 Measures, in one run so that the ratios share the machine's state:
   - the machine's memory read bandwidth (all threads), hence the decode
-    bound: tokens/s <= bandwidth / weight bytes read per token;
+    bound: tokens/s <= bandwidth / bytes read per token (the weights, and an
+    attention hybrid's KV cache of the context);
   - mambart, for each weight type: load time, prefill tokens/s (prompts of
     128, 512, 2048), decode tokens/s (batch 1 and 8), peak RSS, and the
     mean KL divergence of its next-token distributions from f32's over a
@@ -106,20 +107,30 @@ def batch_over_b1(model, batch: int, tokens: int, rounds: int = 5) -> float:
     return float(np.median(ratios))
 
 
+def kv_bytes_per_context_token(model) -> int:
+    """Bytes of KV cache a decode step reads per token of context (attention hybrids; 0 otherwise)."""
+    from mambart.info import _state_sizes
+
+    return _state_sizes(model.config).get("state_bytes_per_token", 0)
+
+
 def decode_of_bound(model, threads: int, tokens: int, rounds: int = 5) -> float:
     """Batch-1 decode speed as a fraction of the bandwidth bound, measured so
     that both figures share the machine's state: each round decodes between
     two bandwidth probes and counts against the better of them; the median
-    round is reported. (Run after the peak RSS is read: the probe's buffer
-    would count in it.)"""
+    round is reported. A step reads every weight once and, in an attention
+    hybrid, the KV cache of its context (the round's mean context here).
+    (Run after the peak RSS is read: the probe's buffer would count in it.)"""
     probe = build_probe()
     dec = greedy_decoder(model, [[1, 2, 3, 4]])
+    per_context = kv_bytes_per_context_token(model)
     ratios = []
     for _ in range(rounds):
         before = read_bandwidth(probe, threads, repeat=3)
+        context = dec._core.context()[0] + (tokens + 1) / 2
         rate = decode_rate(dec, tokens)
         bandwidth = max(before, read_bandwidth(probe, threads, repeat=3))
-        ratios.append(rate * model.weight_bytes_per_token / (bandwidth * 1e9))
+        ratios.append(rate * (model.weight_bytes_per_token + per_context * context) / (bandwidth * 1e9))
     return float(np.median(ratios))
 
 
