@@ -43,6 +43,7 @@ class Backend {
   virtual void rmsnorm(const RmsnormParams& p) = 0;
   virtual void rmsnorm_gated(const RmsnormGatedParams& p) = 0;
   virtual void gate_silu(const ElementwiseParams& p) = 0;
+  virtual void gate_gelu(const ElementwiseParams& p) = 0;  // Zamba2's MLP
   virtual void conv1d_prefill(const Conv1dParams& p) = 0;
   virtual void conv1d_step(const Conv1dParams& p) = 0;
   virtual void scan_prefill(const ScanParams& p) = 0;

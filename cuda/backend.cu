@@ -255,6 +255,7 @@ class CudaBackend final : public Backend {
   void copy(const float*, float*, int64_t) override { no_attention("copy"); }
   void mul_columns(float*, const float*, int64_t, int64_t, int64_t) override { no_attention("mul_columns"); }
   void axpy(float, const float*, float*, int64_t) override { no_attention("axpy"); }
+  void gate_gelu(const ElementwiseParams&) override { no_attention("gate_gelu"); }
   void attention(const AttentionParams&) override { no_attention("attention"); }
   void rope(const RopeParams&) override { no_attention("rope"); }
   void relu_sq(const ElementwiseParams&) override { no_attention("relu_sq"); }

@@ -68,6 +68,11 @@ class ModelConfig:
     mlp_gate_multiplier: float
     mlp_down_multiplier: float
     norm_before_gate: bool
+    shared_blocks: int
+    adapter_rank: int
+    attention_adapters: bool
+    mlp_gelu: bool
+    gated_norm_eps: float
     def __init__(self) -> None: ...
 
 class Tensor:
@@ -185,3 +190,5 @@ class kernels:
     def softplus(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray: ...
     @staticmethod
     def gate_silu(x: np.ndarray, z: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+    @staticmethod
+    def gate_gelu(x: np.ndarray, z: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray: ...

@@ -134,6 +134,12 @@ class ModelConfig:
     mlp_gate_multiplier: float = 1.0
     mlp_down_multiplier: float = 1.0
     norm_before_gate: bool = False     # the Mamba-2 gated norm normalises y first and gates after
+    # Zamba2: layers "SM", a shared attention + MLP block before the Mamba-2 mixer (cpp/model/zamba2.cpp).
+    shared_blocks: int = 0             # shared blocks, taken in turn by the "S" blocks
+    adapter_rank: int = 0              # rank of each application's LoRA adapters
+    attention_adapters: bool = False   # adapters on q, k, v too (the MLP's always)
+    mlp_gelu: bool = False             # the shared MLP gates with gelu instead of silu
+    gated_norm_eps: float = 0.0        # the Mamba-2 gated norm's epsilon; 0: eps
     quantized: str | None = None  # "q8" / "q4": the big matrices are stored so (`mambart convert`)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,8 +148,8 @@ class ModelConfig:
 
     @property
     def attention_layers(self) -> int:
-        """Layers with an attention, hence a KV cache ("A", and Falcon-H1's "P")."""
-        return sum(any(kind in "AP" for kind in word) for word in self.layers.split())
+        """Layers with an attention, hence a KV cache ("A", Falcon-H1's "P", Zamba2's "S")."""
+        return sum(any(kind in "APS" for kind in word) for word in self.layers.split())
 
     @property
     def moe_layers(self) -> int:
@@ -436,6 +442,71 @@ def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+# Zamba2Config's layers_block_type when the config has none (Zamba2-2.7B's 54 layers).
+_ZAMBA2_DEFAULT_LAYERS = (["mamba"] + (["mamba"] * 5 + ["hybrid"]) * 7 + ["mamba"] * 4 + ["hybrid"] + ["mamba"] * 3
+                          + ["hybrid"] + ["mamba"] * 2)
+
+
+def _parse_zamba2(raw: dict[str, Any]) -> ModelConfig:
+    """transformers Zamba2Config (Zyphra's Zamba2); defaults are that class's.
+
+    Mamba-2 layers ("M"), and at the "hybrid" layers ("SM") one of num_mem_blocks shared
+    attention + MLP blocks in turn, then the layer's Mamba-2 mixer. The shared attention reads
+    the residual stream and the embeddings side by side (2 * hidden_size wide); its softmax
+    scale is 1 / sqrt(head_dim / 2).
+    """
+    for key in ("add_bias_linear", "use_long_context"):
+        if _flag(raw, key, False):
+            raise ValueError(f"{key} true is not supported yet")
+    act = raw.get("hidden_act", "gelu")
+    if act not in ("gelu", "silu"):
+        raise ValueError(f"hidden_act {act!r} is not supported (only 'gelu' or 'silu')")
+    d_model = _size(raw, "hidden_size", 2560)
+    n_layer = _size(raw, "num_hidden_layers", 54)
+    kinds = raw.get("layers_block_type")
+    kinds = _ZAMBA2_DEFAULT_LAYERS if kinds is None and n_layer == len(_ZAMBA2_DEFAULT_LAYERS) else kinds
+    names = {"mamba": "M", "linear_attention": "M", "hybrid": "SM"}
+    if not isinstance(kinds, list) or len(kinds) != n_layer or any(k not in names for k in kinds):
+        raise ValueError(f"'layers_block_type' must list {n_layer} layer kinds from {sorted(names)}, got {kinds!r}")
+    layers = " ".join(names[k] for k in kinds)
+    d_inner = _inner(raw, "mamba_expand", 2, d_model)
+    n_heads = _size(raw, "n_mamba_heads", 8)
+    if d_inner % n_heads:
+        raise ValueError(f"n_mamba_heads {n_heads} must divide hidden_size * mamba_expand {d_inner}")
+    n_groups = _size(raw, "mamba_ngroups", 1)
+    _check_groups(n_heads, n_groups, "n_mamba_heads", "mamba_ngroups")
+    attn_heads = _size(raw, "num_attention_heads", 32)
+    kv_heads = attn_heads if raw.get("num_key_value_heads") is None else _size(raw, "num_key_value_heads", 0)
+    if (2 * d_model) % attn_heads or attn_heads % kv_heads:
+        raise ValueError(f"num_attention_heads {attn_heads} must divide 2 * hidden_size {2 * d_model}, and "
+                         f"num_key_value_heads {kv_heads} must divide num_attention_heads")
+    head_dim = 2 * d_model // attn_heads
+    adapters = _flag(raw, "use_shared_attention_adapter", False)
+    if adapters and kv_heads != attn_heads:
+        raise ValueError("use_shared_attention_adapter needs num_key_value_heads = num_attention_heads "
+                         "(the adapters are 2 * hidden_size wide)")
+    shared_blocks = _size(raw, "num_mem_blocks", 1)
+    if shared_blocks > layers.count("S"):
+        raise ValueError(f"num_mem_blocks {shared_blocks} exceeds the {layers.count('S')} hybrid layers")
+    rope_dim, rope_theta = _rope(raw, head_dim, 1.0) if _flag(raw, "use_mem_rope", False) else (0, 10000.0)
+    tied = _flag(raw, "tie_word_embeddings", True)
+    if not tied:  # transformers ties the blocks' weights only with the embeddings: each layer "S" has its own
+        shared_blocks = layers.count("S")
+    return ModelConfig(
+        family="hybrid", naming="zamba2", d_model=d_model, n_layer=n_layer,
+        vocab_size=_size(raw, "vocab_size", 32000), d_inner=d_inner, d_state=_size(raw, "mamba_d_state", 64),
+        d_conv=_size(raw, "mamba_d_conv", 4), dt_rank=0, eps=_eps(raw, "rms_norm_eps", 1e-5),
+        tie_embeddings=tied, use_bias=False, use_conv_bias=True,
+        n_heads=n_heads, head_dim=d_inner // n_heads, n_groups=n_groups, chunk_size=_size(raw, "chunk_size", 256),
+        dt_min=_number(raw, "time_step_min", 0.001), dt_max=math.inf, gated_norm=True, layers=layers,
+        attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=head_dim, attn_scale=(head_dim / 2) ** -0.5,
+        rope_dim=rope_dim, rope_theta=rope_theta,
+        mlp_inner=_size(raw, "intermediate_size", 4 * d_model) if raw.get("intermediate_size") else 4 * d_model,
+        shared_blocks=shared_blocks, adapter_rank=_size(raw, "adapter_rank", 128), attention_adapters=adapters,
+        mlp_gelu=act == "gelu", gated_norm_eps=1e-5,  # Zamba2's Mamba norm: eps 1e-5 whatever rms_norm_eps says
+    )
+
+
 def _numbers(raw: dict[str, Any], key: str, count: int) -> tuple[float, ...]:
     """A list of `count` positive numbers (all 1 when absent or null)."""
     value = raw.get(key)
@@ -591,6 +662,7 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "bamba": _parse_bamba,
     "falcon_h1": _parse_falcon_h1,
     "nemotron_h": _parse_nemotron_h,
+    "zamba2": _parse_zamba2,
 }
 
 

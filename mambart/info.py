@@ -118,7 +118,8 @@ def _state_sizes(config) -> dict[str, Any]:
 _HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
                   "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
                   "in_proj_multipliers", "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier",
-                  "mlp_down_multiplier", "norm_before_gate"}
+                  "mlp_down_multiplier", "norm_before_gate", "shared_blocks", "adapter_rank", "attention_adapters",
+                  "mlp_gelu", "gated_norm_eps"}
 _EXPERT_FIELDS = {"n_experts", "top_k", "shared_inner", "expert_inner", "router_sigmoid", "norm_topk", "n_group",
                   "topk_group", "routed_scale"}
 # Fields that do not apply to a family, left out of the text.

@@ -338,7 +338,8 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
                      "mlp_gated", "mlp_inner", "n_experts", "top_k", "expert_inner", "shared_inner",
                      "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier", "residual_multiplier", "logits_scaling",
                      "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier", "mlp_down_multiplier",
-                     "norm_before_gate"):
+                     "norm_before_gate", "shared_blocks", "adapter_rank", "attention_adapters", "mlp_gelu",
+                     "gated_norm_eps"):
             setattr(c, name, getattr(config, name))
         c.in_proj_multipliers = list(config.in_proj_multipliers)
         # c.chunk_size stays the CPU's own: the chunk length changes rounding only.

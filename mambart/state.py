@@ -87,7 +87,7 @@ def expected_shapes(model: "Model", batch: int, logits: bool,
     if logits:
         shapes["logits"] = (batch, c.vocab_size)
     if c.layers:
-        per_token = 2 * sum(kind in "AP" for kind in c.layers) * c.kv_heads * c.attn_head_dim
+        per_token = 2 * sum(kind in "APS" for kind in c.layers) * c.kv_heads * c.attn_head_dim
         shapes["kv"] = (per_token * sum(context or []),)
     return shapes
 

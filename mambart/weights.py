@@ -20,7 +20,8 @@ EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.em
 # final_layernorm.
 HYBRID_EMBEDDING = {"nemotron_h": "backbone.embeddings.weight"}  # else model.embed_tokens.weight
 HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight",
-                 "falcon_h1": "model.final_layernorm.weight", "nemotron_h": "backbone.norm_f.weight"}
+                 "falcon_h1": "model.final_layernorm.weight", "nemotron_h": "backbone.norm_f.weight",
+                 "zamba2": "model.final_layernorm.weight"}
 # Checkpoint tensors a family's model does not use (Nemotron-H's multi-token prediction layers).
 IGNORED_PREFIX = {"nemotron_h": "mtp."}
 LM_HEAD = "lm_head.weight"
@@ -30,7 +31,9 @@ _MAX_LISTED = 5  # unexpected names quoted in an error
 # The big matrices (internal names' last part): the only weights that take
 # another type than f32 (f16 / bf16 as stored, or q8 / q4 from `mambart convert`).
 MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj",
-                      "q_proj", "k_proj", "v_proj", "o_proj", "experts_in", "experts_out", "mlp_in", "mlp_gate", "mlp_up", "mlp_out"})
+                      "q_proj", "k_proj", "v_proj", "o_proj", "experts_in", "experts_out", "mlp_in", "mlp_gate",
+                      "mlp_up", "mlp_out", "linear", "mlp_lora_a", "mlp_lora_b", "q_lora_a", "q_lora_b", "k_lora_a",
+                      "k_lora_b", "v_lora_a", "v_lora_b"})
 # Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
 # f32 scale + f32 minimum + 16 bytes of 4-bit codes).
 _BLOCK = 32
@@ -205,6 +208,8 @@ HYBRID_NAMES["nemotron_h"] = HybridNames(
 def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
     """An attention hybrid's tensors: per layer, each block's pre-norm and weights
     (ModelConfig.layers), named as the family's HybridNames say."""
+    if config.naming == "zamba2":
+        return zamba2_table(config)
     names = HYBRID_NAMES[config.naming]
     D = config.d_model
     table = _global_specs(config)
@@ -222,6 +227,50 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
                 table += _mlp(config, src, names.mlp, dst + "mlp", config.mlp_inner)
             elif kind == "E":
                 table += _experts(config, src, names, dst)
+    return table
+
+
+def zamba2_owners(config: ModelConfig) -> list[int]:
+    """The layer each Zamba2 shared block is stored under: the first that runs it."""
+    return [i for i, word in enumerate(config.layers.split()) if word == "SM"][:config.shared_blocks]
+
+
+def zamba2_table(config: ModelConfig) -> list[TensorSpec]:
+    """Zamba2: per layer a norm and a Mamba-2 mixer (under `mamba_decoder.` in the layers "SM"), and
+    for the layers "SM" their linear and their adapters; each shared block once, under the first
+    layer that runs it, its adapters for every application beside it."""
+    D, F, r = config.d_model, config.mlp_inner, config.adapter_rank
+    q_dim, kv_dim = config.attn_heads * config.attn_head_dim, config.kv_heads * config.attn_head_dim
+    owners = zamba2_owners(config)
+    shared = [f"model.layers.{i}.shared_transformer." for i in owners]
+    table = _global_specs(config)
+    for b, st in enumerate(shared):
+        dst = f"shared.{b}."
+        table += [spec(st + "input_layernorm.weight", dst + "attn_norm", 2 * D),
+                  spec(st + "self_attn.q_proj.weight", dst + "q_proj", q_dim, 2 * D),
+                  spec(st + "self_attn.k_proj.weight", dst + "k_proj", kv_dim, 2 * D),
+                  spec(st + "self_attn.v_proj.weight", dst + "v_proj", kv_dim, 2 * D),
+                  spec(st + "self_attn.o_proj.weight", dst + "o_proj", D, q_dim),
+                  spec(st + "pre_ff_layernorm.weight", dst + "mlp_norm", D),
+                  spec(st + "feed_forward.gate_up_proj.weight", dst + "mlp_in", 2 * F, D),
+                  spec(st + "feed_forward.down_proj.weight", dst + "mlp_out", D, F)]
+    j = 0  # applications so far
+    for i, word in enumerate(config.layers.split()):
+        src, dst = f"model.layers.{i}." + ("mamba_decoder." if word == "SM" else ""), f"layers.{i}."
+        table.append(spec(src + "input_layernorm.weight", dst + "norm", D))
+        table += _mamba2_mixer(config, src + "mamba.", dst)
+        if word != "SM":
+            continue
+        st = shared[j % config.shared_blocks]
+        ff = st + f"feed_forward.gate_up_proj_adapter_list.{j}."
+        table += [spec(f"model.layers.{i}.linear.weight", dst + "linear", D, D),
+                  spec(ff + "0.weight", dst + "mlp_lora_a", r, D), spec(ff + "1.weight", dst + "mlp_lora_b", 2 * F, r)]
+        if config.attention_adapters:
+            for x, width in (("q", q_dim), ("k", kv_dim), ("v", kv_dim)):
+                a = st + f"self_attn.linear_{x}_adapter_list.{j}."
+                table += [spec(a + "0.weight", dst + f"{x}_lora_a", r, 2 * D),
+                          spec(a + "1.weight", dst + f"{x}_lora_b", width, r)]
+        j += 1
     return table
 
 
@@ -299,6 +348,8 @@ def load_weights(tensors: dict[str, RawTensor], config: ModelConfig) -> dict[str
     if config.naming == "mamba_ssm":
         tensors = _without_model_prefix(tensors)
     tensors = _with_embedding_alias(tensors, config)
+    if config.naming == "zamba2":
+        tensors = _without_unused_copies(tensors, config, table)
 
     out: dict[str, np.ndarray] = {}
     for spec in table:
@@ -368,6 +419,31 @@ def _with_embedding_alias(tensors: dict[str, RawTensor],
     renamed = dict(tensors)
     renamed[wanted] = renamed.pop(other)
     return renamed
+
+
+def _without_unused_copies(tensors: dict[str, RawTensor], config: ModelConfig,
+                           table: list[TensorSpec]) -> dict[str, RawTensor]:
+    """Zamba2 tensors that transformers holds but never uses, left out: a shared block repeated
+    under a later layer that runs it (tied weights saved in full: the same name under the
+    block's first layer is present too), and a block's adapters for the applications of
+    another copy of it (with untied embeddings transformers gives every layer its own copy)."""
+    owners = zamba2_owners(config)
+    hybrid = [i for i, word in enumerate(config.layers.split()) if word == "SM"]
+    sources = {spec.source for spec in table}
+    out = dict(tensors)
+    for name in tensors:
+        if ".shared_transformer." not in name or name in sources:
+            continue
+        layer = name.split(".")[2]
+        if "_adapter_list." in name and layer.isdigit() and int(layer) in owners:
+            del out[name]
+            continue
+        j = hybrid.index(int(layer)) if layer.isdigit() and int(layer) in hybrid else -1
+        prefix = f"model.layers.{layer}.shared_transformer."
+        owner = f"model.layers.{owners[j % len(owners)]}.shared_transformer." if j >= 0 else None
+        if owner is not None and owner + name[len(prefix):] in tensors:
+            del out[name]
+    return out
 
 
 def _fmt(shape) -> str:

@@ -510,6 +510,12 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("x"), py::arg("z"), py::arg("out") = none, "x * silu(z).");
   k.def(
+      "gate_gelu",
+      [](const py::array& x, const py::array& z, const py::object& out) {
+        return elementwise("gate_gelu", cpu_kernels().gate_gelu, x, z, out);
+      },
+      py::arg("x"), py::arg("z"), py::arg("out") = none, "x * gelu(z), the exact (erf) gelu.");
+  k.def(
       "relu_sq",
       [](const py::array& x, const py::object& out) {
         return elementwise("relu_sq", cpu_kernels().relu_sq, x, py::none(), out);

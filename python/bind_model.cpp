@@ -115,7 +115,12 @@ void bind_model(py::module_& m) {
       .def_readwrite("attn_out_multiplier", &ModelConfig::attn_out_multiplier)
       .def_readwrite("mlp_gate_multiplier", &ModelConfig::mlp_gate_multiplier)
       .def_readwrite("mlp_down_multiplier", &ModelConfig::mlp_down_multiplier)
-      .def_readwrite("norm_before_gate", &ModelConfig::norm_before_gate);
+      .def_readwrite("norm_before_gate", &ModelConfig::norm_before_gate)
+      .def_readwrite("shared_blocks", &ModelConfig::shared_blocks)
+      .def_readwrite("adapter_rank", &ModelConfig::adapter_rank)
+      .def_readwrite("attention_adapters", &ModelConfig::attention_adapters)
+      .def_readwrite("mlp_gelu", &ModelConfig::mlp_gelu)
+      .def_readwrite("gated_norm_eps", &ModelConfig::gated_norm_eps);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A Mamba model's weights on a backend.")
       .def(py::init([](const ModelConfig& config, const py::dict& weights, int threads, int cuda_device) {

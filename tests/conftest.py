@@ -84,10 +84,20 @@ def small_nemotron_dir(tmp_path_factory):
     return path, make_nemotron_h(path, layers="M*-EM")
 
 
+@pytest.fixture(scope="session")
+def small_zamba2_dir(tmp_path_factory):
+    """A small random Zamba2 (two shared blocks over three layers, q/k/v and MLP adapters of std 0.05, rope)."""
+    from models import make_zamba2
+
+    path = tmp_path_factory.mktemp("zamba2-small")
+    return path, make_zamba2(path, num_mem_blocks=2, use_shared_attention_adapter=True, use_mem_rope=True,
+                             adapter_std=0.05, layers_block_type=("hybrid", "mamba", "hybrid", "mamba", "hybrid"))
+
+
 FAMILY_FIXTURES = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir", "falcon_mamba": "small_falcon_mamba_dir",
                    "granite_hybrid": "small_granite_dir", "bamba": "small_bamba_dir",
                    "falcon_h1": "small_falcon_h1_dir", "granite_moe": "small_granite_moe_dir",
-                   "nemotron_h": "small_nemotron_dir"}
+                   "nemotron_h": "small_nemotron_dir", "zamba2": "small_zamba2_dir"}
 
 
 @pytest.fixture(scope="session", params=list(FAMILY_FIXTURES))

@@ -354,3 +354,31 @@ def load_pair(shapes: dict, param: tuple[str, str], tmp_path_factory):
     path = tmp_path_factory.mktemp(f"{shape}-{dtype}")
     hf = make(path, dtype=HYBRID_DTYPES[dtype], seed=len(shape), **kwargs)
     return mambart.load(path, threads=2), hf
+
+
+def make_zamba2(out_dir: Path, *, hidden_size: int = 64, layers_block_type=("mamba", "hybrid", "mamba", "hybrid"),
+                num_attention_heads: int = 4, num_key_value_heads: int | None = None, num_mem_blocks: int = 1,
+                use_shared_attention_adapter: bool = False, adapter_rank: int = 8, intermediate_size: int = 96,
+                n_mamba_heads: int = 4, mamba_d_state: int = 16, mamba_ngroups: int = 2, use_mem_rope: bool = False,
+                hidden_act: str = "gelu", rms_norm_eps: float = 1e-5, tie_word_embeddings: bool = True,
+                adapter_std: float = 0.2, vocab_size: int = 320, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random Zamba2ForCausalLM and a tokenizer to out_dir; return it in f32. The adapters get
+    weights of std adapter_std (the initialisation's 0.02 leaves them nearly silent), so that a mistake
+    in how they are used shows."""
+    from transformers import Zamba2Config, Zamba2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Zamba2Config(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=len(layers_block_type),
+        layers_block_type=list(layers_block_type), num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads, num_mem_blocks=num_mem_blocks,
+        use_shared_attention_adapter=use_shared_attention_adapter, adapter_rank=adapter_rank,
+        intermediate_size=intermediate_size, n_mamba_heads=n_mamba_heads, mamba_d_state=mamba_d_state,
+        mamba_ngroups=mamba_ngroups, use_mem_rope=use_mem_rope, hidden_act=hidden_act, rms_norm_eps=rms_norm_eps,
+        tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = Zamba2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "adapter_list" in name:
+                p.normal_(0, adapter_std)
+    return _save_hybrid(model, out_dir, dtype, vocab_size)

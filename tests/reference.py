@@ -27,6 +27,14 @@ def gate_silu(x, z):
     return _f64(x) * silu(z)
 
 
+def gate_gelu(x, z):
+    """x * gelu(z), gelu(v) = v / 2 (1 + erf(v / sqrt(2)))."""
+    from scipy.special import erf
+
+    z = _f64(z)
+    return _f64(x) * 0.5 * z * (1.0 + erf(z / np.sqrt(2.0)))
+
+
 # Rows of x up to which q4 multiplies in integers (kMatmulDecodeRows, cpp/kernels/matmul.h).
 DECODE_ROWS = 32
 

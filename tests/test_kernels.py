@@ -746,6 +746,7 @@ def test_elementwise(isa, n):
     assert_close(K_.silu(x), ref.silu(x))
     assert_close(K_.softplus(x), ref.softplus(x))
     assert_close(K_.gate_silu(x, z), ref.gate_silu(x, z))
+    assert_close(K_.gate_gelu(x, z), ref.gate_gelu(x, z))
 
 
 EXTREMES = np.array([100, -100, 20, -20, np.nextafter(20, 21), np.nextafter(20, 19), 19.5, 20.5,
@@ -759,6 +760,7 @@ def test_activation_extremes(isa):
     finite = x[np.isfinite(x)]  # silu(-inf) is -inf * 0
     assert_close(K_.silu(finite), ref.silu(finite))
     assert_close(K_.gate_silu(np.ones_like(finite), finite), ref.silu(finite))
+    assert_close(K_.gate_gelu(np.ones_like(finite), finite), ref.gate_gelu(np.ones_like(finite), finite))
     nan = np.full(9, np.nan, np.float32)
     assert np.isnan(K_.silu(nan)).all() and np.isnan(K_.softplus(nan)).all()
 

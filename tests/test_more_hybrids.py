@@ -1,8 +1,9 @@
-"""Falcon-H1 against transformers (f32, CPU), each shape through every check of
+"""Falcon-H1 and Zamba2 against transformers (f32, CPU), each shape through every check of
 test_hybrids.py (imported below, so that pytest runs them on this file's `pair`)."""
 import pytest
 
-from models import load_pair, make_falcon_h1
+import mambart
+from models import load_pair, make_falcon_h1, make_zamba2
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
     test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
@@ -28,10 +29,22 @@ SHAPES = {
     # Gate then norm, a head dim apart from hidden / heads, MHA.
     "falcon_h1-gate_then_norm": (make_falcon_h1, dict(multipliers=ALL_MULTIPLIERS, mamba_norm_before_gate=False,
                                                       head_dim=24, num_key_value_heads=4, num_hidden_layers=2)),
+    # One shared block at two layers (tied), MLP adapters only, GQA 2, no rope, gelu; rms_norm_eps apart from
+    # the Mamba norm's fixed 1e-5.
+    "zamba2-one_block": (make_zamba2, dict(num_key_value_heads=2, rms_norm_eps=1e-6,
+                                           layers_block_type=("mamba", "hybrid", "mamba", "mamba", "hybrid"))),
+    # Two shared blocks over three applications, q/k/v adapters of rank 4, rope, silu, the first layer
+    # hybrid; an untied head, with which transformers ties no weights: each application has its own block,
+    # and the adapters its copy holds for the other applications go unused.
+    "zamba2-two_blocks": (make_zamba2, dict(num_mem_blocks=2, use_shared_attention_adapter=True, adapter_rank=4,
+                                            use_mem_rope=True, hidden_act="silu", tie_word_embeddings=False,
+                                            mamba_ngroups=1,
+                                            layers_block_type=("hybrid", "mamba", "hybrid", "mamba", "hybrid"))),
 }
 
 
-@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("falcon_h1-05b_multipliers", "bf16")],
+@pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("falcon_h1-05b_multipliers", "bf16"),
+                                                                         ("zamba2-two_blocks", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     return load_pair(SHAPES, request.param, tmp_path_factory)
@@ -50,18 +63,52 @@ def test_falcon_h1_info(small_falcon_h1_dir):
     assert d["parameters"] == sum(p.numel() for p in small_falcon_h1_dir[1].parameters())
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("projectors_bias", True, "projectors_bias true is not supported"),
-    ("mamba_proj_bias", True, "mamba_proj_bias true is not supported"),
-    ("ssm_multipliers", [1.0, 2.0], "'ssm_multipliers' must list 5 numbers"),
-    ("mlp_multipliers", [1.0, -2.0], "'mlp_multipliers' must be a positive number"),
-    ("mamba_d_head", 7, "mamba_n_heads 4 x mamba_d_head 7 != mamba_d_ssm 128"),
-    ("hidden_act", "gelu", "hidden_act 'gelu' is not supported"),
+def test_zamba2_info(small_zamba2_dir):
+    """Each shared block counts once; every layer has a Mamba-2 mixer, the layers "S" a KV cache too."""
+    from mambart.info import describe
+
+    d = describe(str(small_zamba2_dir[0]))
+    assert (d["naming"], d["layer_pattern"]) == ("zamba2", "SM M SM M SM")
+    # 3 applications x (K and V) x 4 KV heads x head dim 32 (2 * hidden / heads) x 4 bytes.
+    assert d["state_bytes_per_token"] == 3 * 2 * 4 * 32 * 4
+    assert d["state_bytes_fixed"] == 4 * 5 * ((128 + 64) * 4 + 128 * 16)
+    assert d["parameters"] == sum(p.numel() for p in small_zamba2_dir[1].parameters())
+
+
+def test_zamba2_tied_copies_are_ignored(small_zamba2_dir, tmp_path):
+    """A checkpoint that repeats a shared block under every layer running it loads the same."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = small_zamba2_dir[0]
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(src / name, tmp_path / name)
+    tensors = load_file(src / "model.safetensors")
+    owner = "model.layers.0.shared_transformer."
+    tensors.update({"model.layers.4." + k[len("model.layers.0."):]: v for k, v in tensors.items()
+                    if k.startswith(owner)})
+    save_file(tensors, tmp_path / "model.safetensors")
+    ids = list(range(1, 40))
+    assert (mambart.load(tmp_path).logits(ids) == mambart.load(src).logits(ids)).all()
+
+
+@pytest.mark.parametrize("fixture,key,value,message", [
+    ("small_falcon_h1_dir", "projectors_bias", True, "projectors_bias true is not supported"),
+    ("small_falcon_h1_dir", "mamba_proj_bias", True, "mamba_proj_bias true is not supported"),
+    ("small_falcon_h1_dir", "ssm_multipliers", [1.0, 2.0], "'ssm_multipliers' must list 5 numbers"),
+    ("small_falcon_h1_dir", "mlp_multipliers", [1.0, -2.0], "'mlp_multipliers' must be a positive number"),
+    ("small_falcon_h1_dir", "mamba_d_head", 7, "mamba_n_heads 4 x mamba_d_head 7 != mamba_d_ssm 128"),
+    ("small_falcon_h1_dir", "hidden_act", "gelu", "hidden_act 'gelu' is not supported"),
+    ("small_zamba2_dir", "num_mem_blocks", 4, "num_mem_blocks 4 exceeds the 3 hybrid layers"),
+    ("small_zamba2_dir", "hidden_act", "relu", "hidden_act 'relu' is not supported"),
+    ("small_zamba2_dir", "layers_block_type", ["mamba"], "'layers_block_type' must list 5 layer kinds"),
+    ("small_zamba2_dir", "add_bias_linear", True, "add_bias_linear true is not supported"),
 ])
-def test_falcon_h1_config_errors(small_falcon_h1_dir, key, value, message):
+def test_config_errors(request, fixture, key, value, message):
     from mambart.config import config_from_dict, parse_config_json
 
-    raw = parse_config_json((small_falcon_h1_dir[0] / "config.json").read_text())
+    raw = parse_config_json((request.getfixturevalue(fixture)[0] / "config.json").read_text())
     raw[key] = value
     with pytest.raises(ValueError, match=message):
         config_from_dict(raw)

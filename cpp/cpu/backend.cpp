@@ -55,6 +55,10 @@ class CpuBackend final : public Backend {
     auto fn = cpu_kernels().gate_silu;
     pool_.parallel_for(p.n, [&](int64_t b, int64_t e) { fn(p, b, e); }, 4096);
   }
+  void gate_gelu(const ElementwiseParams& p) override {
+    auto fn = cpu_kernels().gate_gelu;
+    pool_.parallel_for(p.n, [&](int64_t b, int64_t e) { fn(p, b, e); }, 4096);
+  }
   void conv1d_prefill(const Conv1dParams& p) override {
     auto fn = cpu_kernels().conv1d_prefill;
     pool_.parallel_for(p.C, [&](int64_t b, int64_t e) { fn(p, b, e); }, 32);

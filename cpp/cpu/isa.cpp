@@ -33,6 +33,7 @@ const CpuKernels kScalar = {
     scalar::silu,
     scalar::softplus,
     scalar::gate_silu,
+    scalar::gate_gelu,
     scalar::relu_sq,
     scalar::attention,
     scalar::rope,
@@ -55,6 +56,7 @@ const CpuKernels kAvx2 = {
     avx2::silu,
     avx2::softplus,
     avx2::gate_silu,
+    avx2::gate_gelu,
     avx2::relu_sq,
     avx2::attention,
     scalar::rope,  // a few sin/cos per row and head pair: not worth vectors

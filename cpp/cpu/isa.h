@@ -32,6 +32,7 @@ struct CpuKernels {
   void (*silu)(const ElementwiseParams&, int64_t, int64_t);
   void (*softplus)(const ElementwiseParams&, int64_t, int64_t);
   void (*gate_silu)(const ElementwiseParams&, int64_t, int64_t);
+  void (*gate_gelu)(const ElementwiseParams&, int64_t, int64_t);
   void (*relu_sq)(const ElementwiseParams&, int64_t, int64_t);
   void (*attention)(const AttentionParams&, int64_t, int64_t);
   void (*rope)(const RopeParams&, int64_t, int64_t);

@@ -9,13 +9,14 @@
 
 namespace mambart {
 
-AttentionLayer Model::load_attention(WeightTable& w, const std::string& p) {
+AttentionLayer Model::load_attention(WeightTable& w, const std::string& p, int64_t K) {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, qd = c.attn_heads * c.attn_head_dim, kvd = c.kv_width();
+  K = K > 0 ? K : D;
   AttentionLayer A;
-  A.q_proj = w.matrix(p + "q_proj", {qd, D});
-  A.k_proj = w.matrix(p + "k_proj", {kvd, D});
-  A.v_proj = w.matrix(p + "v_proj", {kvd, D});
+  A.q_proj = w.matrix(p + "q_proj", {qd, K});
+  A.k_proj = w.matrix(p + "k_proj", {kvd, K});
+  A.v_proj = w.matrix(p + "v_proj", {kvd, K});
   A.o_proj = w.matrix(p + "o_proj", {D, qd});
   if (c.rope_dim > 0 && !inv_freq_.defined()) {
     // As the reference forms them, in f32: 1 / theta^(2i / rope_dim).
@@ -50,11 +51,15 @@ MlpLayer Model::load_mlp(WeightTable& w, const std::string& name, int64_t F) {
 
 void Model::attention_block(const AttentionLayer& L, int64_t n, bool prefill, const KvRows& kv,
                             Workspace& ws) const {
+  attention_block(L, ws.normed.data<float>(), config_.d_model, nullptr, n, prefill, kv, ws);
+}
+
+void Model::attention_block(const AttentionLayer& L, const float* x, int64_t K, const SharedUse* use, int64_t n,
+                            bool prefill, const KvRows& kv, Workspace& ws) const {
   Backend& be = *backend_;
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, Hq = c.attn_heads, Hkv = c.kv_heads, d = c.attn_head_dim;
   const int64_t qd = Hq * d, kvd = c.kv_width();
-  const float* x = ws.normed.data<float>();
   float* q = ws.q.data<float>();
 
   // Query row r's position, and the cache it reads and writes.
@@ -69,11 +74,16 @@ void Model::attention_block(const AttentionLayer& L, int64_t n, bool prefill, co
   }
 
   // q, k, v projections; a prefill writes k and v straight into its cache.
-  be.matmul(linear(x, n, D, L.q_proj, Tensor(), q, qd));
+  be.matmul(linear(x, n, K, L.q_proj, Tensor(), q, qd));
   float* k = prefill ? kv.k[0] + kv.pos[0] * kvd : ws.k.data<float>();
   float* v = prefill ? kv.v[0] + kv.pos[0] * kvd : ws.v.data<float>();
-  be.matmul(linear(x, n, D, L.k_proj, Tensor(), k, kvd));
-  be.matmul(linear(x, n, D, L.v_proj, Tensor(), v, kvd));
+  be.matmul(linear(x, n, K, L.k_proj, Tensor(), k, kvd));
+  be.matmul(linear(x, n, K, L.v_proj, Tensor(), v, kvd));
+  if (use != nullptr && use->q.a.defined()) {  // Zamba2's adapters: q += b (a x), and so k and v
+    lora_add(use->q, x, K, n, q, ws);
+    lora_add(use->k, x, K, n, k, ws);
+    lora_add(use->v, x, K, n, v, ws);
+  }
   if (c.rope_dim > 0) {
     be.rope({q, pos.data(), inv_freq_.data<float>(), n, Hq, d, c.rope_dim, qd});
     be.rope({k, pos.data(), inv_freq_.data<float>(), n, Hkv, d, c.rope_dim, kvd});

@@ -1,6 +1,7 @@
 // The backbone (reference doc 4.1): embedding, the layers' pre-norm residual
 // blocks, norm_f and the head, written once for every family: a layer is a
 // list of blocks (ModelConfig::layers), each r += m * block(norm(r)).
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -44,13 +45,15 @@ static void check_mamba(const ModelConfig& c) {
 static void check_layers(const ModelConfig& c) {
   std::istringstream words(c.layers);
   std::string word, rebuilt;
-  int64_t count = 0;
+  int64_t count = 0, shared_uses = 0;
   while (words >> word) {
     // At most one block with state (its LayerState) per layer.
-    MAMBART_CHECK(word.size() <= 2 && word.find_first_not_of("MAPFE") == std::string::npos &&
-                      word.find_first_of("MAP") == word.find_last_of("MAP"),
+    MAMBART_CHECK((word.size() <= 2 && word.find_first_not_of("MAPFE") == std::string::npos &&
+                   word.find_first_of("MAP") == word.find_last_of("MAP")) || word == "SM",
                   "[model] layer ", count, " has blocks '", word, "'; expected one or two of 'M' (Mamba), ",
-                  "'A' (attention), 'P' (both side by side), 'F' (MLP), 'E' (experts), at most one of them with state");
+                  "'A' (attention), 'P' (both side by side), 'F' (MLP), 'E' (experts), at most one of them with ",
+                  "state; or 'SM' (Zamba2)");
+    shared_uses += word == "SM";
     rebuilt += (count++ ? " " : "") + word;
   }
   MAMBART_CHECK(count == c.n_layer && rebuilt == c.layers, "[model] layers must give one word of blocks for each of the ",
@@ -58,7 +61,11 @@ static void check_layers(const ModelConfig& c) {
   MAMBART_CHECK(c.in_proj_multipliers.empty() || c.in_proj_multipliers.size() == 5,
                 "[model] in_proj_multipliers must give 5 values (z, x, B, C, dt) or none, got ",
                 c.in_proj_multipliers.size());
-  if (c.has_block("AP")) {
+  MAMBART_CHECK((c.shared_blocks == 0) == (shared_uses == 0) && c.shared_blocks <= shared_uses &&
+                    (shared_uses == 0 || c.adapter_rank > 0),
+                "[model] ", shared_uses, " 'S' blocks for ", c.shared_blocks, " shared blocks of adapter rank ",
+                c.adapter_rank);
+  if (c.has_block("APS")) {
     MAMBART_CHECK(c.attn_heads > 0 && c.kv_heads > 0 && c.attn_heads % c.kv_heads == 0 && c.attn_head_dim > 0,
                   "[model] kv_heads ", c.kv_heads, " must divide attn_heads ", c.attn_heads, ", head dim ",
                   c.attn_head_dim);
@@ -105,10 +112,12 @@ Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights,
 // Block j of layer i has the pre-norm "layers.i.norm" (j = 0) or "layers.i.mlp_norm" (j = 1).
 void Model::load_blocks(WeightTable& w) {
   const ModelConfig& c = config_;
+  if (c.shared_blocks > 0) load_shared_blocks(w);
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".", kinds = c.blocks(i);
-    for (size_t j = 0; j < kinds.size(); ++j) {
-      Block b{kinds[j], i, w.get(p + (j == 0 ? "norm" : "mlp_norm"), {c.d_model}), 0};
+    for (size_t j = 0, normed = 0; j < kinds.size(); ++j) {
+      Block b{kinds[j], i, Tensor(), 0};
+      if (b.kind != 'S') b.norm = w.get(p + (normed++ == 0 ? "norm" : "mlp_norm"), {c.d_model});
       switch (b.kind) {
         case 'M':
           if (c.family == Family::Mamba1) {
@@ -135,6 +144,10 @@ void Model::load_blocks(WeightTable& w) {
           b.index = moe_.size();
           moe_.push_back(load_moe(w, p));
           break;
+        case 'S':
+          b.index = uses_.size();
+          uses_.push_back(load_shared_use(w, p, uses_.size()));
+          break;
       }
       blocks_.push_back(std::move(b));
     }
@@ -160,7 +173,7 @@ Workspace Model::make_workspace(int64_t rows) const {
       ws.y_norm = backend_->zeros({rows, E});
     }
   }
-  if (c.has_block("AP")) {
+  if (c.has_block("APS")) {
     ws.q = backend_->zeros({rows, c.attn_heads * c.attn_head_dim});
     ws.k = backend_->zeros({rows, c.kv_width()});
     ws.v = backend_->zeros({rows, c.kv_width()});
@@ -173,9 +186,18 @@ Workspace Model::make_workspace(int64_t rows) const {
     ws.expert_x = backend_->zeros({rows, D});
     ws.expert_y = backend_->zeros({rows, D});
   }
+  for (const SharedBlock& s : shared_) F = std::max(F, s.mlp.inner);
   if (F > 0) {
     ws.gate = backend_->zeros({rows, F});
     ws.up = backend_->zeros({rows, F});
+  }
+  if (!shared_.empty()) {
+    ws.cat = backend_->zeros({rows, 2 * D});
+    ws.cat_normed = backend_->zeros({rows, 2 * D});
+    ws.skip = backend_->zeros({rows, D});
+    ws.tmp = backend_->zeros({rows, D});
+    ws.lora_r = backend_->zeros({rows, c.adapter_rank});
+    ws.lora_out = backend_->zeros({rows, std::max(c.attn_heads * c.attn_head_dim, F)});
   }
   return ws;
 }
@@ -205,13 +227,21 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
   // r = embedding[tokens] * embedding_multiplier
   be.embedding(embedding_, tokens, n, residual);
   if (c.embedding_multiplier != 1.0f) be.scale(residual, c.embedding_multiplier, n * D);
+  if (!shared_.empty()) keep_embeddings(n, ws);
 
   // r += m * block(norm(r)), with the add fused into the next norm: each
   // block adds the previous block's output before normalising.
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     const LayerState& state = states[static_cast<size_t>(b.layer)];
-    be.rmsnorm({i == 0 ? nullptr : mixed, residual, b.norm.data<float>(), ws.normed.data<float>(), n, D, c.eps});
+    if (b.kind == 'S') {  // Zamba2: its output joins the next block's input, not the residual
+      shared_block(uses_[b.index], i == 0, n, prefill, *state.kv, ws);
+      continue;
+    }
+    if (i > 0 && blocks_[i - 1].kind == 'S')
+      norm_with_skip(b.norm, n, ws);
+    else
+      be.rmsnorm({i == 0 ? nullptr : mixed, residual, b.norm.data<float>(), ws.normed.data<float>(), n, D, c.eps});
     switch (b.kind) {
       case 'M':
         if (c.family == Family::Mamba1)

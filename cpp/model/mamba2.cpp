@@ -64,8 +64,8 @@ void Model::mamba2_block(const Mamba2Layer& L, int64_t n, bool prefill, const La
   // y = rmsnorm_groups(y * silu(z)) * weight             (n, E)
   float* gated = ws.y_norm.data<float>();
   if (L.gated_norm.defined())
-    be.rmsnorm_gated({y, zxbcdt, L.gated_norm.data<float>(), gated, n, E, E / G, c.eps, E, W, E,
-                      c.norm_before_gate});
+    be.rmsnorm_gated({y, zxbcdt, L.gated_norm.data<float>(), gated, n, E, E / G,
+                      c.gated_norm_eps > 0 ? c.gated_norm_eps : c.eps, E, W, E, c.norm_before_gate});
   else
     for (int64_t r = 0; r < n; ++r) be.gate_silu({y + r * E, zxbcdt + r * W, gated + r * E, E});
 

@@ -68,6 +68,13 @@ struct ModelConfig {
   float ssm_out_multiplier = 1.0f, attn_out_multiplier = 1.0f;
   float mlp_gate_multiplier = 1.0f, mlp_down_multiplier = 1.0f;
   bool norm_before_gate = false;
+  // Zamba2's 'S' blocks (words "SM") run one of shared_blocks shared attention + MLP blocks (in turn)
+  // on [residual | embedding] (2D wide), with LoRA adapters of rank adapter_rank per application (the
+  // MLP's always, q/k/v's with attention_adapters), then the layer's own linear, whose output joins the
+  // input of the layer's Mamba-2 mixer (not the residual). mlp_gelu: their MLP gates with gelu.
+  int64_t shared_blocks = 0, adapter_rank = 0;
+  bool attention_adapters = false, mlp_gelu = false;
+  float gated_norm_eps = 0.0f;  // the Mamba-2 gated norm's epsilon; 0: eps
 
   bool hybrid() const { return !layers.empty(); }
   // Layer l's block letters ("M" for a pure Mamba model); "" past the last layer.
@@ -76,7 +83,7 @@ struct ModelConfig {
   bool has_block(const std::string& kinds) const {
     return (hybrid() ? layers : std::string("M")).find_first_of(kinds) != std::string::npos;
   }
-  bool is_attention(int64_t layer) const { return blocks(layer).find_first_of("AP") != std::string::npos; }
+  bool is_attention(int64_t layer) const { return blocks(layer).find_first_of("APS") != std::string::npos; }
   int64_t kv_width() const { return kv_heads * attn_head_dim; }  // floats of K (or V) per token and layer
   // Whether layer l has a Mamba mixer ('M' or 'P'), hence conv and SSM state.
   bool has_mamba(int64_t layer) const { return blocks(layer).find_first_of("MP") != std::string::npos; }
@@ -154,9 +161,28 @@ struct ParallelLayer {
   AttentionLayer attention;
 };
 
+// A low-rank adapter: y += b · (a · x), a (r, K), b (N, r).
+struct Lora {
+  Tensor a, b;
+};
+
+// Zamba2: a shared block, and one application of it (an 'S' block).
+struct SharedBlock {
+  Tensor attn_norm;     // (2D)
+  AttentionLayer attn;  // q, k, v (Hq * d or Hkv * d, 2D), o (D, Hq * d)
+  Tensor mlp_norm;      // (D)
+  MlpLayer mlp;         // in (2F, D) rows [gate | up]
+};
+struct SharedUse {
+  size_t block = 0;  // into the shared blocks
+  Tensor linear;     // (D, D) the block's output into the layer's Mamba-2 input
+  Lora q, k, v;      // attention_adapters: on the (2D) normed input; else undefined
+  Lora gate, up;     // the MLP adapter: its b's rows [0, F) and [F, 2F)
+};
+
 // One residual block of a layer (ModelConfig::layers): r += m * op(norm(r)).
 struct Block {
-  char kind;       // 'M', 'A', 'P', 'F' or 'E'
+  char kind;       // 'M', 'A', 'P', 'F', 'E' or 'S' (no norm of its own)
   int64_t layer;   // whose state it uses
   Tensor norm;     // (D)
   size_t index;    // into the Model's vector of that kind
@@ -195,6 +221,9 @@ struct Workspace {
   Tensor gate, up;  // (rows, max F) MLP
   Tensor router_logits;       // (rows, X)  mixture of experts
   Tensor expert_x, expert_y;  // (rows, D) an expert's rows, gathered, and its output
+  Tensor cat, cat_normed;   // (rows, 2D) Zamba2: [residual | embedding], normed
+  Tensor skip, tmp;         // (rows, D)  Zamba2: the shared block's output; the residual plus it
+  Tensor lora_r, lora_out;  // (rows, r), (rows, max(Hq * d, F)) adapters
 };
 
 // Whether the forward running on this thread is a prefill (Model::forward
@@ -248,6 +277,16 @@ class Model {
   void mamba2_block(const Mamba2Layer& layer, int64_t n, bool prefill, const LayerState& state,
                     Workspace& ws) const;
   void attention_block(const AttentionLayer& layer, int64_t n, bool prefill, const KvRows& kv, Workspace& ws) const;
+  // The same over input x (n, K), with the adapters on q, k, v that `use` has (Zamba2).
+  void attention_block(const AttentionLayer& layer, const float* x, int64_t K, const SharedUse* use, int64_t n,
+                       bool prefill, const KvRows& kv, Workspace& ws) const;
+  // Zamba2 (zamba2.cpp): the embeddings kept for the shared blocks; a shared block's output into
+  // ws.skip; the next block's input norm(r + skip).
+  void keep_embeddings(int64_t n, Workspace& ws) const;
+  void shared_block(const SharedUse& use, bool first, int64_t n, bool prefill, const KvRows& kv,
+                    Workspace& ws) const;
+  void norm_with_skip(const Tensor& norm, int64_t n, Workspace& ws) const;
+  void lora_add(const Lora& lora, const float* x, int64_t K, int64_t n, float* y, Workspace& ws) const;
   void parallel_mixers(const ParallelLayer& layer, int64_t n, bool prefill, const LayerState& state,
                        Workspace& ws) const;
   // out (n, D) = the MLP of x (n, D); uses ws.gate and ws.up.
@@ -256,10 +295,12 @@ class Model {
   // Each loader reads one block's weights, named with the layer's prefix p ("layers.3.").
   Mamba1Layer load_mamba1(WeightTable& w, const std::string& p);
   Mamba2Layer load_mamba2(WeightTable& w, const std::string& p);
-  AttentionLayer load_attention(WeightTable& w, const std::string& p);
+  AttentionLayer load_attention(WeightTable& w, const std::string& p, int64_t K = 0);  // K: input width (D)
   MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner);
   MoeLayer load_moe(WeightTable& w, const std::string& p);
   void load_blocks(WeightTable& w);
+  void load_shared_blocks(WeightTable& w);
+  SharedUse load_shared_use(WeightTable& w, const std::string& p, size_t application);
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;
@@ -276,6 +317,8 @@ class Model {
   std::vector<MlpLayer> mlp_;
   std::vector<MoeLayer> moe_;
   size_t expert_bytes_ = 0;            // the routed experts' weights, of which a token reads top_k / X
+  std::vector<SharedBlock> shared_;    // Zamba2's shared blocks, and their applications
+  std::vector<SharedUse> uses_;
   Tensor inv_freq_;                    // (rope_dim / 2) rotary frequencies
   Tensor in_proj_scale_;               // (in_proj_rows) in_proj_multipliers per output column, or undefined
 };

@@ -226,16 +226,20 @@ void check_rmsnorm(std::mt19937& rng, const std::string& isa, int& failures) {
       }
   for (int64_t rows : {1, 3})
     for (int64_t group : {1, 4, 5, 13, 16})
-      for (int64_t groups : {1, 3}) {
-        const int64_t dim = group * groups, ld = dim + 3;
-        const auto x = randn(rng, rows * ld), z = randn(rng, rows * ld, 2.0f), w = randn(rng, dim, 0.2f, 1.0f);
-        compare(f, failures, isa, sizes({{"gated rows", rows}, {"group", group}, {"groups", groups}}), [&] {
-          std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
-          const RmsnormGatedParams p{x.data(), z.data(), w.data(), out.data(), rows, dim, group, 1e-5f, ld, ld, ld};
-          split(cpu_kernels().rmsnorm_gated, p, rows);
-          return Outputs{out};
-        });
-      }
+      for (int64_t groups : {1, 3})
+        for (bool before : {false, true}) {
+          const int64_t dim = group * groups, ld = dim + 3;
+          const auto x = randn(rng, rows * ld), z = randn(rng, rows * ld, 2.0f), w = randn(rng, dim, 0.2f, 1.0f);
+          compare(f, failures, isa,
+                  sizes({{"gated rows", rows}, {"group", group}, {"groups", groups}, {"norm before gate", before}}),
+                  [&] {
+                    std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
+                    const RmsnormGatedParams p{x.data(), z.data(), w.data(), out.data(), rows, dim, group, 1e-5f,
+                                               ld,       ld,       ld,      before};
+                    split(cpu_kernels().rmsnorm_gated, p, rows);
+                    return Outputs{out};
+                  });
+        }
   report(isa, f);
 }
 
