@@ -404,6 +404,49 @@ def _hybrid_attention(raw: dict[str, Any], d_model: int, attn_heads: int, kv_def
     return dict(attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=head_dim)
 
 
+def _parse_jamba(raw: dict[str, Any]) -> ModelConfig:
+    """transformers JambaConfig (AI21's Jamba); defaults are that class's.
+
+    Mamba-1 layers whose dt, B and C go through RMSNorms with weights, an attention (no
+    position encoding) at the layers i with i % attn_layer_period == attn_layer_offset;
+    every layer's MLP is a mixture of experts at i % expert_layer_period ==
+    expert_layer_offset (when num_experts > 1), a SwiGLU MLP elsewhere. The router takes
+    the top num_experts_per_tok of the softmax over all experts, unnormalised.
+    """
+    act = raw.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act {act!r} is not supported (only 'silu')")
+    if _flag(raw, "mamba_proj_bias", False):
+        raise ValueError("mamba_proj_bias true is not supported yet")
+    d_model = _size(raw, "hidden_size", 4096)
+    n_layer = _size(raw, "num_hidden_layers", 32)
+    periods = {}
+    for kind, period, offset in (("attn", 8, 4), ("expert", 2, 1)):
+        p, o = _size(raw, f"{kind}_layer_period", period), raw.get(f"{kind}_layer_offset", offset)
+        if isinstance(o, bool) or not isinstance(o, int) or not 0 <= o < p:
+            raise ValueError(f"'{kind}_layer_offset' must be an int in [0, {kind}_layer_period {p}), got {o!r}")
+        periods[kind] = (p, o)
+    experts = _size(raw, "num_experts", 16)
+    top_k = _size(raw, "num_experts_per_tok", 2)
+    if top_k > experts:
+        raise ValueError(f"num_experts_per_tok {top_k} exceeds num_experts {experts}")
+    words = []
+    for i in range(n_layer):
+        mixer = "A" if i % periods["attn"][0] == periods["attn"][1] else "M"
+        words.append(mixer + ("E" if experts > 1 and i % periods["expert"][0] == periods["expert"][1] else "F"))
+    attn = _hybrid_attention(raw, d_model, _size(raw, "num_attention_heads", 32), kv_default=8)
+    eps = _eps(raw, "rms_norm_eps", 1e-6)
+    inner = _size(raw, "intermediate_size", 14336)
+    moe = dict(n_experts=experts, top_k=top_k, expert_inner=inner, norm_topk=False) if experts > 1 else {}
+    return ModelConfig(
+        family="hybrid", naming="jamba", d_model=d_model, n_layer=n_layer, vocab_size=_size(raw, "vocab_size", 65536),
+        d_inner=_inner(raw, "mamba_expand", 2, d_model), d_state=_size(raw, "mamba_d_state", 16),
+        d_conv=_size(raw, "mamba_d_conv", 4), dt_rank=_dt_rank(raw, "mamba_dt_rank", d_model), eps=eps,
+        tie_embeddings=_flag(raw, "tie_word_embeddings", False), use_bias=False,
+        use_conv_bias=_flag(raw, "mamba_conv_bias", True), dt_bc_norm=True, dt_bc_eps=eps, layers=" ".join(words),
+        **attn, attn_scale=attn["attn_head_dim"] ** -0.5, mlp_inner=inner, **moe)
+
+
 def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
     """transformers FalconH1Config; defaults are that class's.
 
@@ -662,6 +705,7 @@ _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {
     "bamba": _parse_bamba,
     "falcon_h1": _parse_falcon_h1,
     "nemotron_h": _parse_nemotron_h,
+    "jamba": _parse_jamba,
     "zamba2": _parse_zamba2,
 }
 

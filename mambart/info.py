@@ -107,7 +107,7 @@ def _active(config, parameters: int) -> dict[str, int]:
 def _state_sizes(config) -> dict[str, Any]:
     """Bytes of decoder state per sequence: the Mamba layers' fixed part, and (attention
     hybrids) the KV caches' bytes per token of context; the layer pattern."""
-    conv = config.d_inner + (2 * config.n_groups * config.d_state if config.family != "mamba" else 0)
+    conv = config.d_inner + (2 * config.n_groups * config.d_state if not config.dt_rank else 0)  # Mamba-2's B, C
     out = {"state_bytes_fixed": 4 * config.mamba_layers * (conv * config.d_conv + config.d_inner * config.d_state)}
     if config.layers:
         out["layer_pattern"] = config.layers

@@ -330,20 +330,22 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
     c = _core.ModelConfig()
     for name in ("d_model", "n_layer", "vocab_size", "d_inner", "d_state", "d_conv", "eps", "tie_embeddings"):
         setattr(c, name, getattr(config, name))
-    if config.family in ("mamba2", "hybrid"):  # a hybrid's Mamba layers are Mamba-2
-        c.family = _core.Family.MAMBA2
+    if config.family == "mamba2" or (config.family == "hybrid" and not config.dt_rank):
+        c.family = _core.Family.MAMBA2  # a hybrid's Mamba layers are Mamba-2, or (dt_rank, Jamba) Mamba-1
         for name in ("n_heads", "head_dim", "n_groups", "dt_min", "dt_max"):
             setattr(c, name, getattr(config, name))
+    else:
+        c.dt_rank = config.dt_rank
+        c.dt_bc_norm, c.dt_bc_eps = config.dt_bc_norm, config.dt_bc_eps
+    if config.family == "hybrid":
         for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
                      "mlp_gated", "mlp_inner", "n_experts", "top_k", "expert_inner", "shared_inner",
-                     "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier", "residual_multiplier", "logits_scaling",
+                     "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier",
+                     "residual_multiplier", "logits_scaling",
                      "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier", "mlp_down_multiplier",
                      "norm_before_gate", "shared_blocks", "adapter_rank", "attention_adapters", "mlp_gelu",
                      "gated_norm_eps"):
             setattr(c, name, getattr(config, name))
         c.in_proj_multipliers = list(config.in_proj_multipliers)
-        # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
-    else:
-        c.dt_rank = config.dt_rank
-        c.dt_bc_norm, c.dt_bc_eps = config.dt_bc_norm, config.dt_bc_eps
+    # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
     return c

@@ -21,7 +21,7 @@ EMBEDDING_NAMES = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.em
 HYBRID_EMBEDDING = {"nemotron_h": "backbone.embeddings.weight"}  # else model.embed_tokens.weight
 HYBRID_NORM_F = {"granite": "model.norm.weight", "bamba": "model.final_layernorm.weight",
                  "falcon_h1": "model.final_layernorm.weight", "nemotron_h": "backbone.norm_f.weight",
-                 "zamba2": "model.final_layernorm.weight"}
+                 "zamba2": "model.final_layernorm.weight", "jamba": "model.final_layernorm.weight"}
 # Checkpoint tensors a family's model does not use (Nemotron-H's multi-token prediction layers).
 IGNORED_PREFIX = {"nemotron_h": "mtp."}
 LM_HEAD = "lm_head.weight"
@@ -104,31 +104,39 @@ def _global_specs(config: ModelConfig) -> list[TensorSpec]:
 
 def mamba1_table(config: ModelConfig) -> list[TensorSpec]:
     """The Mamba-1 tensors this config needs, in load order."""
-    D, E = config.d_model, config.d_inner
-    N, K, R = config.d_state, config.d_conv, config.dt_rank
-
     table = _global_specs(config)
     for i in range(config.n_layer):
         src, dst = f"backbone.layers.{i}.", f"layers.{i}."
-        mixer = src + "mixer."
-        table.append(spec(src + "norm.weight", dst + "norm", D))
-        table.append(spec(mixer + "in_proj.weight", dst + "in_proj", 2 * E, D))
-        if config.use_bias:
-            table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", 2 * E))
-        # Depthwise conv weight is stored (E, 1, K); the middle axis is 1.
-        table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight", (E, 1, K), (E, K)))
-        if config.use_conv_bias:
-            table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", E))
-        table += [
-            spec(mixer + "x_proj.weight", dst + "x_proj", R + 2 * N, E),
-            spec(mixer + "dt_proj.weight", dst + "dt_proj", E, R),
-            spec(mixer + "dt_proj.bias", dst + "dt_proj_bias", E),
-            spec(mixer + "A_log", dst + "A_log", E, N),
-            spec(mixer + "D", dst + "D", E),
-            spec(mixer + "out_proj.weight", dst + "out_proj", D, E),
-        ]
-        if config.use_bias:
-            table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
+        table.append(spec(src + "norm.weight", dst + "norm", config.d_model))
+        table += _mamba1_mixer(config, src + "mixer.", dst)
+    return table
+
+
+def _mamba1_mixer(config: ModelConfig, mixer: str, dst: str) -> list[TensorSpec]:
+    """One Mamba-1 mixer's tensors, stored under `mixer`; Jamba's with its dt, B and C norms."""
+    D, E = config.d_model, config.d_inner
+    N, K, R = config.d_state, config.d_conv, config.dt_rank
+    table = [spec(mixer + "in_proj.weight", dst + "in_proj", 2 * E, D)]
+    if config.use_bias:
+        table.append(spec(mixer + "in_proj.bias", dst + "in_proj_bias", 2 * E))
+    # Depthwise conv weight is stored (E, 1, K); the middle axis is 1.
+    table.append(TensorSpec(mixer + "conv1d.weight", dst + "conv1d_weight", (E, 1, K), (E, K)))
+    if config.use_conv_bias:
+        table.append(spec(mixer + "conv1d.bias", dst + "conv1d_bias", E))
+    table += [
+        spec(mixer + "x_proj.weight", dst + "x_proj", R + 2 * N, E),
+        spec(mixer + "dt_proj.weight", dst + "dt_proj", E, R),
+        spec(mixer + "dt_proj.bias", dst + "dt_proj_bias", E),
+        spec(mixer + "A_log", dst + "A_log", E, N),
+        spec(mixer + "D", dst + "D", E),
+        spec(mixer + "out_proj.weight", dst + "out_proj", D, E),
+    ]
+    if config.use_bias:
+        table.append(spec(mixer + "out_proj.bias", dst + "out_proj_bias", D))
+    if config.naming == "jamba":
+        table += [spec(mixer + "dt_layernorm.weight", dst + "dt_norm", R),
+                  spec(mixer + "b_layernorm.weight", dst + "b_norm", N),
+                  spec(mixer + "c_layernorm.weight", dst + "c_norm", N)]
     return table
 
 
@@ -177,9 +185,10 @@ class HybridNames:
     attention: str               # q_proj, k_proj, v_proj, o_proj under this
     mlp: tuple[tuple[str, str], ...]  # the 'F' block's projections: (internal suffix, name)
     # An 'E' block's: its router (and selection bias, or ""), its experts' in and out projections
-    # (stacked (X, ., .), or one per expert when the names hold "{}"), and its shared MLP.
+    # (stacked (X, ., .), or one per expert when the names hold "{}", then possibly gate, up and
+    # down apart), and its shared MLP.
     router: tuple[str, str] = ("", "")
-    experts: tuple[str, str] = ("", "")
+    experts: tuple[str, ...] = ("", "")
     shared: tuple[tuple[str, str], ...] = ()
 
 
@@ -196,6 +205,11 @@ HYBRID_NAMES = {
                                                   ("_out", "feed_forward.down_proj.weight"))),
 }
 HYBRID_NAMES["falcon_h1"] = HYBRID_NAMES["bamba"]  # the same names; its layers are "PF"
+HYBRID_NAMES["jamba"] = HybridNames(
+    "model.layers.{}.", ("input_layernorm.weight", "pre_ff_layernorm.weight"), "mamba.", "self_attn.",
+    HYBRID_NAMES["bamba"].mlp, ("feed_forward.router.weight", ""),
+    ("feed_forward.experts.{}.gate_proj.weight", "feed_forward.experts.{}.up_proj.weight",
+     "feed_forward.experts.{}.down_proj.weight"))
 # Nemotron-H: one block per layer, its weights under "mixer." whatever its kind.
 HYBRID_NAMES["nemotron_h"] = HybridNames(
     "backbone.layers.{}.", ("norm.weight",), "mixer.", "mixer.",
@@ -218,7 +232,8 @@ def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
         for j, kind in enumerate(blocks):
             table.append(spec(src + names.norms[j], dst + ("norm", "mlp_norm")[j], D))
             if kind == "M":
-                table += _mamba2_mixer(config, src + names.mamba, dst)
+                mixer = _mamba1_mixer if config.dt_rank else _mamba2_mixer  # Jamba's are Mamba-1
+                table += mixer(config, src + names.mamba, dst)
             elif kind == "A":
                 table += _attention(config, src + names.attention, dst)
             elif kind == "P":  # Falcon-H1: both mixers on one norm
@@ -290,11 +305,13 @@ def _experts(config: ModelConfig, src: str, names: HybridNames, dst: str) -> lis
     table = [spec(src + names.router[0], dst + "router", X, D)]
     if names.router[1]:
         table.append(spec(src + names.router[1], dst + "router_bias", X))
-    up, down = names.experts
+    up, down = names.experts[-2:]
     rows = 2 * F if config.mlp_gated else F
     if "{}" in up:
+        ins = (("_in", up),) if len(names.experts) == 2 else (("_gate", names.experts[0]), ("_up", up))
         for e in range(X):
-            table += _mlp(config, src, (("_in", up.format(e)), ("_out", down.format(e))), f"{dst}experts.{e}.mlp", F)
+            projections = tuple((suffix, name.format(e)) for suffix, name in ins + (("_out", down),))
+            table += _mlp(config, src, projections, f"{dst}experts.{e}.mlp", F)
     else:
         table += [TensorSpec(src + up, dst + "experts_in", (X, rows, D), (X * rows, D)),
                   TensorSpec(src + down, dst + "experts_out", (X, D, F), (X * D, F))]

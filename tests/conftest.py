@@ -94,6 +94,17 @@ def small_zamba2_dir(tmp_path_factory):
                              adapter_std=0.05, layers_block_type=("hybrid", "mamba", "hybrid", "mamba", "hybrid"))
 
 
+@pytest.fixture(scope="session")
+def small_jamba_dir(tmp_path_factory):
+    """A small random Jamba: attention every 3rd layer from 1, experts (top 2 of 4) every 2nd from 0. Not among
+    any_model_dir's: its logits move more under weight rounding than test_dtypes' bounds on the largest logit
+    difference allow (its KL stays well within); test_more_hybrids checks its weight types instead."""
+    from models import make_jamba
+
+    path = tmp_path_factory.mktemp("jamba-small")
+    return path, make_jamba(path)
+
+
 FAMILY_FIXTURES = {"mamba1": "small_model_dir", "mamba2": "small_mamba2_dir", "falcon_mamba": "small_falcon_mamba_dir",
                    "granite_hybrid": "small_granite_dir", "bamba": "small_bamba_dir",
                    "falcon_h1": "small_falcon_h1_dir", "granite_moe": "small_granite_moe_dir",

@@ -382,3 +382,24 @@ def make_zamba2(out_dir: Path, *, hidden_size: int = 64, layers_block_type=("mam
             if "adapter_list" in name:
                 p.normal_(0, adapter_std)
     return _save_hybrid(model, out_dir, dtype, vocab_size)
+
+
+def make_jamba(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: int = 6, num_attention_heads: int = 4,
+               num_key_value_heads: int = 2, intermediate_size: int = 48, num_experts: int = 4,
+               num_experts_per_tok: int = 2, attn_layer_period: int = 3, attn_layer_offset: int = 1,
+               expert_layer_period: int = 2, expert_layer_offset: int = 0, mamba_d_state: int = 16,
+               mamba_dt_rank: int | str = "auto", rms_norm_eps: float = 1e-6, tie_word_embeddings: bool = False,
+               vocab_size: int = 320, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Save a random JambaForCausalLM and a tokenizer to out_dir; return it in f32."""
+    from transformers import JambaConfig, JambaForCausalLM
+
+    torch.manual_seed(seed)
+    config = JambaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size, num_experts=num_experts, num_experts_per_tok=num_experts_per_tok,
+        attn_layer_period=attn_layer_period, attn_layer_offset=attn_layer_offset,
+        expert_layer_period=expert_layer_period, expert_layer_offset=expert_layer_offset,
+        mamba_d_state=mamba_d_state, mamba_dt_rank=mamba_dt_rank, rms_norm_eps=rms_norm_eps,
+        tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    return _save_hybrid(JambaForCausalLM(config).eval(), out_dir, dtype, vocab_size)

@@ -120,7 +120,7 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
 @pytest.mark.parametrize("raw, match", [
     ({"model_type": "llama"},
      r"unsupported model_type 'llama' \(supported: 'mamba', 'mamba2', 'falcon_mamba', 'granitemoehybrid', 'bamba', "
-     r"'falcon_h1', 'nemotron_h', 'zamba2'\)"),
+     r"'falcon_h1', 'nemotron_h', 'jamba', 'zamba2'\)"),
     (dict(SSM_130M, ssm_cfg={"layer": "Mamba3"}),
      r"unsupported mixer layer 'Mamba3' in ssm_cfg \(supported: 'Mamba1', 'Mamba2'\)"),
     (dict(SSM_130M, attn_layer_idx=[9, 18]), "attention"),

@@ -1,9 +1,9 @@
-"""Falcon-H1 and Zamba2 against transformers (f32, CPU), each shape through every check of
+"""Falcon-H1, Zamba2 and Jamba against transformers (f32, CPU), each shape through every check of
 test_hybrids.py (imported below, so that pytest runs them on this file's `pair`)."""
 import pytest
 
 import mambart
-from models import load_pair, make_falcon_h1, make_zamba2
+from models import load_pair, make_falcon_h1, make_jamba, make_zamba2
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
     test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
@@ -40,11 +40,23 @@ SHAPES = {
                                             use_mem_rope=True, hidden_act="silu", tie_word_embeddings=False,
                                             mamba_ngroups=1,
                                             layers_block_type=("hybrid", "mamba", "hybrid", "mamba", "hybrid"))),
+    # Attention every 3rd layer from 1, experts (top 2 of 4) every 2nd from 0: "ME AF ME MF AE MF".
+    "jamba-moe": (make_jamba, dict()),
+    # Attention every 2nd layer from 0, experts (top 1 of 8) every 3rd from 2, one KV head, a tied head,
+    # dt_rank 6, rms_norm_eps 1e-5.
+    "jamba-periods": (make_jamba, dict(num_hidden_layers=5, attn_layer_period=2, attn_layer_offset=0,
+                                       expert_layer_period=3, expert_layer_offset=2, num_experts=8,
+                                       num_experts_per_tok=1, num_key_value_heads=1, tie_word_embeddings=True,
+                                       mamba_dt_rank=6, rms_norm_eps=1e-5)),
+    # One expert: every MLP dense.
+    "jamba-dense": (make_jamba, dict(num_hidden_layers=4, num_experts=1, num_experts_per_tok=1,
+                                     attn_layer_period=4, attn_layer_offset=3)),
 }
 
 
 @pytest.fixture(scope="module", params=[(s, "f32") for s in SHAPES] + [("falcon_h1-05b_multipliers", "bf16"),
-                                                                         ("zamba2-two_blocks", "bf16")],
+                                                                         ("zamba2-two_blocks", "bf16"),
+                                                                         ("jamba-moe", "bf16")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request, tmp_path_factory):
     return load_pair(SHAPES, request.param, tmp_path_factory)
@@ -73,6 +85,19 @@ def test_zamba2_info(small_zamba2_dir):
     assert d["state_bytes_per_token"] == 3 * 2 * 4 * 32 * 4
     assert d["state_bytes_fixed"] == 4 * 5 * ((128 + 64) * 4 + 128 * 16)
     assert d["parameters"] == sum(p.numel() for p in small_zamba2_dir[1].parameters())
+
+
+@pytest.mark.parametrize("shape,pattern", [("jamba-moe", "ME AF ME MF AE MF"), ("jamba-periods", "AF MF AE MF AF"),
+                                           ("jamba-dense", "MF MF MF AF")])
+def test_jamba_layer_pattern(shape, pattern, tmp_path):
+    """Attention and experts where the periods and offsets put them; the parameters transformers has."""
+    from mambart.info import describe
+
+    make, kwargs = SHAPES[shape]
+    hf = make(tmp_path, **kwargs)
+    d = describe(str(tmp_path))
+    assert (d["naming"], d["layer_pattern"]) == ("jamba", pattern)
+    assert d["parameters"] == sum(p.numel() for p in hf.parameters())
 
 
 def test_zamba2_tied_copies_are_ignored(small_zamba2_dir, tmp_path):
@@ -104,6 +129,9 @@ def test_zamba2_tied_copies_are_ignored(small_zamba2_dir, tmp_path):
     ("small_zamba2_dir", "hidden_act", "relu", "hidden_act 'relu' is not supported"),
     ("small_zamba2_dir", "layers_block_type", ["mamba"], "'layers_block_type' must list 5 layer kinds"),
     ("small_zamba2_dir", "add_bias_linear", True, "add_bias_linear true is not supported"),
+    ("small_jamba_dir", "attn_layer_offset", 8, r"'attn_layer_offset' must be an int in \[0, attn_layer_period 3\)"),
+    ("small_jamba_dir", "num_experts_per_tok", 9, "num_experts_per_tok 9 exceeds num_experts 4"),
+    ("small_jamba_dir", "mamba_proj_bias", True, "mamba_proj_bias true is not supported"),
 ])
 def test_config_errors(request, fixture, key, value, message):
     from mambart.config import config_from_dict, parse_config_json
@@ -112,3 +140,37 @@ def test_config_errors(request, fixture, key, value, message):
     raw[key] = value
     with pytest.raises(ValueError, match=message):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "q8", "q4"])
+def test_jamba_weight_types(small_jamba_dir, dtype, tmp_path):
+    """Each weight type's KL from f32 within test_dtypes' bounds; f16 and bf16 equal to transformers
+    on the same rounded weights; a converted checkpoint equal to converting at load."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from models import hf_logits, rel_err
+    from test_dtypes import BOUNDS, IDS, mean_kl
+
+    path, hf = small_jamba_dir
+    got = mambart.load(path, dtype=dtype).logits(IDS)
+    assert mean_kl(mambart.load(path, dtype="f32").logits(IDS), got) <= BOUNDS[dtype][0]
+    if dtype in ("f16", "bf16"):
+        rounded = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        # The matrices that take the weight type: projections, embedding, head, the experts (stacked 3-D
+        # here); not the router, the conv or A_log.
+        f32 = ("router", "conv1d", "A_log")
+        state = {name: p.to(rounded).float() if p.dim() >= 2 and not any(k in name for k in f32) else p
+                 for name, p in hf.state_dict().items()}
+        hf_rounded = type(hf)(hf.config).eval()
+        hf_rounded.load_state_dict(state)
+        assert rel_err(got, hf_logits(hf_rounded, IDS)) <= 1e-4
+    out = tmp_path / dtype
+    r = subprocess.run([sys.executable, "-m", "mambart", "convert", str(path), str(out), "--dtype", dtype],
+                       capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(mambart.load(out).logits(IDS), got)

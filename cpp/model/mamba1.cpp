@@ -19,7 +19,11 @@ Mamba1Layer Model::load_mamba1(WeightTable& w, const std::string& p) {
   L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
   if (c.dt_bc_norm) {
     L.x_proj_dt = L.x_proj.rows(0, R);
-    L.x_proj_bc = L.x_proj.rows(R, R + 2 * N);
+    L.x_proj_b = L.x_proj.rows(R, R + N);
+    L.x_proj_c = L.x_proj.rows(R + N, R + 2 * N);
+    L.dt_norm = w.get(p + "dt_norm", {R}, false);
+    L.b_norm = w.get(p + "b_norm", {N}, L.dt_norm.defined());
+    L.c_norm = w.get(p + "c_norm", {N}, L.dt_norm.defined());
   }
   L.dt_proj = w.matrix(p + "dt_proj", {E, R});
   L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});
@@ -27,7 +31,7 @@ Mamba1Layer Model::load_mamba1(WeightTable& w, const std::string& p) {
   L.D = w.get(p + "D", {E});
   L.out_proj = w.matrix(p + "out_proj", {D, E});
   L.out_proj_bias = w.get(p + "out_proj_bias", {D}, false);
-  if (c.dt_bc_norm && !ones_.defined()) {
+  if (c.dt_bc_norm && !L.dt_norm.defined() && !ones_.defined()) {
     Tensor ones = Tensor::zeros({std::max(R, N)});
     for (int64_t i = 0; i < ones.numel(); ++i) ones.data<float>()[i] = 1.0f;
     ones_ = backend_->upload(ones);
@@ -56,21 +60,27 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   prefill ? be.conv1d_prefill(conv) : be.conv1d_step(conv);
 
   // [dt | B | C] = x_proj(x')                            (n, R + 2N)
-  // With dt_bc_norm, dt (n, R) and then [B | C] (n, 2N) = (2n, N) instead, each
-  // normalised in place by a weightless RMSNorm.
+  // With dt_bc_norm, dt (n, R), B (n, N) and C (n, N) apart instead, each
+  // normalised in place by its RMSNorm (weightless: a weight of ones).
   const float* dt_in = x_dbl;
-  const float* bc = x_dbl + R;
+  const float* B = x_dbl + R;
+  const float* C = x_dbl + R + N;
   int64_t dt_ld = xdbl_cols, bc_ld = xdbl_cols;
   if (config_.dt_bc_norm) {
-    float* bc_out = x_dbl + n * R;
+    float* b_out = x_dbl + n * R;
+    float* c_out = b_out + n * N;
     be.matmul(linear(xc, n, E, L.x_proj_dt, Tensor(), x_dbl, R));
-    be.matmul(linear(xc, n, E, L.x_proj_bc, Tensor(), bc_out, 2 * N));
+    be.matmul(linear(xc, n, E, L.x_proj_b, Tensor(), b_out, N));
+    be.matmul(linear(xc, n, E, L.x_proj_c, Tensor(), c_out, N));
     const float* ones = ones_.data<float>();
-    be.rmsnorm({nullptr, x_dbl, ones, x_dbl, n, R, config_.dt_bc_eps});
-    be.rmsnorm({nullptr, bc_out, ones, bc_out, 2 * n, N, config_.dt_bc_eps});
-    bc = bc_out;
+    auto weight = [&](const Tensor& t) { return t.defined() ? t.data<float>() : ones; };
+    be.rmsnorm({nullptr, x_dbl, weight(L.dt_norm), x_dbl, n, R, config_.dt_bc_eps});
+    be.rmsnorm({nullptr, b_out, weight(L.b_norm), b_out, n, N, config_.dt_bc_eps});
+    be.rmsnorm({nullptr, c_out, weight(L.c_norm), c_out, n, N, config_.dt_bc_eps});
+    B = b_out;
+    C = c_out;
     dt_ld = R;
-    bc_ld = 2 * N;
+    bc_ld = N;
   } else {
     be.matmul(linear(xc, n, E, L.x_proj, Tensor(), x_dbl, xdbl_cols));
   }
@@ -79,7 +89,7 @@ void Model::mamba1_block(const Mamba1Layer& L, int64_t n, bool prefill, const La
   be.matmul(linear(dt_in, n, dt_ld, L.dt_proj, Tensor(), dt, E));
 
   // h = exp(softplus(dt + dt_bias) A) h + delta B x'; y = (C·h + D x') silu(z)
-  ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), bc, bc + N,
+  ScanParams scan{xc, dt, L.dt_proj_bias.data<float>(), L.A.data<float>(), B, C,
                   L.D.data<float>(), xz + E, state.ssm, y, batch, seqlen, E, N,
                   E, E, bc_ld, bc_ld, 2 * E, E};
   prefill ? be.scan_prefill(scan) : be.scan_step(scan);

@@ -34,8 +34,9 @@ struct ModelConfig {
   float dt_min = 0.0f, dt_max = INFINITY;  // Mamba-2 prefill clamp of delta
   float eps = 1e-5f;
   bool tie_embeddings = true;
-  // Falcon-Mamba (Mamba-1): dt, B and C each go through a weightless RMSNorm
-  // of epsilon dt_bc_eps right after x_proj.
+  // Falcon-Mamba and Jamba (Mamba-1): dt, B and C each go through an RMSNorm
+  // of epsilon dt_bc_eps right after x_proj: weightless (Falcon-Mamba), or with
+  // the weights dt_norm, b_norm, c_norm (Jamba).
   bool dt_bc_norm = false;
   float dt_bc_eps = 1e-6f;
   // The layers' residual blocks, one word per layer (separated by spaces), one
@@ -108,8 +109,12 @@ struct Mamba1Layer {
   Tensor conv1d_weight;  // (E, K)
   Tensor conv1d_bias;    // (E) or undefined
   Tensor x_proj;         // (R + 2N, E): rows give [dt | B | C]
-  Tensor x_proj_dt;      // with dt_bc_norm: views of x_proj's rows [0, R) and [R, R + 2N),
-  Tensor x_proj_bc;      // so that dt and [B | C] land in contiguous rows to be normed
+  Tensor x_proj_dt;      // with dt_bc_norm: views of x_proj's rows [0, R), [R, R + N) and
+  Tensor x_proj_b;       // [R + N, R + 2N), so that dt, B and C each land in contiguous
+  Tensor x_proj_c;       // rows to be normed
+  Tensor dt_norm;        // (R), b_norm and c_norm (N): their norms' weights (Jamba), or
+  Tensor b_norm;         // undefined: weightless
+  Tensor c_norm;
   Tensor dt_proj;        // (E, R)
   Tensor dt_proj_bias;   // (E)
   Tensor A;              // (E, N) = -exp(A_log), computed once at load in f32
