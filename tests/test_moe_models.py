@@ -106,3 +106,25 @@ def test_nemotron_dt_floor_holds_in_prefill_only(tmp_path):
             ref.append(out.logits[0, -1])
     ref = torch.stack(ref).double().numpy()
     assert rel_err(stepwise_logits(model, ids, 40), ref) <= 1e-4
+
+
+def test_state_holds_only_the_mamba_layers(pair):
+    """Conv and SSM states exist for the layers with a Mamba mixer only (Nemotron-H's MLP, expert
+    and attention layers have none); the KV caches for the attention layers."""
+    model, _ = pair
+    dec = model.decoder(2)
+    mamba = sum("M" in word for word in model.config.layers.split())
+    assert dec._core.conv_state().shape[:2] == (mamba, 2) and dec._core.ssm_state().shape[:2] == (mamba, 2)
+
+
+def test_a_step_reads_only_the_chosen_experts(pair):
+    """weight_bytes_per_token (the decode bound) counts top_k of every n_experts routed experts."""
+    model, hf = pair
+    c = model.config
+    if not c.n_experts:
+        pytest.skip("a dense shape: no experts")
+    experts = sum(p.numel() for n, p in hf.named_parameters() if ".experts." in n)
+    embedding = 0 if c.tie_embeddings else c.vocab_size * c.d_model
+    per_token = (sum(p.numel() for p in hf.parameters()) - embedding - experts * (c.n_experts - c.top_k) // c.n_experts)
+    buffers = sum(b.numel() for n, b in hf.named_buffers() if n.endswith("e_score_correction_bias"))
+    assert mambart.load(model.path, dtype="f32", threads=1).weight_bytes_per_token == 4 * (per_token + buffers)
