@@ -1,7 +1,10 @@
 // The CUDA backend: the kernels of cuda/*.cuh launched on one stream,
 // products through cuBLAS (f32; f16 / bf16 for more than a few rows) or
 // matvec.cuh (q8, q4, and f16 / bf16 for a few rows), sampling on the
-// device, and the decode step recorded as a CUDA graph.
+// device, and the decode step recorded as a CUDA graph (pure Mamba models;
+// a hybrid's steps run eagerly, see run_step). Mixture-of-experts routing
+// runs on the host, by the CPU kernel, over logits copied back: the model
+// groups rows by expert in host memory, so the choice must come back anyway.
 //
 // Memory: weights are uploaded once (upload); states, workspace and logits
 // are allocated by the decoder through zeros(); the backend's own scratch
@@ -14,9 +17,11 @@
 #include <cstring>
 #include <string>
 
+#include "attention.cuh"
 #include "backend.h"
 #include "check.h"
 #include "conv1d.cuh"
+#include "cpu/isa.h"
 #include "cublas.h"
 #include "elementwise.cuh"
 #include "kernels/quantize.h"
@@ -64,10 +69,6 @@ namespace {
 
 void check_launch(const char* op) { MAMBART_CUDA_CHECK(cudaGetLastError(), op); }
 
-[[noreturn]] void no_attention(const char* op) {
-  throw Error(std::string("[") + op + "] attention-hybrid layers are not implemented on the CUDA backend yet");
-}
-
 // Device memory owned by a shared_ptr (Tensors hold it as their storage).
 std::shared_ptr<void> device_alloc(size_t bytes, const char* op) {
   void* p = nullptr;
@@ -91,6 +92,7 @@ struct Scratch {
 
 struct Graph final : Backend::Recording {
   int calls = 0;
+  bool eager = false;  // the step read per-step host values: never recorded
   cudaGraphExec_t exec = nullptr;
   ~Graph() override {
     if (exec) cudaGraphExecDestroy(exec);
@@ -133,11 +135,14 @@ class CudaBackend final : public Backend {
     cb.set_workspace(handle_, workspace_.get(), kCublasWorkspace);
     MAMBART_CUDA_CHECK(cudaMallocHost(&ids_host_, kMaxIds * sizeof(int32_t)), "cuda");
     ids_dev_ = device_alloc(kMaxIds * sizeof(int32_t), "cuda");
+    MAMBART_CUDA_CHECK(cudaMallocHost(&stage_host_, kStage), "cuda");
+    stage_dev_ = device_alloc(kStage, "cuda");
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     cublas().destroy(handle_);
     cudaFreeHost(ids_host_);
+    cudaFreeHost(stage_host_);
     cudaStreamDestroy(stream_);
   }
 
@@ -146,8 +151,11 @@ class CudaBackend final : public Backend {
 
   Tensor zeros(std::vector<int64_t> shape) override {
     Tensor shape_only = Tensor::borrow(nullptr, shape, DType::F32, nullptr, Device::CUDA);
+    MAMBART_CHECK(!capturing_, "[zeros] no allocation while a graph is recorded");
     auto mem = device_alloc(shape_only.nbytes(), "zeros");
-    MAMBART_CUDA_CHECK(cudaMemset(mem.get(), 0, std::max<size_t>(shape_only.nbytes(), 1)), "zeros");
+    // On the stream, so that the zeros land before later work on it (a KV
+    // cache grown and copied into), not racing it from the legacy stream.
+    MAMBART_CUDA_CHECK(cudaMemsetAsync(mem.get(), 0, std::max<size_t>(shape_only.nbytes(), 1), stream_), "zeros");
     return Tensor::borrow(mem.get(), std::move(shape), DType::F32, mem, Device::CUDA);
   }
   Tensor upload(const Tensor& host) override {
@@ -248,18 +256,63 @@ class CudaBackend final : public Backend {
     check_launch("ssd_step");
   }
 
-  // The attention hybrids' ops: no CUDA kernels yet, and Model refuses those
-  // families here at load (has_attention), so these are never reached.
-  bool has_attention() const override { return false; }
-  void scale(float*, float, int64_t) override { no_attention("scale"); }
-  void copy(const float*, float*, int64_t) override { no_attention("copy"); }
-  void mul_columns(float*, const float*, int64_t, int64_t, int64_t) override { no_attention("mul_columns"); }
-  void axpy(float, const float*, float*, int64_t) override { no_attention("axpy"); }
-  void gate_gelu(const ElementwiseParams&) override { no_attention("gate_gelu"); }
-  void attention(const AttentionParams&) override { no_attention("attention"); }
-  void rope(const RopeParams&) override { no_attention("rope"); }
-  void relu_sq(const ElementwiseParams&) override { no_attention("relu_sq"); }
-  void route(const RouterParams&) override { no_attention("route"); }
+  void gate_gelu(const ElementwiseParams& p) override {
+    launch_gate_gelu(p, stream_);
+    check_launch("gate_gelu");
+  }
+  void relu_sq(const ElementwiseParams& p) override {
+    launch_relu_sq(p, stream_);
+    check_launch("relu_sq");
+  }
+  void scale(float* x, float alpha, int64_t n) override { scale_block({nullptr, x, nullptr, alpha, 1, n, n}, "scale"); }
+  void axpy(float alpha, const float* x, float* y, int64_t n) override {
+    scale_block({x, y, nullptr, alpha, 1, n, n}, "axpy");
+  }
+  void mul_columns(float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld) override {
+    scale_block({nullptr, x, scale, 1.0f, rows, cols, ld}, "mul_columns");
+  }
+  void copy(const float* src, float* dst, int64_t n) override {
+    if (n)
+      MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_), "copy");
+  }
+
+  void rope(const RopeParams& p) override {
+    if (!p.rows) return;
+    RopeParams d = p;
+    d.pos = stage(p.pos, p.rows, "rope");
+    launch_rope(d, stream_);
+    check_launch("rope");
+  }
+  void attention(const AttentionParams& p) override {
+    if (!p.rows) return;
+    const int64_t bytes = attention_shared_floats(p.head_dim) * static_cast<int64_t>(sizeof(float));
+    MAMBART_CHECK(bytes <= 48 * 1024, "[attention] head_dim ", p.head_dim, " is too large for the CUDA kernel");
+    AttentionParams d = p;
+    d.k = stage(p.k, p.rows, "attention");
+    d.v = stage(p.v, p.rows, "attention");
+    d.len = stage(p.len, p.rows, "attention");
+    launch_attention(d, stream_);
+    check_launch("attention");
+  }
+  // The logits (and selection bias) come back; the CPU kernel routes them
+  // into the caller's host arrays, ties and all as on the CPU backend.
+  void route(const RouterParams& p) override {
+    MAMBART_CHECK(!capturing_, "[route] routing reads logits back and cannot be recorded");
+    host_step_ = true;
+    if (!p.rows) return;
+    route_logits_.resize(static_cast<size_t>((p.rows - 1) * p.ld + p.n_experts));
+    route_bias_.resize(p.bias ? static_cast<size_t>(p.n_experts) : 0);
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(route_logits_.data(), p.logits, route_logits_.size() * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_), "route");
+    if (p.bias)
+      MAMBART_CUDA_CHECK(cudaMemcpyAsync(route_bias_.data(), p.bias, route_bias_.size() * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_), "route");
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), "route");
+    RouterParams h = p;
+    h.logits = route_logits_.data();
+    h.bias = p.bias ? route_bias_.data() : nullptr;
+    cpu_kernels().route(h, 0, p.rows);
+  }
 
   // Settings, RNG states (and, with a repetition penalty, the history as a
   // bitmask) go up in one copy; ids and RNG states come back in one.
@@ -336,8 +389,12 @@ class CudaBackend final : public Backend {
                 const std::function<void()>& ops) override {
     if (!rec) rec = std::make_unique<Graph>();
     Graph& g = static_cast<Graph&>(*rec);
-    if (g.calls++ == 0) {  // eager: scratch reaches its size
+    if (g.calls++ == 0 || g.eager) {  // eager: scratch reaches its size
+      host_step_ = false;
       ops();
+      // A hybrid's step stays eager: its positions, lengths, KV cache
+      // pointers and expert choices are host values that change every step.
+      g.eager = host_step_;
       return;
     }
     MAMBART_CHECK(n <= kMaxIds, "[step] ", n, " tokens, at most ", kMaxIds);
@@ -365,7 +422,38 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  void scale_block(const ScaleParams& p, const char* op) {
+    if (!p.rows || !p.cols) return;
+    MAMBART_CHECK(p.rows <= 65535, "[", op, "] ", p.rows, " rows, at most 65535 per call");
+    launch_scale(p, stream_);
+    check_launch(op);
+  }
+
+  // n values of a per-call host array (rope's positions, attention's cache
+  // pointers and lengths) in device memory: through a pinned ring copied up
+  // on the stream, which waits for the stream only when it wraps. A step
+  // that stages is never recorded (run_step), as a replay would not refresh them.
+  template <typename T>
+  const T* stage(const T* src, int64_t n, const char* op) {
+    MAMBART_CHECK(!capturing_, "[", op, "] per-call host arrays cannot be recorded");
+    host_step_ = true;
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 15) / 16 * 16;
+    MAMBART_CHECK(bytes <= kStage, "[", op, "] ", n, " rows, too many for one call");
+    if (stage_used_ + bytes > kStage) {
+      MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_), op);  // earlier copies have read the ring
+      stage_used_ = 0;
+    }
+    char* host = stage_host_ + stage_used_;
+    char* dev = static_cast<char*>(stage_dev_.get()) + stage_used_;
+    std::memcpy(host, src, static_cast<size_t>(n) * sizeof(T));
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dev, host, static_cast<size_t>(n) * sizeof(T), cudaMemcpyHostToDevice, stream_),
+                       op);
+    stage_used_ += bytes;
+    return reinterpret_cast<const T*>(dev);
+  }
+
   static constexpr size_t kCublasWorkspace = 32u << 20;
+  static constexpr size_t kStage = 1u << 20;
   static constexpr int64_t kMaxIds = 4096;  // ids per embedding call (prefill chunk, batch)
 
   int device_;
@@ -374,6 +462,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> workspace_, ids_dev_;
   int32_t* ids_host_ = nullptr;  // pinned
   bool capturing_ = false;
+  bool host_step_ = false;         // an op of this step used per-call host values
+  char* stage_host_ = nullptr;     // pinned, kStage bytes (stage)
+  std::shared_ptr<void> stage_dev_;
+  size_t stage_used_ = 0;
+  std::vector<float> route_logits_, route_bias_;
   Scratch convert_, sample_, sample_work_;
   std::vector<char> host_stage_;
   std::vector<int64_t> pen_start_;  // sample(): presence/frequency lists, reused

@@ -23,6 +23,7 @@ namespace cuda {
 
 MAMBART_HD inline float silu(float v) { return v / (1.0f + expf(-v)); }
 MAMBART_HD inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+MAMBART_HD inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }  // exact (erf)
 
 // Bit casts without memcpy (usable in device code).
 MAMBART_HD inline uint32_t float_bits(float f) {

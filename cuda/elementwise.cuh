@@ -1,5 +1,6 @@
-// Elementwise work on the device: the SiLU gate, weight decoding for every
-// weight type (kernels/quantize.h), the embedding gather, and the
+// Elementwise work on the device: the SiLU and GELU gates, squared ReLU, the
+// hybrids' multipliers (scale, per-column scale, axpy), weight decoding for
+// every weight type (kernels/quantize.h), the embedding gather, and the
 // activation conversion feeding cuBLAS. One thread per element.
 #pragma once
 #include "compat.cuh"
@@ -53,6 +54,33 @@ MAMBART_HD inline void embedding_one(const EmbeddingParams& p, int64_t i, int64_
 }
 
 MAMBART_HD inline void gate_silu_one(const ElementwiseParams& p, int64_t i) { p.y[i] = p.x[i] * silu(p.z[i]); }
+MAMBART_HD inline void gate_gelu_one(const ElementwiseParams& p, int64_t i) { p.y[i] = p.x[i] * gelu(p.z[i]); }
+// As std::max(x, 0): NaN stays NaN.
+MAMBART_HD inline void relu_sq_one(const ElementwiseParams& p, int64_t i) {
+  const float v = p.x[i] < 0.0f ? 0.0f : p.x[i];
+  p.y[i] = v * v;
+}
+
+// The hybrids' multipliers, on a (rows, cols) block of y with row stride ld,
+// in place: y *= col_scale[j] (mul_columns), else y += alpha * x (axpy, x laid
+// out as y), else y *= alpha (scale). scale and axpy: rows 1, cols n.
+struct ScaleParams {
+  const float* x;
+  float* y;
+  const float* col_scale;
+  float alpha;
+  int64_t rows, cols, ld;
+};
+
+MAMBART_HD inline void scale_one(const ScaleParams& p, int64_t r, int64_t j) {
+  float& y = p.y[r * p.ld + j];
+  if (p.col_scale)
+    y *= p.col_scale[j];
+  else if (p.x)
+    y += p.alpha * p.x[r * p.ld + j];
+  else
+    y *= p.alpha;
+}
 
 #if defined(__CUDACC__)
 __global__ void embedding_kernel(EmbeddingParams p) {
@@ -64,11 +92,33 @@ __global__ void gate_silu_kernel(ElementwiseParams p) {
   if (i < p.n) gate_silu_one(p, i);
 }
 
+__global__ void gate_gelu_kernel(ElementwiseParams p) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < p.n) gate_gelu_one(p, i);
+}
+__global__ void relu_sq_kernel(ElementwiseParams p) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < p.n) relu_sq_one(p, i);
+}
+__global__ void scale_kernel(ScaleParams p) {
+  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (j < p.cols) scale_one(p, blockIdx.y, j);
+}
+
 inline void launch_embedding(const EmbeddingParams& p, cudaStream_t s) {
   embedding_kernel<<<dim3(static_cast<unsigned>((p.D + 127) / 128), static_cast<unsigned>(p.n)), 128, 0, s>>>(p);
 }
 inline void launch_gate_silu(const ElementwiseParams& p, cudaStream_t s) {
   gate_silu_kernel<<<static_cast<unsigned>((p.n + 255) / 256), 256, 0, s>>>(p);
+}
+inline void launch_gate_gelu(const ElementwiseParams& p, cudaStream_t s) {
+  gate_gelu_kernel<<<static_cast<unsigned>((p.n + 255) / 256), 256, 0, s>>>(p);
+}
+inline void launch_relu_sq(const ElementwiseParams& p, cudaStream_t s) {
+  relu_sq_kernel<<<static_cast<unsigned>((p.n + 255) / 256), 256, 0, s>>>(p);
+}
+inline void launch_scale(const ScaleParams& p, cudaStream_t s) {
+  scale_kernel<<<dim3(static_cast<unsigned>((p.cols + 255) / 256), static_cast<unsigned>(p.rows)), 256, 0, s>>>(p);
 }
 #endif
 

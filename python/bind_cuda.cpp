@@ -14,6 +14,7 @@
 #include "check.h"
 #include "sampler.h"
 
+#include "../cuda/attention.cuh"
 #include "../cuda/conv1d.cuh"
 #include "../cuda/elementwise.cuh"
 #include "../cuda/matvec.cuh"
@@ -135,6 +136,66 @@ Out gate_silu(const In& x, const In& z) {
   return y;
 }
 
+Out gate_gelu(const In& x, const In& z) {
+  Out y(std::vector<int64_t>(x.shape(), x.shape() + x.ndim()));
+  ElementwiseParams p{in_ptr(x), in_ptr(z), y.mutable_data(), static_cast<int64_t>(x.size())};
+  for (int64_t i = 0; i < p.n; ++i) gate_gelu_one(p, i);
+  return y;
+}
+
+Out relu_sq(const In& x) {
+  Out y(std::vector<int64_t>(x.shape(), x.shape() + x.ndim()));
+  ElementwiseParams p{in_ptr(x), nullptr, y.mutable_data(), static_cast<int64_t>(x.size())};
+  for (int64_t i = 0; i < p.n; ++i) relu_sq_one(p, i);
+  return y;
+}
+
+// y (rows, ld) in place, its first `cols` columns (all when cols < 0):
+// y *= col_scale, else y += alpha * x (x shaped as y), else y *= alpha.
+void scale(Out& y, float alpha, const std::optional<In>& x, const std::optional<In>& col_scale, int64_t cols) {
+  MAMBART_CHECK(y.ndim() == 2, "[scale] y must be 2-D");
+  const int64_t rows = y.shape(0), ld = y.shape(1);
+  cols = cols < 0 ? ld : cols;
+  MAMBART_CHECK(cols <= ld && (!x || x->size() == y.size()) && (!col_scale || col_scale->size() == cols),
+                "[scale] bad shapes");
+  ScaleParams p{opt_ptr(x), io_ptr(y, "scale", "y"), opt_ptr(col_scale), alpha, rows, cols, ld};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) scale_one(p, r, j);
+}
+
+// x (rows, H * d) turned in place; pos (rows); inv_freq (rot / 2).
+void rope(Out& x, const std::vector<int64_t>& pos, const In& inv_freq, int64_t n_heads) {
+  const int64_t rows = x.shape(0), d = x.shape(1) / n_heads, half = inv_freq.size();
+  MAMBART_CHECK(static_cast<int64_t>(pos.size()) == rows && 2 * half <= d, "[rope] bad shapes");
+  RopeParams p{io_ptr(x, "rope", "x"), pos.data(), in_ptr(inv_freq), rows, n_heads, d, 2 * half, x.shape(1)};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < half; ++i) rope_pair(p, r, i);
+}
+
+// q (rows, Hq * d); ks[r], vs[r] (S_r, Hkv, d), row r seeing lens[r] <= S_r keys.
+Out attention(const In& q, const std::vector<In>& ks, const std::vector<In>& vs, const std::vector<int64_t>& lens,
+              int64_t n_heads, int64_t n_kv_heads, float scale, int threads) {
+  const int64_t rows = q.shape(0), d = q.shape(1) / n_heads;
+  MAMBART_CHECK(n_heads % n_kv_heads == 0 && d * n_heads == q.shape(1), "[attention] bad head counts");
+  MAMBART_CHECK(static_cast<int64_t>(ks.size()) == rows && static_cast<int64_t>(vs.size()) == rows &&
+                    static_cast<int64_t>(lens.size()) == rows,
+                "[attention] ks, vs and lens need one entry per row");
+  std::vector<const float*> kp, vp;
+  for (int64_t r = 0; r < rows; ++r) {
+    MAMBART_CHECK(lens[r] >= 1 && ks[r].size() >= lens[r] * n_kv_heads * d && vs[r].size() == ks[r].size(),
+                  "[attention] row ", r, ": cache shorter than its length");
+    kp.push_back(ks[r].data());
+    vp.push_back(vs[r].data());
+  }
+  Out out({rows, n_heads * d});
+  AttentionParams p{in_ptr(q), out.mutable_data(), kp.data(), vp.data(), lens.data(), rows, n_heads, n_kv_heads, d,
+                    scale, n_heads * d, n_heads * d};
+  std::vector<float> sh(static_cast<size_t>(attention_shared_floats(d)));
+  HostBlock blk{threads};
+  for (int64_t item = 0; item < rows * n_heads; ++item) attention_item(p, item / n_heads, item % n_heads, sh.data(), blk);
+  return out;
+}
+
 Out embedding(const Tensor& table, const std::vector<int32_t>& ids) {
   const int64_t n = static_cast<int64_t>(ids.size()), D = table.dim(1);
   for (int32_t id : ids) MAMBART_CHECK(id >= 0 && id < table.dim(0), "[embedding] id ", id, " out of range");
@@ -224,6 +285,13 @@ void bind_cuda(py::module_& m) {
   e.def("rmsnorm_gated", &rmsnorm_gated, py::arg("x"), py::arg("z"), py::arg("weight"), py::arg("group"),
         py::arg("eps") = 1e-5f, py::arg("threads") = kNormThreads, py::arg("norm_before_gate") = false);
   e.def("gate_silu", &gate_silu, py::arg("x"), py::arg("z"));
+  e.def("gate_gelu", &gate_gelu, py::arg("x"), py::arg("z"));
+  e.def("relu_sq", &relu_sq, py::arg("x"));
+  e.def("scale", &scale, py::arg("y"), py::arg("alpha") = 1.0f, py::arg("x") = none, py::arg("col_scale") = none,
+        py::arg("cols") = -1, "scale, axpy (x) or mul_columns (col_scale), in place on y.");
+  e.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"));
+  e.def("attention", &attention, py::arg("q"), py::arg("ks"), py::arg("vs"), py::arg("lens"), py::arg("n_heads"),
+        py::arg("n_kv_heads"), py::arg("scale"), py::arg("threads") = kAttentionThreads);
   e.def("embedding", &embedding, py::arg("table"), py::arg("ids"));
   e.def("matvec", &matvec, py::arg("x"), py::arg("w"), py::arg("bias") = none, py::arg("threads") = kMatvecThreads);
   e.def("sample", &sample, py::arg("logits"), py::arg("samplers"), py::arg("histories"),

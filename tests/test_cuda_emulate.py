@@ -9,6 +9,7 @@ prefill then step) so that the carry is checked, not only one call.
 import numpy as np
 import pytest
 
+import reference as ref
 from mambart import _core
 
 emu = _core.cuda_emulate
@@ -123,6 +124,92 @@ def test_rmsnorm_gated_and_gate(rows, dim, group, norm_before_gate):
     close(emu.rmsnorm_gated(x, z, w, group, 1e-5, 32, norm_before_gate),
           cpu.rmsnorm_gated(x, z, w, group, 1e-5, norm_before_gate=norm_before_gate))
     close(emu.gate_silu(x, z), cpu.gate_silu(x, z))
+
+
+@pytest.mark.parametrize("n", [1, 7, 300, 1029])
+def test_gate_gelu_and_relu_sq(n):
+    rng = np.random.default_rng(n)
+    x, z = rand(rng, n, scale=3.0), rand(rng, n, scale=3.0)
+    z[::5] = 0.0
+    close(emu.gate_gelu(x, z), cpu.gate_gelu(x, z), 1e-5)  # the CPU SIMD erf is an approximation
+    close(emu.gate_gelu(x, z), ref.gate_gelu(x, z), 1e-6)
+    x[::3] = 0.0
+    close(emu.relu_sq(x), cpu.relu_sq(x), 0)
+    close(emu.relu_sq(x), ref.relu_sq(x), 1e-6)
+
+
+@pytest.mark.parametrize("rows,ld,cols", [(1, 1, 1), (3, 37, 37), (4, 50, 29)])
+def test_scale_axpy_mul_columns(rows, ld, cols):
+    """The hybrids' multipliers: each is one f32 multiply (and add), so exact."""
+    rng = np.random.default_rng(ld)
+    y, x, col = rand(rng, rows, ld), rand(rng, rows, ld), rand(rng, cols)
+    got = y.copy()
+    emu.scale(got, 0.37)
+    close(got, y * np.float32(0.37), 0)
+    got = y.copy()
+    emu.scale(got, -1.5, x=x)
+    close(got, y + np.float32(-1.5) * x, 0)
+    got = y.copy()
+    emu.scale(got, col_scale=col, cols=cols)  # columns past cols untouched (a row stride)
+    want = y.copy()
+    want[:, :cols] *= col
+    close(got, want, 0)
+
+
+# (n_heads, n_kv_heads, head_dim): MHA, GQA with one and several kv heads, odd head sizes.
+ATTN_HEADS = [(1, 1, 8), (6, 2, 13), (5, 1, 33), (4, 4, 130)]
+
+
+def attn_close(got, q, ks, vs, lens, hq, hkv, scale):
+    close(got, cpu.attention(q, ks, vs, lens, hq, hkv, scale), 2e-5)
+    close(got, ref.attention(q, ks, vs, lens, hq, hkv, scale), 2e-5)
+
+
+@pytest.mark.parametrize("hq,hkv,d", ATTN_HEADS)
+@pytest.mark.parametrize("threads", [1, 7, 128])
+def test_attention_prefill_then_decode(hq, hkv, d, threads):
+    """A prefill (row t sees keys [0, t]) around the key block of 64, then
+    decode steps appending to the same cache, one query each."""
+    rng = np.random.default_rng(hq * d + threads)
+    L, steps, scale = 70, 3, d ** -0.5
+    k = rand(rng, L + steps + 2, hkv, d)  # capacity past what is used
+    v = rand(rng, L + steps + 2, hkv, d)
+    q = rand(rng, L, hq * d)
+    lens = list(range(1, L + 1))
+    attn_close(emu.attention(q, [k] * L, [v] * L, lens, hq, hkv, scale, threads), q, [k] * L, [v] * L, lens,
+               hq, hkv, scale)
+    for t in range(L, L + steps):
+        k[t], v[t] = rand(rng, hkv, d), rand(rng, hkv, d)  # the step's own key and value
+        q1 = rand(rng, 1, hq * d)
+        attn_close(emu.attention(q1, [k], [v], [t + 1], hq, hkv, scale, threads), q1, [k], [v], [t + 1],
+                   hq, hkv, scale)
+
+
+@pytest.mark.parametrize("hq,hkv,d", ATTN_HEADS)
+def test_attention_batch_rows_of_different_lengths(hq, hkv, d):
+    """A decode batch: each row over its own cache and length (1, under,
+    at and past the key block of 64), a peaked softmax (large scale) too."""
+    rng = np.random.default_rng(d)
+    lens = [1, 7, 64, 65, 129]
+    ks = [rand(rng, n + 3, hkv, d) for n in lens]
+    vs = [rand(rng, n + 3, hkv, d) for n in lens]
+    q = rand(rng, len(lens), hq * d)
+    for scale in (0.125, 3.0):
+        attn_close(emu.attention(q, ks, vs, lens, hq, hkv, scale, 32), q, ks, vs, lens, hq, hkv, scale)
+
+
+@pytest.mark.parametrize("n_heads,d,rot", [(1, 8, 8), (3, 13, 6), (2, 64, 32), (4, 130, 130)])
+def test_rope_partial_rotary(n_heads, d, rot):
+    rng = np.random.default_rng(d + rot)
+    x = rand(rng, 5, n_heads * d)
+    pos = [0, 1, 17, 255, 4097]
+    inv_freq = (1.0 / 10000.0 ** (np.arange(0, rot, 2) / rot)).astype(np.float32)
+    got, want = x.copy(), x.copy()
+    emu.rope(got, pos, inv_freq, n_heads)
+    cpu.rope(want, pos, inv_freq, n_heads)
+    close(got, want, 1e-6)
+    close(got, ref.rope(x, pos, inv_freq, n_heads), 1e-5)
+    np.testing.assert_array_equal(got.reshape(5, n_heads, d)[:, :, rot:], x.reshape(5, n_heads, d)[:, :, rot:])
 
 
 WEIGHT_TYPES = ["f32", "f16", "bf16", "q8", "q4"]
