@@ -174,3 +174,13 @@ def test_jamba_weight_types(small_jamba_dir, dtype, tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(mambart.load(out).logits(IDS), got)
+
+
+def test_zamba2_step_reads_a_shared_block_per_application(small_zamba2_dir):
+    """weight_bytes_per_token (the decode bound) counts a shared block's weights at each of its
+    applications: block 0 runs at layers 0 and 4, block 1 at layer 2."""
+    path, hf = small_zamba2_dir
+    block0 = sum(p.numel() for n, p in hf.named_parameters()
+                 if n.startswith("model.layers.0.shared_transformer.") and "adapter_list" not in n)
+    params = sum(p.numel() for p in hf.parameters())  # the head is tied: the embedding is read whole
+    assert mambart.load(path, dtype="f32", threads=1).weight_bytes_per_token == 4 * (params + block0)

@@ -177,6 +177,7 @@ struct SharedBlock {
   AttentionLayer attn;  // q, k, v (Hq * d or Hkv * d, 2D), o (D, Hq * d)
   Tensor mlp_norm;      // (D)
   MlpLayer mlp;         // in (2F, D) rows [gate | up]
+  size_t bytes = 0;     // of its weights
 };
 struct SharedUse {
   size_t block = 0;  // into the shared blocks
@@ -256,10 +257,16 @@ class Model {
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const { return weight_bytes_; }
   // Weight bytes one decode step reads: all of them, but only a row of an
-  // untied embedding, and only top_k of every n_experts routed experts.
+  // untied embedding, only top_k of every n_experts routed experts, and a
+  // shared block (Zamba2) once per application: one token's applications
+  // run in turn, a layer apart, and a block of any size worth sharing
+  // leaves the caches before it runs again.
   size_t step_bytes() const {
     const size_t X = static_cast<size_t>(config_.n_experts), idle = X ? expert_bytes_ / X * (X - config_.top_k) : 0;
-    return weight_bytes_ - (config_.tie_embeddings ? 0 : embedding_.nbytes()) - idle;
+    size_t again = 0;
+    for (const SharedUse& u : uses_) again += shared_[u.block].bytes;
+    for (const SharedBlock& b : shared_) again -= b.bytes;
+    return weight_bytes_ - (config_.tie_embeddings ? 0 : embedding_.nbytes()) - idle + again;
   }
   Backend& backend() const { return *backend_; }
 

@@ -17,10 +17,12 @@ void Model::load_shared_blocks(WeightTable& w) {
   for (int64_t b = 0; b < c.shared_blocks; ++b) {
     const std::string p = "shared." + std::to_string(b) + ".";
     SharedBlock B;
+    const size_t before = w.bytes();
     B.attn_norm = w.get(p + "attn_norm", {2 * c.d_model});
     B.attn = load_attention(w, p, 2 * c.d_model);
     B.mlp_norm = w.get(p + "mlp_norm", {c.d_model});
     B.mlp = load_mlp(w, p + "mlp", c.mlp_inner);
+    B.bytes = w.bytes() - before;
     shared_.push_back(std::move(B));
   }
 }
