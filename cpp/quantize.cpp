@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "check.h"
 
@@ -104,6 +105,22 @@ void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
     const float inv = amax > 0 ? 127.0f / amax : 0.0f;
     for (int64_t i = 0; i < kQuantBlock; ++i)
       q[k0 + i] = i < n ? static_cast<int8_t>(std::nearbyint(x[k0 + i] * inv)) : 0;
+  }
+}
+
+void quantize_x_q16(const float* x, int64_t K, int16_t* q, float* dx) {
+  for (int64_t b = 0; b < blocks(K); ++b) {
+    const int64_t k0 = b * kQuantBlock, n = std::min(kQuantBlock, K - k0);
+    float amax = 0.0f;
+    bool finite = true;
+    for (int64_t i = 0; i < n; ++i) {
+      amax = std::max(amax, std::fabs(x[k0 + i]));
+      finite = finite && std::isfinite(x[k0 + i]);
+    }
+    dx[b] = finite ? amax / 32767.0f : std::numeric_limits<float>::quiet_NaN();
+    const float inv = finite && amax > 0 ? 32767.0f / amax : 0.0f;
+    for (int64_t i = 0; i < kQuantBlock; ++i)
+      q[k0 + i] = i < n && finite ? static_cast<int16_t>(std::nearbyint(x[k0 + i] * inv)) : 0;
   }
 }
 

@@ -45,30 +45,40 @@ def matmul(x, w, bias=None, wtype="f32", K=None):
     w as stored for `wtype` (see dequantize); the product is float64 over
     the dequantized weights. q4 with M <= DECODE_ROWS takes x as rounded to
     int8 per block (quantize_x_q8) for the codes' part, d * code, and the
-    exact x for the minimum's, m.
+    exact x for the minimum's, m; q8 with M <= DECODE_ROWS takes x as
+    rounded to int16 per block (quantize_x_q16).
     """
     if wtype == "q4" and len(x) <= DECODE_ROWS:
         d, codes, m = q4_parts(w, K)
         y = quantize_x_q8(x) @ (_f64(d) * codes).T + _f64(x) @ _f64(m).T
+    elif wtype == "q8" and len(x) <= DECODE_ROWS:
+        y = quantize_x_q16(x) @ _f64(dequantize(w, wtype, K)).T
     else:
         y = _f64(x) @ _f64(dequantize(w, wtype, K)).T
     return y if bias is None else y + _f64(bias)
 
 
-def quantize_x_q8(x):
+def quantize_x_q8(x, top=127):
     """x (M, K) as the q4 decode sees it (cpp/kernels/quantize.h, quantize_x_q8): per
-    block of 32, amax = max|x|, q = rint(x * (127 / amax)), x ~ q * (amax / 127); float64."""
+    block of 32, amax = max|x|, q = rint(x * (127 / amax)), x ~ q * (amax / 127); float64.
+    top=32767: quantize_x_q16, where a block with a NaN or an infinity becomes NaN."""
     x = np.asarray(x, np.float32)
     M, K = x.shape
     nb = -(-K // QBLOCK)
     blocks = np.zeros((M, nb * QBLOCK), np.float32)
     blocks[:, :K] = x
     blocks = blocks.reshape(M, nb, QBLOCK)
-    amax = np.abs(blocks).max(-1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        inv = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
-    q = np.rint(blocks * inv)  # float32 product, rounded half to even as the kernels do
-    return (_f64(q) * _f64(amax / np.float32(127))).reshape(M, -1)[:, :K]
+    top = np.float32(top)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amax = np.abs(blocks).max(-1, keepdims=True)
+        inv = np.where(amax > 0, top / amax, np.float32(0)).astype(np.float32)
+        q = np.rint(blocks * inv)  # float32 product, rounded half to even as the kernels do
+    return (_f64(q) * _f64(amax / top)).reshape(M, -1)[:, :K]
+
+
+def quantize_x_q16(x):
+    """x (M, K) as the q8 decode sees it (quantize_x_q16)."""
+    return quantize_x_q8(x, 32767)
 
 
 # Weight formats, decoded from their description in cpp/kernels/quantize.h:

@@ -39,7 +39,28 @@ static void matmul_dequantized(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
-void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_dequantized(p, n0, n1); }
+
+// Up to kMatmulDecodeRows rows: integer products over x rounded to int16
+// (kernels/matmul.h).
+void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {
+  if (p.M > kMatmulDecodeRows || p.prefill) return matmul_dequantized(p, n0, n1);
+  const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
+  std::vector<int16_t> q(static_cast<size_t>(nb * kQuantBlock));
+  std::vector<float> dx(static_cast<size_t>(nb));
+  for (int64_t m = 0; m < p.M; ++m) {
+    quantize_x_q16(p.x + m * p.ldx, p.K, q.data(), dx.data());
+    for (int64_t n = n0; n < n1; ++n) {
+      const BlockQ8* blk = reinterpret_cast<const BlockQ8*>(static_cast<const char*>(p.w) + n * row_bytes(p.wtype, p.K));
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t dot = 0;
+        for (int64_t i = 0; i < kQuantBlock; ++i) dot += blk[b].q[i] * q[b * kQuantBlock + i];
+        acc += blk[b].d * dx[b] * static_cast<float>(dot);
+      }
+      p.y[m * p.ldy + n] = acc + (p.bias ? p.bias[n] : 0.0f);
+    }
+  }
+}
 
 // Up to kMatmulDecodeRows rows: integer products over x rounded to int8
 // (kernels/matmul.h).
@@ -74,6 +95,7 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cstring>
+#include <limits>
 
 namespace mambart {
 namespace x86 {
@@ -111,9 +133,7 @@ using x86::scratch;
 //                         runs the dense decode.
 //   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
 //                         nothing past k + n (dense types).
-// q8 also decodes a block at a time (q4 has a decode of its own, below):
-//   codes(row, b, c)      block b's 32 codes as 4 x 8 f32
-//   scale(row, b)         d
+// q8 and q4 decode in integers, each with a kernel of its own (below).
 // kMinimum: q4's blocks add a minimum m (minimum(row, b)) to every weight.
 
 struct F32 {
@@ -167,10 +187,6 @@ struct Q8 {  // d * q: int8 -> int32 -> f32, times the block scale (as dequantiz
     return _mm256_mul_ps(_mm256_cvtepi32_ps(load_i8x8(b.q + k % kQuantBlock)), _mm256_broadcast_ss(&b.d));
   }
   static __m256 load_tail(const char* row, int64_t k, int64_t) { return load8(row, k); }
-  static void codes(const char* row, int64_t b, __m256 c[4]) {
-    for (int u = 0; u < 4; ++u) c[u] = _mm256_cvtepi32_ps(load_i8x8(block(row, b).q + 8 * u));
-  }
-  static float scale(const char* row, int64_t b) { return block(row, b).d; }
 };
 
 struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
@@ -251,40 +267,65 @@ void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m25
 }
 
 // x of one call, packed for the row kernels; `at(g)` is row g onward.
-//   xp (M, ldxp)    dense types and q8: x zero-padded to ldxp = K rounded up to 32
-//   q (M, nb, 32)   q4: x as int8 per block (quantize_x_q8), each block's 16
-//                   even-k values then its 16 odd-k ones (see decode_q4)
-//   dx (M, nb)      q4: the blocks' scales
-//   xs (M/8, nb, 8) q4: each block's exact sum of x, 8 rows side by side
+//   xp (M, ldxp)        dense types: x zero-padded to ldxp = K rounded up to 32
+//   q (M, nb, 32)       q4: x as int8 per block (quantize_x_q8), each block's 16
+//                       even-k values then its 16 odd-k ones (see decode_q4)
+//   dx (M, nb)          q4: the blocks' scales
+//   xs (M/8, nb, 8)     q4: each block's exact sum of x, 8 rows side by side
+//   q16 (M, nbp, 32)    q8: x as int16 per block (quantize_x_q16), nbp = nb
+//                       rounded up to even, the pad block zeros
+//   dxp (M, nbp / 2, 8) q8: the scales of blocks 2j, 2j + 1 in decode_q8's lanes
 struct PackedX {
   const float* xp;
   int64_t ldxp, nb;
   const int8_t* q;
   const float *dx, *xs;
+  const int16_t* q16;
+  const float* dxp;
   PackedX at(int64_t g) const {
+    const int64_t nbp = round_up(nb, 2);
     return {xp ? xp + g * ldxp : nullptr, ldxp, nb, q ? q + g * nb * kQuantBlock : nullptr, dx ? dx + g * nb : nullptr,
-            xs ? xs + g * nb : nullptr};
+            xs ? xs + g * nb : nullptr, q16 ? q16 + g * nbp * kQuantBlock : nullptr, dxp ? dxp + g * nbp * 4 : nullptr};
   }
 };
 
-// q8: per block and x row, t = sum(code * x) over the 32 codes, then
-// acc += d * t: the scale costs one FMA per block rather than a multiply
-// per weight, and the loop-carried chain is one FMA per block.
-template <class F, int MR>
-void decode_blocks(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
+// q8 in integers (kernels/matmul.h), two blocks per step. Each block's 32
+// codes widen to two registers of int16; madd multiplies them by x's int16
+// and adds pairs into int32 (|sum| <= 2 * 127 * 32767), and an add makes 8
+// int32 per block, whose hadd with the next block's leaves 4 of each (lanes
+// 0, 1, 4, 5 the first block's, 2, 3, 6, 7 the second's): one conversion
+// and one FMA, times d * dx in those lanes, per row and block pair. The
+// float decode this replaces converted and multiplied every weight (four
+// conversions and five FMA-unit operations per block and row), which bound
+// it by arithmetic below the memory's pace. An odd last block pairs with
+// zeros (its x pad block is zero, its d taken as 0).
+template <int MR>
+void decode_q8(const char* w, const PackedX& x, __m256 (&out)[MR]) {
+  const BlockQ8* blk = reinterpret_cast<const BlockQ8*>(w);
+  const int64_t nbp = round_up(x.nb, 2);
   __m256 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
-  const int64_t nb = (K + kQuantBlock - 1) / kQuantBlock;
-  for (int64_t b = 0; b < nb; ++b) {
-    prefetch_ahead<F, MR>(w, b * F::kBytes);
-    __m256 c[4];
-    F::codes(w, b, c);
-    const __m256 d = _mm256_set1_ps(F::scale(w, b));
+  for (int64_t b = 0; b < nbp; b += 2) {
+    prefetch_ahead<Q8, MR>(w, b * Q8::kBytes);
+    prefetch_ahead<Q8, MR>(w, (b + 1) * Q8::kBytes);
+    __m256i c[2][2];
+    __m256 d;
+    for (int u = 0; u < 2; ++u) {
+      const bool real = b + u < x.nb;
+      for (int h = 0; h < 2; ++h)
+        c[u][h] = real ? _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b + u].q + 16 * h)))
+                       : _mm256_setzero_si256();
+    }
+    d = _mm256_blend_ps(_mm256_set1_ps(blk[b].d), _mm256_set1_ps(b + 1 < x.nb ? blk[b + 1].d : 0.0f), 0xCC);
     for (int i = 0; i < MR; ++i) {
-      const float* x = xp + i * ldxp + b * kQuantBlock;
-      __m256 t = _mm256_mul_ps(_mm256_load_ps(x), c[0]);
-      for (int u = 1; u < 4; ++u) t = _mm256_fmadd_ps(_mm256_load_ps(x + 8 * u), c[u], t);
-      acc[i] = _mm256_fmadd_ps(d, t, acc[i]);
+      const int16_t* q = x.q16 + (i * nbp + b) * kQuantBlock;
+      __m256i t[2];
+      for (int u = 0; u < 2; ++u)
+        t[u] = _mm256_add_epi32(
+            _mm256_madd_epi16(c[u][0], _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32 * u))),
+            _mm256_madd_epi16(c[u][1], _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32 * u + 16))));
+      const __m256 scale = _mm256_mul_ps(d, _mm256_load_ps(x.dxp + (i * nbp + b) * 4));
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(t[0], t[1])), scale, acc[i]);
     }
   }
   for (int i = 0; i < MR; ++i) out[i] = acc[i];
@@ -334,8 +375,8 @@ void decode_rows(const MatmulParams& p, const PackedX& x, float* y, int64_t c0, 
     __m256 acc[MR], mterm = _mm256_setzero_ps();
     if constexpr (std::is_same_v<F, Q4>)
       decode_q4<MR>(w + n * stride, x, acc, mterm);
-    else if constexpr (F::kBlocked)
-      decode_blocks<F, MR>(w + n * stride, x.xp, x.ldxp, p.K, acc);
+    else if constexpr (std::is_same_v<F, Q8>)
+      decode_q8<MR>(w + n * stride, x, acc);
     else
       decode_dense<F, MR>(w + n * stride, x.xp, x.ldxp, p.K, acc);
     alignas(32) float m[8];
@@ -382,6 +423,31 @@ void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx) {
   }
 }
 
+// See cpu/matmul_x86.h: quantize_x_q16's values, in the same f32 steps.
+void pack_x_q16(const float* x, int64_t K, int16_t* q, float* dx) {
+  for (int64_t k0 = 0, b = 0; k0 < K; k0 += kQuantBlock, ++b) {
+    __m256 v[4];
+    for (int u = 0; u < 4; ++u) v[u] = load_n(x + k0 + 8 * u, std::clamp<int64_t>(K - k0 - 8 * u, 0, 8));
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, v[0]), bad = _mm256_cmp_ps(_mm256_sub_ps(v[0], v[0]), v[0], _CMP_UNORD_Q);
+    for (int u = 1; u < 4; ++u) {
+      a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[u]));
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v[u], v[u]), v[u], _CMP_UNORD_Q));  // x - x: NaN unless finite
+    }
+    const float m = hmax(a);
+    const bool finite = _mm256_movemask_ps(bad) == 0;
+    dx[b] = finite ? m / 32767.0f : std::numeric_limits<float>::quiet_NaN();
+    const __m256 inv = _mm256_set1_ps(finite && m > 0 ? 32767.0f / m : 0.0f);
+    __m256i i32[4];
+    for (int u = 0; u < 4; ++u)
+      i32[u] = finite ? _mm256_cvtps_epi32(_mm256_mul_ps(v[u], inv)) : _mm256_setzero_si256();
+    // packs interleave the 128-bit lanes (x[0:4], x[8:12], x[4:8], x[12:16]); the permute restores order.
+    for (int h = 0; h < 2; ++h)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + b * kQuantBlock + 16 * h),
+                         _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2 * h], i32[2 * h + 1]), 0xD8));
+  }
+}
+
 void block_sums8(const MatmulParams& p, int64_t nbs, float* xs) {
   const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
   for (int64_t g = 0; g < p.M; g += 8)
@@ -396,21 +462,35 @@ namespace {
 // block sums (rows past M in the last group of xs are zero).
 template <class F>
 PackedX pack_x(const MatmulParams& p) {
-  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock;
-  if constexpr (!std::is_same_v<F, Q4>) {
+  const int64_t ldxp = round_up(p.K, kQuantBlock), nb = ldxp / kQuantBlock, nbp = round_up(nb, 2);
+  if constexpr (std::is_same_v<F, Q8>) {
+    int16_t* q = reinterpret_cast<int16_t*>(scratch(0, p.M * nbp * kQuantBlock / 2));
+    float* dx = scratch(3, nbp);
+    float* dxp = scratch(1, p.M * nbp * 4);
+    for (int64_t i = 0; i < p.M; ++i) {
+      int16_t* qi = q + i * nbp * kQuantBlock;
+      pack_x_q16(p.x + i * p.ldx, p.K, qi, dx);
+      std::memset(qi + nb * kQuantBlock, 0, static_cast<size_t>((nbp - nb) * kQuantBlock) * 2);
+      if (nbp > nb) dx[nb] = 0.0f;
+      for (int64_t b = 0; b < nbp; b += 2)  // decode_q8's lanes: hadd's order
+        _mm256_store_ps(dxp + (i * nbp + b) * 4, _mm256_setr_ps(dx[b], dx[b], dx[b + 1], dx[b + 1], dx[b], dx[b],
+                                                                dx[b + 1], dx[b + 1]));
+    }
+    return {nullptr, ldxp, nb, nullptr, nullptr, nullptr, q, dxp};
+  } else if constexpr (!std::is_same_v<F, Q4>) {
     float* xp = scratch(0, p.M * ldxp);
     for (int64_t i = 0; i < p.M; ++i) {
       std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
       std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
     }
-    return {xp, ldxp, nb, nullptr, nullptr, nullptr};
+    return {xp, ldxp, nb, nullptr, nullptr, nullptr, nullptr, nullptr};
   } else {
     int8_t* q = reinterpret_cast<int8_t*>(scratch(0, p.M * ldxp / 4));
     float* dx = scratch(3, p.M * nb);
     float* xs = scratch(1, round_up(p.M, 8) * nb);
     for (int64_t i = 0; i < p.M; ++i) pack_x_q8(p.x + i * p.ldx, p.K, q + i * ldxp, dx + i * nb);
     block_sums8(p, nb, xs);
-    return {nullptr, ldxp, nb, q, dx, xs};
+    return {nullptr, ldxp, nb, q, dx, xs, nullptr, nullptr};
   }
 }
 

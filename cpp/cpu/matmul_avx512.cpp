@@ -1,5 +1,5 @@
-// matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4,
-// in integers with vpdpbusd, and of q8, in 512-bit floats; the prefill GEMM
+// matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4
+// and q8, in integers with vpdpbusd and vpdpwssd; the prefill GEMM
 // of every weight type with 512-bit tiles; the other decodes run the avx2
 // code. See kernels/matmul.h.
 // GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h
@@ -140,71 +140,84 @@ void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
 
 // ---------------------------------------------------------------- q8
 
-// x for decode_q8: each row copied, zero-padded to ldxp = K rounded up to
-// 32 (a whole block; the scratch is 64-byte aligned, so is every block).
-const float* pack_x_f32(const MatmulParams& p, int64_t ldxp) {
-  float* xp = scratch(0, p.M * ldxp);
+// x packed for decode_q8, nbp = the blocks rounded up to even, the pad
+// block all zeros:
+//   q (M, nbp, 32)   int16 per block (avx2::pack_x_q16), in order
+//   dx8 (M, nbp, 8)  each block's scale 8 times: one load per block pair
+struct PackedX16 {
+  int64_t nb, nbp;
+  const int16_t* q;
+  const float* dx8;
+};
+
+PackedX16 pack_x16(const MatmulParams& p) {
+  const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock, nbp = round_up(nb, 2);
+  int16_t* q = reinterpret_cast<int16_t*>(scratch(0, p.M * nbp * kQuantBlock / 2));
+  float* dx = scratch(3, nbp);
+  float* dx8 = scratch(4, p.M * nbp * 8);
   for (int64_t i = 0; i < p.M; ++i) {
-    std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
-    std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+    int16_t* qi = q + i * nbp * kQuantBlock;
+    avx2::pack_x_q16(p.x + i * p.ldx, p.K, qi, dx);
+    std::memset(qi + nb * kQuantBlock, 0, static_cast<size_t>((nbp - nb) * kQuantBlock) * 2);
+    for (int64_t b = 0; b < nbp; ++b)
+      _mm256_store_ps(dx8 + (i * nbp + b) * 8, _mm256_set1_ps(b < nb ? dx[b] : 0.0f));
   }
-  return xp;
+  return {nb, nbp, q, dx8};
 }
 
-// q8 with float x, as avx2's decode_blocks: per block and row,
-// t = sum(code * x), then acc += d * t. A block's 32 codes are two
-// registers of 16 (cvtepi8_epi32 of 16 bytes, then to f32), so a row takes
-// a multiply and two FMAs per block where avx2 takes five, and the
-// conversions are half as many instructions. Two blocks per step, each
-// into its own accumulators: at one row the chain acc += d * t, one FMA per
-// block, would otherwise bound the loop by the FMA latency.
-// It prefetches for every MR, one prefetch per block (36 bytes: every
-// 64-byte line is touched).
+// q8 in integers (kernels/matmul.h), two blocks per step, as avx2's
+// decode_q8 in 512-bit registers: a block's 32 codes widen to one register
+// of int16, vpdpwssd multiplies them by x's int16 and adds pairs into 16
+// int32; two 128-bit lane shuffles and an add fold the two blocks' 16 + 16
+// into 8 + 8 (lanes 0-7 the first block's), so that one conversion and one
+// FMA, times d * dx in those lanes, serve a row and block pair (|sum| <= 4 *
+// 127 * 32767 < 2^24: converted exactly). Pairs alternate between two
+// accumulators (at one row the chain of one FMA per pair would bound the
+// loop by its latency). An odd last block pairs with zeros. The float
+// decode this replaces took two conversions of the codes and three FMA-unit
+// operations per block and row, and at one row stayed below the memory's
+// pace. One prefetch per block (36 bytes: every 64-byte line is touched).
 template <int MR>
-void decode_q8(const char* w, const float* xp, int64_t ldxp, int64_t nb, __m512 (&out)[MR]) {
+inline void q8_pair(const BlockQ8* blk, const PackedX16& x, int64_t b, const char* w, __m512 (&acc)[MR]) {
+  _mm_prefetch(w + b * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
+  _mm_prefetch(w + (b + 1) * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
+  const bool two = b + 1 < x.nb;
+  const __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].q)));
+  const __m512i c1 = two ? _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b + 1].q)))
+                         : _mm512_setzero_si512();
+  const __m512 d = _mm512_mask_mov_ps(_mm512_set1_ps(blk[b].d), 0xFF00, _mm512_set1_ps(two ? blk[b + 1].d : 0.0f));
+  for (int i = 0; i < MR; ++i) {
+    const int16_t* q = x.q + (i * x.nbp + b) * kQuantBlock;
+    const __m512i t0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), c0, _mm512_load_si512(q));
+    const __m512i t1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), c1, _mm512_load_si512(q + kQuantBlock));
+    const __m512i t = _mm512_add_epi32(_mm512_shuffle_i32x4(t0, t1, 0x44), _mm512_shuffle_i32x4(t0, t1, 0xEE));
+    const __m512 scale = _mm512_mul_ps(d, _mm512_load_ps(x.dx8 + (i * x.nbp + b) * 8));
+    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), scale, acc[i]);
+  }
+}
+
+template <int MR>
+void decode_q8(const char* w, const PackedX16& x, __m512 (&out)[MR]) {
   const BlockQ8* blk = reinterpret_cast<const BlockQ8*>(w);
-  __m512 acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  __m512 acc[2][MR];
+  for (int i = 0; i < MR; ++i) acc[0][i] = acc[1][i] = _mm512_setzero_ps();
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    _mm_prefetch(w + b * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
-    _mm_prefetch(w + (b + 1) * int64_t{sizeof(BlockQ8)} + kPrefetchBytes, _MM_HINT_T0);
-    __m512 c[2][2], d[2];
-    for (int u = 0; u < 2; ++u) {
-      const int8_t* q = blk[b + u].q;
-      c[u][0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
-      c[u][1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
-      d[u] = _mm512_set1_ps(blk[b + u].d);
-    }
-    for (int i = 0; i < MR; ++i)
-      for (int u = 0; u < 2; ++u) {
-        const float* x = xp + i * ldxp + (b + u) * kQuantBlock;
-        const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(x + 16), c[u][1], _mm512_mul_ps(_mm512_load_ps(x), c[u][0]));
-        acc[i][u] = _mm512_fmadd_ps(d[u], t, acc[i][u]);
-      }
+  for (; b + 4 <= x.nbp; b += 4) {
+    q8_pair<MR>(blk, x, b, w, acc[0]);
+    q8_pair<MR>(blk, x, b + 2, w, acc[1]);
   }
-  if (b < nb) {
-    const int8_t* q = blk[b].q;
-    const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
-    const __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
-    const __m512 d = _mm512_set1_ps(blk[b].d);
-    for (int i = 0; i < MR; ++i) {
-      const float* x = xp + i * ldxp + b * kQuantBlock;
-      const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(x + 16), c1, _mm512_mul_ps(_mm512_load_ps(x), c0));
-      acc[i][0] = _mm512_fmadd_ps(d, t, acc[i][0]);
-    }
-  }
-  for (int i = 0; i < MR; ++i) out[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
+  if (b < x.nbp) q8_pair<MR>(blk, x, b, w, acc[0]);
+  for (int i = 0; i < MR; ++i) out[i] = _mm512_add_ps(acc[0][i], acc[1][i]);
 }
 
 template <int MR>
-void decode_q8_rows(const MatmulParams& p, const float* xp, int64_t ldxp, float* y, int64_t c0, int64_t c1) {
-  const int64_t stride = row_bytes(p.wtype, p.K), nb = ldxp / kQuantBlock;
+void decode_q8_rows(const MatmulParams& p, const PackedX16& x, float* y, int64_t c0, int64_t c1) {
+  const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
   alignas(64) float yb[MR * kDecodeCols];
   for (int64_t n = c0; n < c1; ++n) {
     __m512 acc[MR];
-    decode_q8<MR>(w + n * stride, xp, ldxp, nb, acc);
+    decode_q8<MR>(w + n * stride, x, acc);
     const float bias = p.bias ? p.bias[n] : 0.0f;
     for (int i = 0; i < MR; ++i) yb[i * kDecodeCols + (n - c0)] = _mm512_reduce_add_ps(acc[i]) + bias;
   }
@@ -213,22 +226,21 @@ void decode_q8_rows(const MatmulParams& p, const float* xp, int64_t ldxp, float*
 
 // As decode: groups of 8 rows take each chunk of weight rows in turn.
 void decode_q8_all(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t ldxp = round_up(p.K, kQuantBlock);
-  const float* xp = pack_x_f32(p, ldxp);
+  const PackedX16 x = pack_x16(p);
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
     for (int64_t g = 0; g < p.M; g += 8) {
-      const float* xg = xp + g * ldxp;
+      const PackedX16 xg = {x.nb, x.nbp, x.q + g * x.nbp * kQuantBlock, x.dx8 + g * x.nbp * 8};
       float* yg = p.y + g * p.ldy;
       switch (std::min<int64_t>(8, p.M - g)) {
-        case 1: decode_q8_rows<1>(p, xg, ldxp, yg, c0, c1); break;
-        case 2: decode_q8_rows<2>(p, xg, ldxp, yg, c0, c1); break;
-        case 3: decode_q8_rows<3>(p, xg, ldxp, yg, c0, c1); break;
-        case 4: decode_q8_rows<4>(p, xg, ldxp, yg, c0, c1); break;
-        case 5: decode_q8_rows<5>(p, xg, ldxp, yg, c0, c1); break;
-        case 6: decode_q8_rows<6>(p, xg, ldxp, yg, c0, c1); break;
-        case 7: decode_q8_rows<7>(p, xg, ldxp, yg, c0, c1); break;
-        default: decode_q8_rows<8>(p, xg, ldxp, yg, c0, c1); break;
+        case 1: decode_q8_rows<1>(p, xg, yg, c0, c1); break;
+        case 2: decode_q8_rows<2>(p, xg, yg, c0, c1); break;
+        case 3: decode_q8_rows<3>(p, xg, yg, c0, c1); break;
+        case 4: decode_q8_rows<4>(p, xg, yg, c0, c1); break;
+        case 5: decode_q8_rows<5>(p, xg, yg, c0, c1); break;
+        case 6: decode_q8_rows<6>(p, xg, yg, c0, c1); break;
+        case 7: decode_q8_rows<7>(p, xg, yg, c0, c1); break;
+        default: decode_q8_rows<8>(p, xg, yg, c0, c1); break;
       }
     }
   }

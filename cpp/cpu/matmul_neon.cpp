@@ -2,8 +2,8 @@
 // One decode-style kernel for every M: each weight row is decoded to f32
 // once and used by up to 4 rows of x while in registers (groups of 4 rows
 // take each 64-row chunk of weights in turn, so only the first reads it from
-// memory). q4 with M <= kMatmulDecodeRows multiplies in integers, as the
-// other ISAs do. The scalar kernels (matmul.cpp) are the reference.
+// memory). q4 and q8 with M <= kMatmulDecodeRows multiply in integers, as
+// the other ISAs do. The scalar kernels (matmul.cpp) are the reference.
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
@@ -135,17 +135,52 @@ void rows_q4(const MatmulParams& p, const int8_t* q, const float* dx, const floa
   }
 }
 
+// q8, integers: per block, 32 codes widened to int16 times x's int16
+// (quantize_x_q16) into int32 (|sum| <= 8 * 127 * 32767 per lane), added
+// across; then d * dx * dot.
+template <int MR>
+void rows_q8(const MatmulParams& p, const int16_t* q, const float* dx, int64_t nb, float* y, int64_t c0, int64_t c1) {
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  for (int64_t n = c0; n < c1; ++n) {
+    const BlockQ8* blk = reinterpret_cast<const BlockQ8*>(static_cast<const char*>(p.w) + n * stride);
+    float acc[MR] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8x16_t lo = vld1q_s8(blk[b].q), hi = vld1q_s8(blk[b].q + 16);
+      const int16x8_t c[4] = {vmovl_s8(vget_low_s8(lo)), vmovl_high_s8(lo), vmovl_s8(vget_low_s8(hi)),
+                              vmovl_high_s8(hi)};
+      for (int i = 0; i < MR; ++i) {
+        const int16_t* xq = q + (i * nb + b) * kQuantBlock;
+        int32x4_t t = vdupq_n_s32(0);
+        for (int u = 0; u < 4; ++u) {
+          const int16x8_t xv = vld1q_s16(xq + 8 * u);
+          t = vmlal_s16(t, vget_low_s16(c[u]), vget_low_s16(xv));
+          t = vmlal_high_s16(t, c[u], xv);
+        }
+        acc[i] += blk[b].d * dx[i * nb + b] * static_cast<float>(vaddvq_s32(t));
+      }
+    }
+    const float bias = p.bias ? p.bias[n] : 0.0f;
+    for (int i = 0; i < MR; ++i) y[i * p.ldy + n] = acc[i] + bias;
+  }
+}
+
 template <class F>
 void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (n0 >= n1 || p.M <= 0) return;
   const int64_t ldxp = (p.K + kQuantBlock - 1) / kQuantBlock * kQuantBlock, nb = ldxp / kQuantBlock;
-  const bool integer = std::is_same<F, Q4>::value && p.M <= kMatmulDecodeRows && !p.prefill;
+  const bool decode = p.M <= kMatmulDecodeRows && !p.prefill;
+  const bool integer = std::is_same<F, Q4>::value && decode, integer16 = std::is_same<F, Q8>::value && decode;
   thread_local std::vector<float> xbuf, dbuf, sbuf;
   thread_local std::vector<int8_t> qbuf;
+  thread_local std::vector<int16_t> q16buf;
   float* xp = nullptr;
   int8_t* q = nullptr;
+  int16_t* q16 = nullptr;
   float *dx = nullptr, *xs = nullptr;
-  if (integer) {
+  if (integer16) {
+    q16 = scratch(q16buf, p.M * ldxp), dx = scratch(dbuf, p.M * nb);
+    for (int64_t i = 0; i < p.M; ++i) quantize_x_q16(p.x + i * p.ldx, p.K, q16 + i * ldxp, dx + i * nb);
+  } else if (integer) {
     q = scratch(qbuf, p.M * ldxp), dx = scratch(dbuf, p.M * nb), xs = scratch(sbuf, p.M * nb);
     for (int64_t i = 0; i < p.M; ++i) {
       const float* x = p.x + i * p.ldx;
@@ -164,7 +199,16 @@ void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
     for (int64_t g = 0; g < p.M; g += 4) {
       float* yg = p.y + g * p.ldy;
       const int rows = static_cast<int>(std::min<int64_t>(4, p.M - g));
-      if (integer) {
+      if (integer16) {
+        const int16_t* qg = q16 + g * ldxp;
+        const float* dg = dx + g * nb;
+        switch (rows) {
+          case 1: rows_q8<1>(p, qg, dg, nb, yg, c0, c1); break;
+          case 2: rows_q8<2>(p, qg, dg, nb, yg, c0, c1); break;
+          case 3: rows_q8<3>(p, qg, dg, nb, yg, c0, c1); break;
+          default: rows_q8<4>(p, qg, dg, nb, yg, c0, c1); break;
+        }
+      } else if (integer) {
         const int8_t* qg = q + g * ldxp;
         const float *dg = dx + g * nb, *sg = xs + g * nb;
         switch (rows) {

@@ -13,8 +13,9 @@ namespace x86 {
 
 // Per-thread scratch, 64-byte aligned, grown on first use and then kept:
 // no allocation per call in steady state. Slots: 0 = packed x rows (decode),
-// 1 = per-block x sums (decode, q4), 2 = a weight panel (prefill), 3 = x's
-// block scales (decode, q4), 4 = the block scales 8 times over (avx512 q4).
+// 1 = per-block x sums (decode, q4) or the block scales in decode_q8's lanes
+// (avx2 q8), 2 = a weight panel (prefill), 3 = x's block scales (decode,
+// q4 and q8), 4 = the block scales 8 times over (avx512 q4 and q8).
 float* scratch(int slot, int64_t floats);
 
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -55,6 +56,9 @@ namespace avx2 {
 // into q (nb = K / 32 rounded up blocks of 32 int8) and scales into dx, each
 // block's int8 reordered to its 16 even-k then 16 odd-k.
 void pack_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
+// One row of x (K) as q8's integer decode reads it: quantize_x_q16's values
+// into q (nb = K / 32 rounded up blocks of 32 int16, in order) and dx.
+void pack_x_q16(const float* x, int64_t K, int16_t* q, float* dx);
 // Each block's exact sum of x, 8 rows side by side: xs (ceil(M / 8), nbs, 8)
 // for the nb = K / 32 rounded up blocks, zero for the rows past M in the
 // last group and the blocks [nb, nbs).

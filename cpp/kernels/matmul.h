@@ -17,8 +17,14 @@
 // of x is rounded to int8 (quantize_x_q8 in kernels/quantize.h), so
 //   y[m, n] = sum_b d_b dx_b (sum_i code_i qx_i) + m_b sum_i x_i  (+ bias),
 // the minimum's term over the exact x (which also carries a NaN or an
-// infinity of x into y, whatever the rounding made of it). Everything else,
-// and q4 with more rows, is a float product over the dequantized weights.
+// infinity of x into y, whatever the rounding made of it). q8 with M <=
+// kMatmulDecodeRows does too, over x rounded to int16 (quantize_x_q16: an
+// error of at most amax / 65534 per element, some 250 times below the
+// weights' own, where the int8-to-float conversions of a float product
+// bounded the decode by arithmetic rather than bandwidth):
+//   y[m, n] = sum_b d_b dx_b (sum_i q_i qx_i)  (+ bias).
+// Everything else, and q8 / q4 with more rows, is a float product over the
+// dequantized weights.
 #pragma once
 #include <cstdint>
 

@@ -45,6 +45,11 @@ void dequantize_row(const void* src, DType type, int64_t K, float* dst);
 // q holds ceil(K/32) * 32 values, dx ceil(K/32).
 void quantize_x_q8(const float* x, int64_t K, int8_t* q, float* dx);
 
+// Activations for q8's integer products: the same with int16, q[32b + i] =
+// rint(x[32b + i] * 32767 / amax), dx[b] = amax / 32767; a block holding a
+// NaN or an infinity gets q = 0 and dx = NaN, so that it makes y NaN.
+void quantize_x_q16(const float* x, int64_t K, int16_t* q, float* dx);
+
 // The exact sum of block b of x (K): q4's minimum term, m_b * sum(x_b).
 inline float block_sum(const float* x, int64_t K, int64_t b) {
   float s = 0.0f;
