@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace mambart {
 namespace {
@@ -19,11 +20,23 @@ namespace {
 // the next block, so the rows of one sequence (a prefill) read it from L1
 // once per tile rather than from the cache once per row: a 2048-token
 // prefill's attention streamed ~1 MB of keys and values per (row, head).
-// Row (one per ISA) holds the arithmetic on one row and block:
-//   Row::block(q, K, V, kv_ld, d, nb, scale, m, l, acc): keys [0, nb) of K
-//     and V (rows kv_ld floats apart) into the online softmax of one query:
-//     running max m, sum l, accumulator acc (d floats, zero at the start);
+// Within a block, all the tile's rows are weighed (their keys in L1), then
+// all take their sums of values (the values in L1): a block's keys and
+// values together (64 KB at d = 128) outgrow L1. Row (one per ISA) holds
+// the arithmetic on one row and block:
+//   Row::weigh(q, K, kv_ld, d, nb, scale, m, l, s): returns the factor c of
+//     the online softmax of one query over keys [0, nb) of K (rows kv_ld
+//     floats apart): running max m and sum l updated, s[j] the keys' weights;
+//   Row::add(s, V, kv_ld, d, nb, c, acc): acc = c acc + sum_j s[j] V[j]
+//     (acc: d floats, zero at the start);
 //   Row::scale(acc, d, c): acc *= c, the final 1 / l.
+// Per-thread scratch for a block's keys and values, grown on first use and kept.
+inline float* block_copy(int64_t floats) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < floats) buf.resize(static_cast<size_t>(floats));
+  return buf.data();
+}
+
 template <class Row>
 void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
   const int64_t H = p.n_heads, d = p.head_dim, group = H / p.n_kv_heads, kv_ld = p.n_kv_heads * d;
@@ -33,19 +46,42 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
     const int64_t g = h / group;
     for (int64_t t0 = ra; t0 < rb; t0 += kAttentionTile) {
       const int64_t t1 = std::min(rb, t0 + kAttentionTile);
-      float m[kAttentionTile], l[kAttentionTile];
+      float m[kAttentionTile], l[kAttentionTile], c[kAttentionTile];
+      alignas(64) float s[kAttentionTile][kAttentionBlock];
       int64_t longest = 0;
       for (int64_t r = t0; r < t1; ++r) {
         std::fill(p.out + r * p.ldo + h * d, p.out + r * p.ldo + (h + 1) * d, 0.0f);
         m[r - t0] = -INFINITY, l[r - t0] = 0.0f;
         longest = std::max(longest, p.len[r]);
       }
-      for (int64_t j0 = 0; j0 < longest; j0 += kAttentionBlock)
+      // The rows of one sequence (a prefill's) read each block from a copy,
+      // its keys d floats apart: in the cache they are kv_ld apart, which
+      // for many KV heads is a multiple of 4 KB, and the keys of a block
+      // fell into a few L1 sets (MHA with 16 heads of 128: 2.8x slower, avx2).
+      bool shared = t1 - t0 > 1;
+      for (int64_t r = t0 + 1; r < t1; ++r) shared = shared && p.k[r] == p.k[t0] && p.v[r] == p.v[t0];
+      float* kb = shared ? block_copy(2 * kAttentionBlock * d) : nullptr;
+      for (int64_t j0 = 0; j0 < longest; j0 += kAttentionBlock) {
+        if (shared) {
+          const float* K = p.k[t0] + j0 * kv_ld + g * d;
+          const float* V = p.v[t0] + j0 * kv_ld + g * d;
+          for (int64_t j = 0; j < std::min(kAttentionBlock, longest - j0); ++j) {
+            std::copy(K + j * kv_ld, K + j * kv_ld + d, kb + j * d);
+            std::copy(V + j * kv_ld, V + j * kv_ld + d, kb + (kAttentionBlock + j) * d);
+          }
+        }
+        const int64_t ld = shared ? d : kv_ld;
+        auto keys = [&](int64_t r) { return shared ? kb : p.k[r] + j0 * kv_ld + g * d; };
+        auto values = [&](int64_t r) { return shared ? kb + kAttentionBlock * d : p.v[r] + j0 * kv_ld + g * d; };
         for (int64_t r = t0; r < t1; ++r)
           if (j0 < p.len[r])
-            Row::block(p.q + r * p.ldq + h * d, p.k[r] + j0 * kv_ld + g * d, p.v[r] + j0 * kv_ld + g * d, kv_ld, d,
-                       std::min(kAttentionBlock, p.len[r] - j0), p.scale, m[r - t0], l[r - t0],
-                       p.out + r * p.ldo + h * d);
+            c[r - t0] = Row::weigh(p.q + r * p.ldq + h * d, keys(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0),
+                                   p.scale, m[r - t0], l[r - t0], s[r - t0]);
+        for (int64_t r = t0; r < t1; ++r)
+          if (j0 < p.len[r])
+            Row::add(s[r - t0], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[r - t0],
+                     p.out + r * p.ldo + h * d);
+      }
       for (int64_t r = t0; r < t1; ++r) Row::scale(p.out + r * p.ldo + h * d, d, 1.0f / l[r - t0]);
     }
   }
@@ -55,11 +91,10 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
 
 namespace scalar {
 
-// A block of scores, then the online-softmax update of m, l and acc.
+// A block of scores, the online-softmax update of m and l, then of acc.
 struct Row {
-  static void block(const float* q, const float* K, const float* V, int64_t kv_ld, int64_t d, int64_t nb,
-                    float scale, float& m, float& l, float* acc) {
-    float s[kAttentionBlock];
+  static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
+                     float& l, float* s) {
     float bmax = -INFINITY;
     for (int64_t j = 0; j < nb; ++j) {
       const float* k = K + j * kv_ld;
@@ -70,14 +105,19 @@ struct Row {
     }
     const float m_new = std::max(m, bmax), rescale = std::exp(m - m_new);
     l *= rescale;
-    for (int64_t i = 0; i < d; ++i) acc[i] *= rescale;
     for (int64_t j = 0; j < nb; ++j) {
-      const float w = std::exp(s[j] - m_new);
-      l += w;
-      const float* v = V + j * kv_ld;
-      for (int64_t i = 0; i < d; ++i) acc[i] += w * v[i];
+      s[j] = std::exp(s[j] - m_new);
+      l += s[j];
     }
     m = m_new;
+    return rescale;
+  }
+  static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
+    for (int64_t i = 0; i < d; ++i) acc[i] *= rescale;
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* v = V + j * kv_ld;
+      for (int64_t i = 0; i < d; ++i) acc[i] += s[j] * v[i];
+    }
   }
   static void scale(float* acc, int64_t d, float c) {
     for (int64_t i = 0; i < d; ++i) acc[i] *= c;
@@ -178,11 +218,13 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
-  static void block(const float* q, const float* K, const float* V, int64_t kv_ld, int64_t d, int64_t nb,
-                    float scale, float& m, float& l, float* acc) {
-    alignas(32) float s[kAttentionBlock];
+  static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
+                     float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
-    const __m256 rv = _mm256_set1_ps(online_softmax(s, nb, m, l));
+    return online_softmax(s, nb, m, l);
+  }
+  static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
+    const __m256 rv = _mm256_set1_ps(rescale);
     for (int64_t i = 0; i < d; i += 8) {  // acc = rescale * acc + sum_j w_j v_j, 8 dims at a time
       const int64_t n = d - i;
       __m256 a = _mm256_mul_ps(load_n(acc + i, n), rv);
@@ -256,18 +298,46 @@ inline void scores(const float* q, const float* K, int64_t kv_ld, int64_t d, int
   }
 }
 
+// acc[i, i + 16 S) = rv * acc + sum_j s[j] V[j], the S slices of 16 dims in
+// registers while the keys pass: each weight is broadcast once for S
+// slices, where a loop over the keys per slice loaded a weight and a value
+// per FMA. Each dim's sum runs in key order either way: the same bits.
+template <int S>
+inline void add_values(const float* s, const float* V, int64_t kv_ld, int64_t nb, __m512 rv, int64_t i, int64_t d,
+                       float* acc) {
+  __mmask16 mk[S];
+  __m512 a[S];
+  for (int u = 0; u < S; ++u) {
+    mk[u] = lanes(d - i - 16 * u);
+    a[u] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[u], acc + i + 16 * u), rv);
+  }
+  for (int64_t j = 0; j < nb; ++j) {
+    const __m512 w = _mm512_set1_ps(s[j]);
+    const float* v = V + j * kv_ld + i;
+    for (int u = 0; u < S; ++u) a[u] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(mk[u], v + 16 * u), a[u]);
+  }
+  for (int u = 0; u < S; ++u) _mm512_mask_storeu_ps(acc + i + 16 * u, mk[u], a[u]);
+}
+
 struct Row {
-  static void block(const float* q, const float* K, const float* V, int64_t kv_ld, int64_t d, int64_t nb,
-                    float scale, float& m, float& l, float* acc) {
-    alignas(32) float s[kAttentionBlock];
+  static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
+                     float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
-    const __m512 rv = _mm512_set1_ps(avx2::online_softmax(s, nb, m, l));
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 mk = lanes(d - i);
-      __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, acc + i), rv);
-      for (int64_t j = 0; j < nb; ++j)
-        a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_maskz_loadu_ps(mk, V + j * kv_ld + i), a);
-      _mm512_mask_storeu_ps(acc + i, mk, a);
+    return avx2::online_softmax(s, nb, m, l);
+  }
+  static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
+    const __m512 rv = _mm512_set1_ps(rescale);
+    for (int64_t i = 0; i < d; i += 128) {  // up to 8 slices of 16 at a time
+      switch (std::min<int64_t>(8, (d - i + 15) / 16)) {
+        case 1: add_values<1>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 2: add_values<2>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 3: add_values<3>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 4: add_values<4>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 5: add_values<5>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 6: add_values<6>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        case 7: add_values<7>(s, V, kv_ld, nb, rv, i, d, acc); break;
+        default: add_values<8>(s, V, kv_ld, nb, rv, i, d, acc); break;
+      }
     }
   }
   static void scale(float* acc, int64_t d, float c) {
@@ -341,11 +411,12 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
-  static void block(const float* q, const float* K, const float* V, int64_t kv_ld, int64_t d, int64_t nb,
-                    float scale, float& m, float& l, float* acc) {
-    float s[kAttentionBlock];
+  static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
+                     float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
-    const float rescale = online_softmax(s, nb, m, l);
+    return online_softmax(s, nb, m, l);
+  }
+  static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
     for (int64_t i = 0; i < d; i += 4) {
       const int64_t n = d - i;
       float32x4_t a = vmulq_n_f32(load_n(acc + i, n), rescale);
