@@ -298,7 +298,8 @@ class Model {
   void shared_block(const SharedUse& use, bool first, int64_t n, bool prefill, const KvRows& kv,
                     Workspace& ws) const;
   void norm_with_skip(const Tensor& norm, int64_t n, Workspace& ws) const;
-  void lora_add(const Lora& lora, const float* x, int64_t K, int64_t n, float* y, Workspace& ws) const;
+  void lora_add(const Lora& lora, const float* x, int64_t K, int64_t n, float* y, Workspace& ws,
+                bool again = false) const;
   void parallel_mixers(const ParallelLayer& layer, int64_t n, bool prefill, const LayerState& state,
                        Workspace& ws) const;
   // out (n, D) = the MLP of x (n, D); uses ws.gate and ws.up.

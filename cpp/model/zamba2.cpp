@@ -46,11 +46,12 @@ SharedUse Model::load_shared_use(WeightTable& w, const std::string& p, size_t ap
   return U;
 }
 
-// y (n, N) += b · (a · x), x (n, K); y's rows contiguous.
-void Model::lora_add(const Lora& L, const float* x, int64_t K, int64_t n, float* y, Workspace& ws) const {
+// y (n, N) += b · (a · x), x (n, K); y's rows contiguous. again: ws.lora_r
+// holds a · x from the previous call (the MLP's gate and up share a).
+void Model::lora_add(const Lora& L, const float* x, int64_t K, int64_t n, float* y, Workspace& ws, bool again) const {
   Backend& be = *backend_;
   const int64_t r = L.a.dim(0), N = L.b.dim(0);
-  be.matmul(linear(x, n, K, L.a, Tensor(), ws.lora_r.data<float>(), r));
+  if (!again) be.matmul(linear(x, n, K, L.a, Tensor(), ws.lora_r.data<float>(), r));
   be.matmul(linear(ws.lora_r.data<float>(), n, r, L.b, Tensor(), ws.lora_out.data<float>(), N));
   be.axpy(1.0f, ws.lora_out.data<float>(), y, n * N);
 }
@@ -87,7 +88,7 @@ void Model::shared_block(const SharedUse& U, bool first, int64_t n, bool prefill
   be.matmul(linear(normed, n, D, B.mlp.gate, Tensor(), gate, F));
   lora_add(U.gate, normed, D, n, gate, ws);
   be.matmul(linear(normed, n, D, B.mlp.up, Tensor(), up, F));
-  lora_add(U.up, normed, D, n, up, ws);
+  lora_add(U.up, normed, D, n, up, ws, /*again=*/true);
   c.mlp_gelu ? be.gate_gelu({up, gate, up, n * F}) : be.gate_silu({up, gate, up, n * F});
   be.matmul(linear(up, n, F, B.mlp.out, Tensor(), mixed, D));
   // t = linear_l(m)
