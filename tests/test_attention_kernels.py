@@ -53,6 +53,25 @@ def test_attention_decode_rows_of_different_lengths(isa, n_heads, n_kv_heads, d)
         assert rel(got, ref.attention(q, ks, vs, lens, n_heads, n_kv_heads, scale)) <= 5e-6
 
 
+@pytest.mark.parametrize("n_heads, n_kv_heads, d", [(4, 4, 16), (6, 2, 13), (3, 3, 130)])
+def test_attention_prefill_rows_alone_give_the_same_bits(isa, n_heads, n_kv_heads, d):
+    """A prefill's rows (tiles of one sequence, pairs of rows over whole blocks, a copy of each
+    block) equal each row computed alone over the cache: a prompt gives the same bits however
+    it is cut into calls."""
+    rng = np.random.default_rng(d + 1)
+    length = 203  # tiles of 64 rows, an odd row out, partial blocks
+    q = rng.standard_normal((length, n_heads * d)).astype(np.float32)
+    k = rng.standard_normal((length, n_kv_heads, d)).astype(np.float32)
+    v = rng.standard_normal((length, n_kv_heads, d)).astype(np.float32)
+    lens = list(range(1, length + 1))
+    whole = K.attention(q, [k] * length, [v] * length, lens, n_heads, n_kv_heads, 0.3)
+    for r in (0, 63, 64, 127, 128, 129, 190, 202):
+        alone = K.attention(q[r:r + 1], [k], [v], [r + 1], n_heads, n_kv_heads, 0.3)
+        np.testing.assert_array_equal(alone[0], whole[r])
+    part = K.attention(q[65:140], [k] * 75, [v] * 75, lens[65:140], n_heads, n_kv_heads, 0.3)
+    np.testing.assert_array_equal(part, whole[65:140])
+
+
 def test_attention_strided_q_and_out(isa):
     rng = np.random.default_rng(3)
     big = rng.standard_normal((4, 50)).astype(np.float32)

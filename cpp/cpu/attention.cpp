@@ -1,9 +1,12 @@
 // Attention-layer kernels. See kernels/attention.h.
-// GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h (the
-// avx512 kernel's 256-bit extracts); the location is the header's, so the
-// pragma must precede the include (as in cpu/matmul_avx512.cpp).
+// GCC 12 warns of -Wmaybe-uninitialized, and inlined into the two-row
+// scores of -Wuninitialized, inside its own avx512fintrin.h (the
+// _mm512_undefined_* operands of the avx512 kernel's 256-bit extracts); the
+// location is the header's, so the pragma must precede the include (as in
+// cpu/matmul_avx512.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include "kernels/attention.h"
 
@@ -73,10 +76,20 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         const int64_t ld = shared ? d : kv_ld;
         auto keys = [&](int64_t r) { return shared ? kb : p.k[r] + j0 * kv_ld + g * d; };
         auto values = [&](int64_t r) { return shared ? kb + kAttentionBlock * d : p.v[r] + j0 * kv_ld + g * d; };
-        for (int64_t r = t0; r < t1; ++r)
-          if (j0 < p.len[r])
-            c[r - t0] = Row::weigh(p.q + r * p.ldq + h * d, keys(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0),
-                                   p.scale, m[r - t0], l[r - t0], s[r - t0]);
+        for (int64_t r = t0; r < t1; ++r) {
+          if (j0 >= p.len[r]) continue;
+          const int64_t nb = std::min(kAttentionBlock, p.len[r] - j0), i = r - t0;
+          if constexpr (Row::kPairs) {  // two rows of one sequence over a whole block at once
+            if (shared && r + 1 < t1 && p.len[r + 1] - j0 >= kAttentionBlock && nb == kAttentionBlock) {
+              const float* q[2] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d};
+              float* const sr[2] = {s[i], s[i + 1]};
+              Row::weigh2(q, keys(r), ld, d, nb, p.scale, m + i, l + i, sr, c + i);
+              ++r;
+              continue;
+            }
+          }
+          c[i] = Row::weigh(p.q + r * p.ldq + h * d, keys(r), ld, d, nb, p.scale, m[i], l[i], s[i]);
+        }
         for (int64_t r = t0; r < t1; ++r)
           if (j0 < p.len[r])
             Row::add(s[r - t0], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[r - t0],
@@ -93,6 +106,7 @@ namespace scalar {
 
 // A block of scores, the online-softmax update of m and l, then of acc.
 struct Row {
+  static constexpr bool kPairs = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     float bmax = -INFINITY;
@@ -218,6 +232,7 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
+  static constexpr bool kPairs = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
@@ -272,30 +287,41 @@ inline __m256 fold(__m512 v) {
   return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
-inline void scores(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float* s) {
+// s[r][j] = scale * q[r] . K[j] for R rows at once: each key slice loaded
+// feeds R FMAs; each row's sums run as they do alone (R = 1), the same bits.
+template <int R>
+inline void scores(const float* const* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale,
+                   float* const* s) {
   const __m256 sc = _mm256_set1_ps(scale);
   int64_t j = 0;
   for (; j + 8 <= nb; j += 8) {
-    __m512 acc[8];
-    for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
+    __m512 acc[R][8];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < 8; ++u) acc[r][u] = _mm512_setzero_ps();
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 m = lanes(d - i);
-      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
-      for (int u = 0; u < 8; ++u)
-        acc[u] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, K + (j + u) * kv_ld + i), acc[u]);
+      __m512 qv[R];
+      for (int r = 0; r < R; ++r) qv[r] = _mm512_maskz_loadu_ps(m, q[r] + i);
+      for (int u = 0; u < 8; ++u) {
+        const __m512 kv = _mm512_maskz_loadu_ps(m, K + (j + u) * kv_ld + i);
+        for (int r = 0; r < R; ++r) acc[r][u] = _mm512_fmadd_ps(qv[r], kv, acc[r][u]);
+      }
     }
-    __m256 half[8];
-    for (int u = 0; u < 8; ++u) half[u] = fold(acc[u]);
-    _mm256_storeu_ps(s + j, _mm256_mul_ps(avx2::hsum8(half), sc));
-  }
-  for (; j < nb; ++j) {
-    __m512 dot = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = lanes(d - i);
-      dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, K + j * kv_ld + i), dot);
+    for (int r = 0; r < R; ++r) {
+      __m256 half[8];
+      for (int u = 0; u < 8; ++u) half[u] = fold(acc[r][u]);
+      _mm256_storeu_ps(s[r] + j, _mm256_mul_ps(avx2::hsum8(half), sc));
     }
-    s[j] = avx2::hsum(fold(dot)) * scale;
   }
+  for (; j < nb; ++j)
+    for (int r = 0; r < R; ++r) {
+      __m512 dot = _mm512_setzero_ps();
+      for (int64_t i = 0; i < d; i += 16) {
+        const __mmask16 m = lanes(d - i);
+        dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q[r] + i), _mm512_maskz_loadu_ps(m, K + j * kv_ld + i), dot);
+      }
+      s[r][j] = avx2::hsum(fold(dot)) * scale;
+    }
 }
 
 // acc[i, i + 16 S) = rv * acc + sum_j s[j] V[j], the S slices of 16 dims in
@@ -320,10 +346,17 @@ inline void add_values(const float* s, const float* V, int64_t kv_ld, int64_t nb
 }
 
 struct Row {
+  static constexpr bool kPairs = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
-    scores(q, K, kv_ld, d, nb, scale, s);
+    scores<1>(&q, K, kv_ld, d, nb, scale, &s);
     return avx2::online_softmax(s, nb, m, l);
+  }
+  // Two rows over the same keys, each as weigh: c[r] its factor.
+  static void weigh2(const float* const q[2], const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale,
+                     float* m, float* l, float* const s[2], float* c) {
+    scores<2>(q, K, kv_ld, d, nb, scale, s);
+    for (int r = 0; r < 2; ++r) c[r] = avx2::online_softmax(s[r], nb, m[r], l[r]);
   }
   static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
     const __m512 rv = _mm512_set1_ps(rescale);
@@ -411,6 +444,7 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
+  static constexpr bool kPairs = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
