@@ -448,12 +448,20 @@ void pack_x_q16(const float* x, int64_t K, int16_t* q, float* dx) {
   }
 }
 
+// In vectors: a block's 32 floats as 8 lanes of 4, where one chain of 32
+// dependent adds per block took ~4% of a q4 decode step.
 void block_sums8(const MatmulParams& p, int64_t nbs, float* xs) {
   const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
-  for (int64_t g = 0; g < p.M; g += 8)
-    for (int64_t b = 0; b < nbs; ++b)
-      for (int64_t i = g; i < g + 8; ++i)
-        xs[g * nbs + 8 * b + (i - g)] = i < p.M && b < nb ? block_sum(p.x + i * p.ldx, p.K, b) : 0.0f;
+  std::memset(xs, 0, static_cast<size_t>(round_up(p.M, 8) * nbs) * 4);
+  for (int64_t i = 0; i < p.M; ++i) {
+    const float* x = p.x + i * p.ldx;
+    float* out = xs + i / 8 * 8 * nbs + i % 8;
+    for (int64_t b = 0, k0 = 0; b < nb; ++b, k0 += kQuantBlock) {
+      __m256 v[4];
+      for (int u = 0; u < 4; ++u) v[u] = load_n(x + k0 + 8 * u, std::clamp<int64_t>(p.K - k0 - 8 * u, 0, 8));
+      out[8 * b] = hsum(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])));
+    }
+  }
 }
 
 namespace {
