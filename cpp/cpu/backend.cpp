@@ -3,6 +3,7 @@
 // independent: output columns for matmul (each thread streams its own
 // weight rows), rows for rmsnorm, channels for conv and scan.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "backend.h"
@@ -41,7 +42,9 @@ class CpuBackend final : public Backend {
     // outputs such as x_proj's); results do not depend on the split. Below
     // 64K multiply-adds one thread finishes before a hand-off would.
     const int64_t grain = p.M * p.N * p.K < (1 << 16) ? p.N : (p.N < 512 ? 16 : 48);
-    pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(p, b, e); }, grain);
+    MatmulParams q = p;
+    q.call = next_call().fetch_add(1, std::memory_order_relaxed);
+    pool_.parallel_for(p.N, [&](int64_t b, int64_t e) { fn(q, b, e); }, grain);
   }
   void rmsnorm(const RmsnormParams& p) override {
     auto fn = cpu_kernels().rmsnorm;
@@ -141,6 +144,11 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // One counter for every backend: a thread may run the calls of several models.
+  static std::atomic<uint64_t>& next_call() {
+    static std::atomic<uint64_t> n{1};
+    return n;
+  }
   ThreadPool pool_;
 };
 

@@ -507,7 +507,7 @@ PackedX pack_x(const MatmulParams& p) {
 // memory and the others from L2.
 template <class F>
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const PackedX x = pack_x<F>(p);
+  const PackedX x = x86::packed_once<F, PackedX>(p, pack_x<F>);
   constexpr int64_t group = std::is_same_v<F, Q4> || F::kBlocked ? 8 : kDenseGroup;
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);

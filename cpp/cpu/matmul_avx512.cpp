@@ -118,7 +118,7 @@ void decode_rows(const MatmulParams& p, const PackedX& x, float* y, int64_t c0, 
 // Groups of 8 rows take each chunk of kDecodeCols weight rows in turn, as
 // the avx2 decode does, so only the first reads it from memory.
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const PackedX x = pack_x(p);
+  const PackedX x = x86::packed_once<PackedX, PackedX>(p, pack_x);
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
     for (int64_t g = 0; g < p.M; g += 8) {
@@ -226,7 +226,7 @@ void decode_q8_rows(const MatmulParams& p, const PackedX16& x, float* y, int64_t
 
 // As decode: groups of 8 rows take each chunk of weight rows in turn.
 void decode_q8_all(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const PackedX16 x = pack_x16(p);
+  const PackedX16 x = x86::packed_once<PackedX16, PackedX16>(p, pack_x16);
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
     for (int64_t g = 0; g < p.M; g += 8) {

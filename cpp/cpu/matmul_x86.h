@@ -20,6 +20,21 @@ float* scratch(int slot, int64_t floats);
 
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+// x packed once per call on each thread (MatmulParams::call): the ranges of
+// one call reuse what its first range on this thread packed into the
+// scratch. `Tag` keeps one record per packing, so another packing in between
+// (another call, another id) never passes for this one.
+template <class Tag, class Packed, class Pack>
+Packed packed_once(const MatmulParams& p, Pack pack) {
+  thread_local uint64_t id = 0;
+  thread_local Packed last{};
+  if (p.call == 0 || p.call != id) {
+    last = pack(p);
+    id = p.call;
+  }
+  return last;
+}
+
 // Output columns per flush. Rows write into a small buffer that is copied
 // to y row by row: y's rows are often 4 KB multiples apart (in_proj of a
 // 130m model: N = 3072), and scattered stores at that stride made M = 8

@@ -48,6 +48,10 @@ struct MatmulParams {
   // them whatever M (never the decode path's order of sums), so that a
   // position's result does not depend on how its prompt was cut into calls.
   bool prefill = false;
+  // Nonzero: the id of one split call (the backend's), shared by its ranges
+  // [n0, n1): a decode kernel packs x once per id on each thread, not once
+  // per range.
+  uint64_t call = 0;
 };
 
 // One function per weight type; cpu/isa.cpp indexes them by DType.
