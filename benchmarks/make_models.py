@@ -3,7 +3,8 @@
 
     python benchmarks/make_models.py OUT_DIR [granite_micro zamba2 falcon_h1 jamba]
 
-writes OUT_DIR/<name> for each name (all four by default), to pass to bench.py.
+writes OUT_DIR/<name> for each name (all four by default), to pass to bench.py
+(falcon_h1 takes its multipliers from tests/test_more_hybrids.py, which imports mambart).
 """
 import argparse
 import sys
