@@ -12,9 +12,12 @@ template (needs the [test] extra: torch and transformers make it).
    loop (each client sends its next request when one ends), on a server
    with the cache off, so every prompt is prefilled. Client starts
    are spread over one idle prefill each, as independent users arrive, not
-   as one burst. Reports aggregate generated tokens/s, time to first token
+   as one burst. Reports aggregate generated tokens/s (every token the
+   server generated, from each stream's usage chunk), time to first token
    (TTFT) and inter-token latency (ITL), p50 and p99, and TTFT of an idle
-   server for the same prompt length.
+   server for the same prompt length. TTFT and ITL are those of the text a
+   client sees (chunks are sent when a token completes text; a random
+   model's byte tokens often complete a character only with the next).
 2. Chat: 8 turns (a system prompt, then short questions, 32-token replies),
    TTFT per turn, on a server without the cache and with it (each turn then
    prefills only its new message).
@@ -43,11 +46,14 @@ def pct(xs, q):
 
 
 def stream_request(url: str, body: dict) -> tuple[float, list[float], int]:
-    """(TTFT, inter-token gaps, tokens) of one streaming completion."""
+    """(TTFT, gaps between text chunks, tokens generated: the usage chunk's
+    count) of one streaming completion."""
     t0 = time.perf_counter()
     times = []
+    tokens = 0
     with httpx.Client(timeout=600) as c:
-        with c.stream("POST", url + "/v1/completions", json={**body, "stream": True}) as r:
+        with c.stream("POST", url + "/v1/completions",
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
             r.raise_for_status()
             for line in r.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
@@ -55,8 +61,10 @@ def stream_request(url: str, body: dict) -> tuple[float, list[float], int]:
                 ch = json.loads(line[6:])
                 if ch["choices"] and ch["choices"][0].get("text"):
                     times.append(time.perf_counter())
+                elif ch.get("usage"):
+                    tokens = ch["usage"]["completion_tokens"]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    return (times[0] - t0 if times else float("nan")), gaps, len(times)
+    return (times[0] - t0 if times else float("nan")), gaps, tokens
 
 
 def load_test(url: str, model: str, concurrency: int, requests_each: int, prompt_len: int, gen: int,

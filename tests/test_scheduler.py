@@ -80,3 +80,51 @@ def test_a_long_prefill_does_not_stop_the_streams(small_model_dir):
         s.cancel(running)
     finally:
         s.close()
+
+
+def _counting_copies(s):
+    calls = []
+    copy = s.decoder.copy_row
+    s.decoder.copy_row = lambda src, dst: (calls.append((src, dst)), copy(src, dst))[1]
+    return calls
+
+
+def test_first_token_comes_right_after_its_own_prefill(small_model_dir):
+    """Joiners prefilled in one iteration: each gets its first token before
+    the next one's prefill and before any decode step; prompts the budget
+    finishes go straight into live rows (no copies), and a row that ended is
+    never stepped."""
+    model = mambart.load(small_model_dir[0], threads=1)
+    s = Scheduler(model, max_batch=4, prefill_tokens=1000)
+    copies = _counting_copies(s)
+    seen = []
+    try:
+        reqs = []
+        with s._cv:  # all three wait in the queue when the scheduler next looks
+            for i in range(3):
+                req = Request(list(range(1 + i, 201 + i)), SamplingParams(temperature=0.0), 4)
+                req.sink = lambda ev, req=req: (seen.append((req, s.prefilled_tokens, s.steps))
+                                                if isinstance(ev, TokenEvent) and req.generated == 1 else None,
+                                                req.events.put(ev))
+                reqs.append(s.submit(req))
+        got = [_collect(r) for r in reqs]
+    finally:
+        s.close()
+    assert [(r, done, steps) for r, done, steps in seen] == [(reqs[i], 200 * (i + 1), 0) for i in range(3)]
+    assert copies == []
+    assert s.steps == 3  # 4 tokens each: the 4th is sampled and the rows end unstepped
+    assert got == [[(t, None) for t, _ in _alone(model, r.ids, SamplingParams(temperature=0.0), 4, 0)]
+                   for r in reqs]
+
+
+def test_a_prompt_longer_than_the_budget_joins_from_a_prefill_row(small_model_dir):
+    model = mambart.load(small_model_dir[0], threads=1)
+    s = Scheduler(model, max_batch=4, prefill_tokens=64)
+    copies = _counting_copies(s)
+    try:
+        ids = list(range(1, 151))
+        got = _collect(s.submit(Request(ids, SamplingParams(temperature=0.0), 5, logprobs=0)))
+    finally:
+        s.close()
+    assert copies == [(4, 0)]  # prefilled in row max_batch over three iterations, then moved into row 0
+    assert got == _alone(model, ids, SamplingParams(temperature=0.0), 5, 0)

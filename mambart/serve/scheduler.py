@@ -4,15 +4,18 @@ No HTTP here: `mambart serve`, `mambart chat` and the Python API use it alike.
 
 Rows. The decoder has max_batch + max_prefill rows. The live (decoding)
 sequences sit in rows [0, n), so a decode step is one `step` of the first n
-rows; when one ends, the last live row is copied into its place. Rows from
-max_batch on are prefill rows: a request joining is prefilled there (from
-its longest cache hit), and each iteration spends at most `prefill_tokens`
-prompt tokens over the requests being prefilled, oldest first, before one
-decode step of the live rows, so a long prompt never freezes the running
-streams and a burst of short ones is prefilled in few steps. When its
-prefill is done a request moves into row n and decodes from the next step
-on. Requests join at the next step and leave when done: nobody waits for a
-batch to drain.
+rows; when one ends, the last live row is copied into its place. A request
+joining is prefilled (from its longest cache hit) within a budget: each
+iteration spends at most `prefill_tokens` prompt tokens over the requests
+being prefilled, oldest first, before one decode step of the live rows, so
+a long prompt never freezes the running streams and a burst of short ones
+is prefilled in few steps. A prompt that the iteration's budget finishes is
+prefilled straight into the next live row; a longer one in a prefill row
+(from max_batch on), copied into the live rows when done. Its first token is
+sampled as soon as its prefill ends (so it never waits for the other
+prefills of the iteration), and it is fed at the iteration's decode step
+with the others'. Requests join at the next step and leave when done:
+nobody waits for a batch to drain, and a row that ended is not stepped.
 
 A row's tokens never depend on the batch it runs in or on how its prompt
 was cut into prefill slices: every kernel of a step computes each row with
@@ -112,6 +115,7 @@ class _Live:
     request: Request
     sampler: object  # _core.Sampler
     out: list[int] = field(default_factory=list)
+    pending: int | None = None   # sampled (from its prefill's logits), not yet fed; such rows are last
 
 
 @dataclass
@@ -138,11 +142,13 @@ class Scheduler:
         self.max_queue = max_queue
         self.cache = cache
         self.prefill_tokens = prefill_tokens
+        self.max_prefill = max_prefill
         self.observer = observer or Observer()
         self.decoder = model.decoder(max_batch + max_prefill)
         self._eos = model.tokenizer.eos_token_id
         self._side = None  # a decoder(1) for echo's prompt logprobs, made when first needed
         self._vocab = model.vocab_limit
+        self._idle_samplers: list = []  # greedy stand-ins: sampling row n samples rows [0, n) too
         self._cv = threading.Condition()
         self._inbox: deque[Request] = deque()
         self._prefetch: deque[list[int]] = deque()
@@ -242,10 +248,10 @@ class Scheduler:
             self._decode_step()
 
     def _admit(self) -> None:
-        """Takes prefetches, then requests, into free prefill rows; a request
-        only once no prefetch is waiting or running (it may extend one), and
-        only while a live row will be free for it."""
-        while self._free_rows:
+        """Takes prefetches, then requests, into the prefills (up to
+        max_prefill); a request only once no prefetch is waiting or running
+        (it may extend one), and only while a live row will be free for it."""
+        while len(self._prefilling) < self.max_prefill:
             with self._cv:
                 if self._prefetch:
                     ids, req = self._prefetch.popleft(), None
@@ -258,7 +264,7 @@ class Scheduler:
             if req is not None and req.cancelled:
                 self._finish(req, "cancelled")
                 continue
-            row = self._free_rows.pop()
+            row = None
             try:
                 ids = req.ids if req is not None else ids
                 if req is not None and req.prompt_logprobs:
@@ -268,9 +274,10 @@ class Scheduler:
                     hit = self.cache.lookup(ids)
                 else:
                     hit = CacheHit(0, None)
+                row = self._row_for(req, len(ids) - hit.length)
                 run = PrefillRun(self.decoder, row, ids, hit, self.cache, req.marks if req is not None else ())
             except Exception as e:  # noqa: BLE001
-                self._free_rows.append(row)
+                self._release_row(row)
                 if req is not None:
                     self._finish(req, "error", f"{type(e).__name__}: {e}")
                 continue
@@ -280,6 +287,20 @@ class Scheduler:
                 self.prompt_tokens += len(req.ids)
                 self.cached_tokens += req.cached_tokens
             self._prefilling.append(_Prefill(run, req))
+
+    def _row_for(self, req: Request | None, remaining: int) -> int:
+        """The next live row, when this iteration's budget finishes this
+        prompt and every prefill before it (they all join before it, in
+        order); else a prefill row."""
+        if req is not None:
+            ahead = sum(p.run.remaining for p in self._prefilling)
+            if ahead + remaining <= self.prefill_tokens:
+                return len(self._live) + len(self._prefilling)
+        return self._free_rows.pop()
+
+    def _release_row(self, row: int | None) -> None:
+        if row is not None and row >= self.max_batch:  # a live row needs no freeing: it is past the live ones
+            self._free_rows.append(row)
 
     def _advance_prefills(self) -> None:
         budget = self.prefill_tokens
@@ -310,46 +331,73 @@ class Scheduler:
             if req.max_tokens == 0:
                 self._finish(req, "length")
                 continue
-            self.decoder.copy_row(p.run.row, len(self._live))
-            self._live.append(_Live(req, req.params.make_sampler(req.sampler_row)))
+            self._join(p.run.row, req)
+
+    def _join(self, row: int, req: Request) -> None:
+        """The prefilled request becomes live row n and gets its first token
+        now, sampled from its prefill's logits (the rows before it sampled by
+        greedy stand-ins whose choices are dropped: their own samplers and
+        random streams are untouched)."""
+        n = len(self._live)
+        if row != n:
+            self.decoder.copy_row(row, n)
+        x = _Live(req, req.params.make_sampler(req.sampler_row))
+        while len(self._idle_samplers) < n:
+            self._idle_samplers.append(SamplingParams(temperature=0.0).make_sampler())
+        (tok,) = self.decoder.sample_rows(self._idle_samplers[:n] + [x.sampler]).tolist()[n:]
+        reason = self._emit(x, n, tok)
+        if reason is None:
+            x.pending = tok
+            self._live.append(x)
+        else:
+            self._finish(req, reason)
 
     def _end_prefill(self, p: _Prefill) -> None:
         self._prefilling.remove(p)
-        self._free_rows.append(p.run.row)
+        self._release_row(p.run.row)
+
+    def _emit(self, x: _Live, row: int, tok: int) -> str | None:
+        """Sends row's sampled token to its request; the reason it ends, if it does."""
+        req = x.request
+        if req.cancelled:
+            return "cancelled"
+        x.out.append(tok)
+        if tok in req.stop_ids or (self._eos is not None and tok == self._eos):
+            return "stop"
+        ev = TokenEvent(tok)
+        if req.logprobs is not None:
+            ev.logprob, ev.top = self._logprobs(row, tok, req.logprobs)
+        if req.generated == 0:
+            req.first_token_at = now = time.perf_counter()
+            self.observer.first_token(now - req.submitted_at)
+        req.generated += 1
+        self.generated_tokens += 1
+        req.sink(ev)
+        return "length" if req.generated >= req.max_tokens else None
 
     def _decode_step(self) -> None:
+        """Samples the rows without a pending token, then feeds every row
+        that goes on its token (ended rows leave first: no step for them)."""
         live = self._live
-        tokens = self.decoder.sample_rows([x.sampler for x in live]).tolist()
+        m = next((r for r, x in enumerate(live) if x.pending is not None), len(live))
+        tokens = self.decoder.sample_rows([x.sampler for x in live[:m]]).tolist() if m else []
         ended: list[tuple[int, str]] = []
-        now = time.perf_counter()
-        for r, (x, tok) in enumerate(zip(live, tokens)):
-            req = x.request
-            if req.cancelled:
-                ended.append((r, "cancelled"))
-                continue
-            if tok in req.stop_ids or (self._eos is not None and tok == self._eos):
-                x.out.append(tok)
-                ended.append((r, "stop"))
-                continue
-            ev = TokenEvent(tok)
-            if req.logprobs is not None:
-                ev.logprob, ev.top = self._logprobs(r, tok, req.logprobs)
-            if req.generated == 0:
-                req.first_token_at = now
-                self.observer.first_token(now - req.submitted_at)
-            req.generated += 1
-            self.generated_tokens += 1
-            x.out.append(tok)
-            req.sink(ev)
-            if req.generated >= req.max_tokens:
-                ended.append((r, "length"))
-        self.decoder.step(tokens)
-        self.steps += 1
-        if not ended:
-            return
+        for r, x in enumerate(live):
+            if r < m:
+                x.pending = tokens[r]
+                reason = self._emit(x, r, x.pending)
+            else:
+                reason = "cancelled" if x.request.cancelled else None
+            if reason is not None:
+                ended.append((r, reason))
         for r, reason in sorted(ended, reverse=True):  # highest rows first: moves never touch an ended row
             self._finish(live[r].request, reason)
             self._remove_row(r)
+        if live:
+            self.decoder.step([x.pending for x in live])
+            self.steps += 1
+            for x in live:
+                x.pending = None
 
     def _prompt_logprobs(self, req: Request) -> CacheHit:
         """Echo with logprobs: the whole prompt prefilled on a side decoder, in
