@@ -1,6 +1,10 @@
 """matmul timings per weight type: decode against memory bandwidth, prefill against peak FMA.
 
-    PYTHONPATH=. python benchmarks/kernels_matmul.py [--threads 2] [--types f32,q8] [--quick]
+    PYTHONPATH=. python benchmarks/kernels_matmul.py [--threads 2] [--types f32,q8] [--quick] [--rows | --rows-only]
+
+--rows: f32 decode GFLOP/s at M = 1..32 rows on a 130m model's shapes (in_proj
+N=3072 K=768, out_proj N=768 K=1536, lm_head N=50280 K=768), every ISA
+interleaved in one run (set_isa), weights from memory as below.
 
 Decode (M = 1 and 8): the lm_head of a 130m model (N=50280, K=768) and an
 in_proj-sized matrix (N=3072, K=768), reported as GB/s of weight bytes
@@ -68,6 +72,28 @@ def gemm_rate(wtype, M, N, K, repeat):
     return 2.0 * M * N * K / best(lambda: K_.matmul(x, w, out=y, wtype=wtype, K=K), repeat) / 1e9
 
 
+def rows_sweep(threads, repeat, rounds):
+    """f32 decode GFLOP/s for M = 1..32 rows at a 130m model's shapes, every ISA in one run."""
+    isas = [i for i in _core.available_isas() if i != "scalar"]
+    default = _core.isa()
+    shapes = [(3072, 768), (768, 1536), (50280, 768)]
+    ms = (1, 2, 4, 8, 16, 32)
+    print(f"\ndense decode, f32, {threads} threads, weights from memory: GFLOP/s per ISA ({', '.join(isas)})")
+    print(f"{'N K':>12}" + "".join(f"{'M=' + str(m):>16}" for m in ms))
+    for N, K in shapes:
+        runs = {m: decode_setup("f32", N, K, m, threads) for m in ms}
+        rate = {(i, m): 0.0 for i in isas for m in ms}
+        for _ in range(rounds):  # interleaved: the machine is shared
+            for m, (jobs, nbytes) in runs.items():
+                for i in isas:
+                    _core.set_isa(i)
+                    flops = 2.0 * m * nbytes / 4
+                    rate[i, m] = max(rate[i, m], flops / min(parallel(jobs) for _ in range(repeat)) / 1e9)
+        _core.set_isa(default)
+        del runs
+        print(f"{N:>6} {K:>5}" + "".join(f"{' / '.join(f'{rate[i, m]:.0f}' for i in isas):>16}" for m in ms))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -75,8 +101,12 @@ def main():
     ap.add_argument("--gemm-types", default="f32,q8")
     ap.add_argument("--peak", type=float, default=0.0, help="peak GFLOP/s of one core, if no C compiler")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--rows", action="store_true", help="also f32 decode at 1..32 rows, every ISA")
+    ap.add_argument("--rows-only", action="store_true", help="only that")
     args = ap.parse_args()
     repeat, rounds = (2, 1) if args.quick else (3, 3)
+    if args.rows_only:
+        return rows_sweep(args.threads, repeat, rounds)
     probe = build_probe()
     bw = read_bandwidth(probe, args.threads)
     peak = args.peak or (max(probe.fma_peak(2_000_000) for _ in range(30)) if probe else 0.0)
@@ -100,6 +130,9 @@ def main():
         del runs
         print(f"{wtype:>6}" + "".join(f"  {r:6.1f} ({100 * q:3.0f}%)".ljust(24) for r, q in zip(rates, ratios)))
     print(f"(% of the probe run just before; best probe seen: {bw:.1f} GB/s)")
+
+    if args.rows:
+        rows_sweep(args.threads, repeat, rounds)
 
     M, N, K = 512, 3072, 768
     print(f"\nprefill GEMM, 1 thread, M={M} N={N} K={K}")

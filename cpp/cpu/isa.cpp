@@ -116,8 +116,9 @@ bool has_avx512_vnni() {
   return (ebx & (1u << 16)) && (ebx & (1u << 30)) && (ebx & (1u << 31)) && (ecx & (1u << 11));
 }
 
-// The avx2 table with q4's and q8's decode matmuls in VNNI and
-// every type's prefill GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), and
+// The avx2 table with q4's and q8's decode matmuls in VNNI, the dense
+// types' decode with 32 registers (the avx2 bits), every type's prefill
+// GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), and
 // attention 16 dims at a time; the rest had no measured gain from 512-bit
 // versions, or none was written.
 CpuKernels avx512_table() {

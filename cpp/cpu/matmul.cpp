@@ -123,56 +123,12 @@ using x86::kPrefetchBytes;
 using x86::round_up;
 using x86::scratch;
 
-// ---------------------------------------------------------------- formats
+#include "cpu/matmul_dense_x86.h"
+
+// ---------------------------------------------------------------- block formats
 //
-// One struct per weight type, so that one decode kernel and one GEMM serve
-// all five. `row` is the start of a weight row (row_bytes(type, K) apart).
-//   load8(row, k)         weights [k, k+8) as f32, k % 8 == 0: dense types
-//                         for k + 8 <= K, block types anywhere in the last
-//                         (zero-padded) block. Packs the GEMM panels and
-//                         runs the dense decode.
-//   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
-//                         nothing past k + n (dense types).
-// q8 and q4 decode in integers, each with a kernel of its own (below).
-// kMinimum: q4's blocks add a minimum m (minimum(row, b)) to every weight.
-
-struct F32 {
-  static constexpr bool kBlocked = false, kMinimum = false;
-  static constexpr int64_t kBytes = 4;  // per weight (dense) or per block
-  static __m256 load8(const char* row, int64_t k) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
-  }
-  static __m256 load_tail(const char* row, int64_t k, int64_t n) {
-    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + k, tail_mask(n));
-  }
-};
-
-// 16-bit types: the tail goes through a zeroed 8-element copy.
-inline __m128i load_u16_tail(const char* row, int64_t k, int64_t n) {
-  alignas(16) uint16_t t[8] = {};
-  std::memcpy(t, row + 2 * k, static_cast<size_t>(n) * 2);
-  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
-}
-
-struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
-  static constexpr bool kBlocked = false, kMinimum = false;
-  static constexpr int64_t kBytes = 2;
-  static __m256 cvt(__m128i h) { return _mm256_cvtph_ps(h); }
-  static __m256 load8(const char* row, int64_t k) {
-    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
-  }
-  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
-};
-
-struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
-  static constexpr bool kBlocked = false, kMinimum = false;
-  static constexpr int64_t kBytes = 2;
-  static __m256 cvt(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
-  static __m256 load8(const char* row, int64_t k) {
-    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
-  }
-  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
-};
+// As the dense formats (cpu/matmul_dense_x86.h), for the GEMM's panels; q8
+// and q4 decode in integers, each with a kernel of its own (below).
 
 // 8 bytes -> 8 int32 lanes, zero- or sign-extended.
 inline __m256i load_u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
@@ -209,30 +165,17 @@ struct Q4 {  // d * code + m; decode folds m in as m * sum(x) per block
 
 // ---------------------------------------------------------------- decode
 //
-// M <= kDecodeRows: a product of bandwidth. x is packed once per call into
-// zero-padded rows (K rounded up to a block of 32; int8 blocks for q4), so
-// the inner loops never mask x and never read it past K. A weight row is
-// used by all M rows of x while it is in registers: every weight row is read
-// from memory exactly once per call, and a quantized block is decoded once
-// for all M rows.
-//
-// One weight row at a time keeps the weight reads one sequential stream:
-// tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
-// 12-17 GB/s where one row ran at 37 (f32, M = 1, 1 thread, cold weights).
+// M <= kDecodeRows, block types: as the dense decode (cpu/matmul_dense_x86.h)
+// with x packed for integer products, and a quantized block decoded once for
+// all the rows of a group.
 
 // Up to 32 rows, groups of 8 reusing each weight chunk from L2 beat the
 // GEMM's panel packing (f32, N=3072 K=768, cold weights, 1 thread: M=9
 // 10-16 GB/s vs 6-8, M=16 8-11 vs 5-7, M=32 4-5.5 vs 3.3; M=64 ties).
 constexpr int64_t kDecodeRows = kMatmulDecodeRows;
 
-// Dense types: two independent k chains per x row, so that the accumulators
-// cover the FMA latency for small MR (M = 1: U = 2 at 36 GB/s, U = 1 at 31).
-// U is the same for every MR: a row's sum must not depend on how many rows
-// share the call (continuous batching steps any number of rows and promises
-// each row the result it gets alone), so the dense groups are at most
-// kDenseGroup rows, where 2 chains per row still fit the 16 registers.
-constexpr int decode_u(int) { return 2; }
-constexpr int64_t kDenseGroup = 4;
+// Dense groups: 2 chains per row for 4 rows fit the 16 registers.
+constexpr int kDenseGroup = 4;
 
 // Prefetching: see x86::kPrefetchBytes.
 template <class F, int MR>
@@ -240,34 +183,7 @@ inline void prefetch_ahead(const char* w, int64_t offset) {
   if constexpr (MR > 2) _mm_prefetch(w + offset + kPrefetchBytes, _MM_HINT_T0);
 }
 
-template <class F, int MR>
-void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
-  constexpr int U = decode_u(MR);
-  __m256 acc[MR][U];
-  for (int i = 0; i < MR; ++i)
-    for (int u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_ps();
-  const int64_t kend = K / 8 * 8;
-  int64_t k = 0;
-  for (; k + 8 * U <= kend; k += 8 * U) {
-    if (k * F::kBytes % 64 == 0) prefetch_ahead<F, MR>(w, k * F::kBytes);
-    for (int u = 0; u < U; ++u) {
-      const __m256 wv = F::load8(w, k + 8 * u);
-      for (int i = 0; i < MR; ++i)
-        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k + 8 * u), wv, acc[i][u]);
-    }
-  }
-  for (; k < K; k += 8) {
-    const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
-    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k), wv, acc[i][0]);
-  }
-  for (int i = 0; i < MR; ++i) {
-    for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
-    out[i] = acc[i][0];
-  }
-}
-
 // x of one call, packed for the row kernels; `at(g)` is row g onward.
-//   xp (M, ldxp)        dense types: x zero-padded to ldxp = K rounded up to 32
 //   q (M, nb, 32)       q4: x as int8 per block (quantize_x_q8), each block's 16
 //                       even-k values then its 16 odd-k ones (see decode_q4)
 //   dx (M, nb)          q4: the blocks' scales
@@ -276,15 +192,14 @@ void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m25
 //                       rounded up to even, the pad block zeros
 //   dxp (M, nbp / 2, 8) q8: the scales of blocks 2j, 2j + 1 in decode_q8's lanes
 struct PackedX {
-  const float* xp;
-  int64_t ldxp, nb;
+  int64_t nb;
   const int8_t* q;
   const float *dx, *xs;
   const int16_t* q16;
   const float* dxp;
   PackedX at(int64_t g) const {
     const int64_t nbp = round_up(nb, 2);
-    return {xp ? xp + g * ldxp : nullptr, ldxp, nb, q ? q + g * nb * kQuantBlock : nullptr, dx ? dx + g * nb : nullptr,
+    return {nb, q ? q + g * nb * kQuantBlock : nullptr, dx ? dx + g * nb : nullptr,
             xs ? xs + g * nb : nullptr, q16 ? q16 + g * nbp * kQuantBlock : nullptr, dxp ? dxp + g * nbp * 4 : nullptr};
   }
 };
@@ -375,10 +290,8 @@ void decode_rows(const MatmulParams& p, const PackedX& x, float* y, int64_t c0, 
     __m256 acc[MR], mterm = _mm256_setzero_ps();
     if constexpr (std::is_same_v<F, Q4>)
       decode_q4<MR>(w + n * stride, x, acc, mterm);
-    else if constexpr (std::is_same_v<F, Q8>)
-      decode_q8<MR>(w + n * stride, x, acc);
     else
-      decode_dense<F, MR>(w + n * stride, x.xp, x.ldxp, p.K, acc);
+      decode_q8<MR>(w + n * stride, x, acc);
     alignas(32) float m[8];
     _mm256_store_ps(m, mterm);
     const float bias = p.bias ? p.bias[n] : 0.0f;
@@ -466,7 +379,7 @@ void block_sums8(const MatmulParams& p, int64_t nbs, float* xs) {
 
 namespace {
 
-// Packs x: a copy for the float kernels; for q4, int8 values, scales and
+// Packs x: for q8, int16 values and scales; for q4, int8 values, scales and
 // block sums (rows past M in the last group of xs are zero).
 template <class F>
 PackedX pack_x(const MatmulParams& p) {
@@ -484,31 +397,24 @@ PackedX pack_x(const MatmulParams& p) {
         _mm256_store_ps(dxp + (i * nbp + b) * 4, _mm256_setr_ps(dx[b], dx[b], dx[b + 1], dx[b + 1], dx[b], dx[b],
                                                                 dx[b + 1], dx[b + 1]));
     }
-    return {nullptr, ldxp, nb, nullptr, nullptr, nullptr, q, dxp};
-  } else if constexpr (!std::is_same_v<F, Q4>) {
-    float* xp = scratch(0, p.M * ldxp);
-    for (int64_t i = 0; i < p.M; ++i) {
-      std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
-      std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
-    }
-    return {xp, ldxp, nb, nullptr, nullptr, nullptr, nullptr, nullptr};
+    return {nb, nullptr, nullptr, nullptr, q, dxp};
   } else {
     int8_t* q = reinterpret_cast<int8_t*>(scratch(0, p.M * ldxp / 4));
     float* dx = scratch(3, p.M * nb);
     float* xs = scratch(1, round_up(p.M, 8) * nb);
     for (int64_t i = 0; i < p.M; ++i) pack_x_q8(p.x + i * p.ldx, p.K, q + i * ldxp, dx + i * nb);
     block_sums8(p, nb, xs);
-    return {nullptr, ldxp, nb, q, dx, xs, nullptr, nullptr};
+    return {nb, q, dx, xs, nullptr, nullptr};
   }
 }
 
-// M > 8 (dense types: M > 4): groups of 8 (4) rows. The groups take each
-// chunk of kDecodeCols weight rows in turn, so only the first reads it from
-// memory and the others from L2.
+// Block types. M > 8: groups of 8 rows. The groups take each chunk of kDecodeCols
+// weight rows in turn, so only the first reads it from memory and the
+// others from L2.
 template <class F>
 void decode(const MatmulParams& p, int64_t n0, int64_t n1) {
   const PackedX x = x86::packed_once<F, PackedX>(p, pack_x<F>);
-  constexpr int64_t group = std::is_same_v<F, Q4> || F::kBlocked ? 8 : kDenseGroup;
+  constexpr int64_t group = 8;
   for (int64_t c0 = n0; c0 < n1; c0 += kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + kDecodeCols);
     for (int64_t g = 0; g < p.M; g += group) {
@@ -664,10 +570,12 @@ void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) p.y[m * p.ldy + n] = p.bias ? p.bias[n] : 0.0f;
     return;
   }
-  if (p.M <= kDecodeRows && !p.prefill)
+  if (p.M > kDecodeRows || p.prefill)
+    gemm<F>(p, n0, n1);
+  else if constexpr (F::kBlocked)
     decode<F>(p, n0, n1);
   else
-    gemm<F>(p, n0, n1);
+    decode_dense_all<F, kDenseGroup>(p, n0, n1);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4
 // and q8, in integers with vpdpbusd and vpdpwssd; the prefill GEMM
-// of every weight type with 512-bit tiles; the other decodes run the avx2
-// code. See kernels/matmul.h.
+// of every weight type with 512-bit tiles; the dense types' decode
+// (cpu/matmul_dense_x86.h) in 8-lane registers as avx2, 32 of them for
+// larger groups of rows. See kernels/matmul.h.
 // GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h
 // (the _mm512_undefined_* operands of permutes, shifts and conversions);
 // the location is the header's, so the pragma must precede the include.
@@ -27,6 +28,13 @@ using x86::kDecodeCols;
 using x86::kPrefetchBytes;
 using x86::round_up;
 using x86::scratch;
+
+#include "cpu/matmul_dense_x86.h"
+
+// Dense groups: 2 chains per row for 12 rows fit the 32 registers (M = 8,
+// f32, N=3072 K=768, 2 threads: one group at 168-181 GFLOP/s where the avx2
+// build's two groups of 4 ran at 145-164).
+constexpr int kDenseGroup = 12;
 
 // x packed for decode_q4, nbp = the blocks rounded up to even, the pad
 // block all zeros:
@@ -348,18 +356,21 @@ bool use_gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
 }  // namespace
 
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (!use_gemm(p, n0, n1)) return avx2::matmul_f32(p, n0, n1);
-  gemm(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
+  if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f32(p, n0, n1);
+  decode_dense_all<F32, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (!use_gemm(p, n0, n1)) return avx2::matmul_f16(p, n0, n1);
-  gemm(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
+  if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f16(p, n0, n1);
+  decode_dense_all<F16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (!use_gemm(p, n0, n1)) return avx2::matmul_bf16(p, n0, n1);
-  gemm(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
+  if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_bf16(p, n0, n1);
+  decode_dense_all<BF16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {

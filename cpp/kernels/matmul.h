@@ -69,7 +69,7 @@ void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 }
-namespace avx512 {  // x86-64: every type's GEMM; the f32 / f16 / bf16 decodes run the avx2 code
+namespace avx512 {  // x86-64: every type's GEMM and decode (f32 / f16 / bf16: the avx2 arithmetic, 32 registers)
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);

@@ -1,0 +1,168 @@
+// The dense weight types' formats and decode (M <= kMatmulDecodeRows) for
+// x86-64, in 8-lane registers: the same source compiled at two ISA levels.
+// cpu/matmul.cpp includes it inside namespace avx2 (AVX2: 16 registers),
+// cpu/matmul_avx512.cpp inside namespace avx512 (AVX-512VL: the same
+// instructions with 32 registers, so that a group holds more rows). Both
+// are in their target region, after cpu/matmul_x86.h and cpu/simd_math.h.
+// A row's sums are the same FMAs in the same order at either level and for
+// any group size, so both give a row the bits it gets alone.
+
+// ---------------------------------------------------------------- formats
+//
+// One struct per weight type (the block types are in cpu/matmul.cpp), for
+// the decode below and the avx2 GEMM's panels. `row` is the start of a
+// weight row (row_bytes(type, K) apart).
+//   load8(row, k)         weights [k, k+8) as f32, k % 8 == 0: dense types
+//                         for k + 8 <= K, block types anywhere in the last
+//                         (zero-padded) block.
+//   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
+//                         nothing past k + n (dense types).
+// kMinimum: q4's blocks add a minimum m (minimum(row, b)) to every weight.
+
+struct F32 {
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr int64_t kBytes = 4;  // per weight (dense) or per block
+  static __m256 load8(const char* row, int64_t k) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) {
+    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + k, avx2::tail_mask(n));
+  }
+};
+
+// 16-bit types: the tail goes through a zeroed 8-element copy.
+inline __m128i load_u16_tail(const char* row, int64_t k, int64_t n) {
+  alignas(16) uint16_t t[8] = {};
+  std::memcpy(t, row + 2 * k, static_cast<size_t>(n) * 2);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+
+struct F16 {  // F16C: 8 halves -> 8 floats in one instruction
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr int64_t kBytes = 2;
+  static __m256 cvt(__m128i h) { return _mm256_cvtph_ps(h); }
+  static __m256 load8(const char* row, int64_t k) {
+    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
+};
+
+struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
+  static constexpr bool kBlocked = false, kMinimum = false;
+  static constexpr int64_t kBytes = 2;
+  static __m256 cvt(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+  static __m256 load8(const char* row, int64_t k) {
+    return cvt(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  }
+  static __m256 load_tail(const char* row, int64_t k, int64_t n) { return cvt(load_u16_tail(row, k, n)); }
+};
+
+// ---------------------------------------------------------------- decode
+//
+// A product of bandwidth. x is packed once per call into zero-padded rows
+// (K rounded up to 32), so the inner loop never masks x and never reads it
+// past K. A weight row is used by all rows of a group while it is in
+// registers, and the groups take each chunk of kDecodeCols weight rows in
+// turn, so only the first reads it from memory and the others from L2.
+//
+// One weight row at a time keeps the weight reads one sequential stream:
+// tiles of 2-4 rows side by side (2-4 streams, restarted every tile) ran at
+// 12-17 GB/s where one row ran at 37 (f32, M = 1, 1 thread, cold weights).
+//
+// Two independent k chains per x row, so that the accumulators cover the FMA
+// latency for small groups (M = 1: 2 chains at 36 GB/s, 1 at 31). The chains
+// are the same for every group size: a row's sum must not depend on how many
+// rows share the call (continuous batching steps any number of rows and
+// promises each row the result it gets alone), so a group is at most as many
+// rows as fit their 2 accumulators each, and the weights, in the registers.
+constexpr int kDenseChains = 2;
+
+template <class F, int MR>
+void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
+  constexpr int U = kDenseChains;
+  __m256 acc[MR][U];
+  for (int i = 0; i < MR; ++i)
+    for (int u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_ps();
+  const int64_t kend = K / 8 * 8;
+  int64_t k = 0;
+  for (; k + 8 * U <= kend; k += 8 * U) {
+    // Prefetching: see x86::kPrefetchBytes.
+    if (MR > 2 && k * F::kBytes % 64 == 0) _mm_prefetch(w + k * F::kBytes + x86::kPrefetchBytes, _MM_HINT_T0);
+    for (int u = 0; u < U; ++u) {
+      const __m256 wv = F::load8(w, k + 8 * u);
+      for (int i = 0; i < MR; ++i)
+        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k + 8 * u), wv, acc[i][u]);
+    }
+  }
+  for (; k < K; k += 8) {
+    const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k), wv, acc[i][0]);
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
+    out[i] = acc[i][0];
+  }
+}
+
+// y[0:MR, c0:c1] for one group of MR rows (xp and y at its first row).
+// Rows write into a buffer copied to y row by row (see x86::kDecodeCols).
+template <class F, int MR>
+void decode_dense_rows(const MatmulParams& p, const float* xp, int64_t ldxp, float* y, int64_t c0, int64_t c1) {
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  const char* w = static_cast<const char*>(p.w);
+  alignas(32) float yb[MR * x86::kDecodeCols];
+  for (int64_t n = c0; n < c1; ++n) {
+    __m256 acc[MR];
+    decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+    const float bias = p.bias ? p.bias[n] : 0.0f;
+    for (int i = 0; i < MR; ++i) yb[i * x86::kDecodeCols + (n - c0)] = avx2::hsum(acc[i]) + bias;
+  }
+  for (int i = 0; i < MR; ++i)
+    std::memcpy(y + i * p.ldy + c0, yb + i * x86::kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
+}
+
+struct DenseX {
+  const float* xp;
+  int64_t ldxp;
+};
+
+template <class F>
+DenseX pack_dense_x(const MatmulParams& p) {
+  const int64_t ldxp = x86::round_up(p.K, kQuantBlock);
+  float* xp = x86::scratch(0, p.M * ldxp);
+  for (int64_t i = 0; i < p.M; ++i) {
+    std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
+    std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+  }
+  return {xp, ldxp};
+}
+
+template <class F, int MR>
+void decode_dense_group(const MatmulParams& p, const DenseX& x, int64_t g, int64_t rows, int64_t c0, int64_t c1) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return decode_dense_group<F, MR - 1>(p, x, g, rows, c0, c1);
+  }
+  decode_dense_rows<F, MR>(p, x.xp + g * x.ldxp, x.ldxp, p.y + g * p.ldy, c0, c1);
+}
+
+// A group's rows of x stay in L1 (32 KB on Zen 4) beside the weight rows:
+// groups of 12 with K = 1536 (72 KB of x) fell from 180 to 156 GFLOP/s at
+// M = 32, 2 threads, where groups of 4 held.
+constexpr int64_t kDenseGroupXBytes = 24 * 1024;
+
+// The M rows in as few groups of at most kGroup rows (fewer where x is long:
+// kDenseGroupXBytes, but never under 4) as will do, of sizes that differ by
+// at most one.
+template <class F, int kGroup>
+void decode_dense_all(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const DenseX x = x86::packed_once<F, DenseX>(p, pack_dense_x<F>);
+  const int64_t group = std::clamp<int64_t>(kDenseGroupXBytes / (x.ldxp * 4), std::min(kGroup, 4), kGroup);
+  const int64_t groups = (p.M + group - 1) / group;
+  for (int64_t c0 = n0; c0 < n1; c0 += x86::kDecodeCols) {
+    const int64_t c1 = std::min(n1, c0 + x86::kDecodeCols);
+    for (int64_t j = 0; j < groups; ++j) {
+      const int64_t g = p.M * j / groups, rows = p.M * (j + 1) / groups - g;
+      decode_dense_group<F, kGroup>(p, x, g, rows, c0, c1);
+    }
+  }
+}
