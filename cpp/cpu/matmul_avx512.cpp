@@ -31,9 +31,9 @@ using x86::scratch;
 
 #include "cpu/matmul_dense_x86.h"
 
-// Dense groups: 2 chains per row for 12 rows fit the 32 registers (M = 8,
-// f32, N=3072 K=768, 2 threads: one group at 168-181 GFLOP/s where the avx2
-// build's two groups of 4 ran at 145-164).
+// Dense groups: 2 chains per row for 12 rows fit the 32 registers (f32,
+// N=3072 K=768, 2 threads: M = 8 in one group at 182-206 GFLOP/s where the
+// avx2 build's two groups of 4 ran at 141-168, M = 16 200-214 vs 177-187).
 constexpr int kDenseGroup = 12;
 
 // x packed for decode_q4, nbp = the blocks rounded up to even, the pad

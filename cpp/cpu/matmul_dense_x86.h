@@ -77,8 +77,13 @@ struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
 // rows as fit their 2 accumulators each, and the weights, in the registers.
 constexpr int kDenseChains = 2;
 
+// xg: the group's MR rows of x interleaved in steps of 16 k (pack_dense_x),
+// so that one pointer and constant offsets address them all: a pointer per
+// row left 8 rows short of general registers, reloaded from the stack in the
+// inner loop (f32, N=3072 K=768, 2 threads, avx512: M = 16 at 183-189
+// GFLOP/s, interleaved 204-217; M = 32 194-200, interleaved 212-225).
 template <class F, int MR>
-void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m256 (&out)[MR]) {
+void decode_dense(const char* w, const float* xg, int64_t K, __m256 (&out)[MR]) {
   constexpr int U = kDenseChains;
   __m256 acc[MR][U];
   for (int i = 0; i < MR; ++i)
@@ -91,12 +96,13 @@ void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m25
     for (int u = 0; u < U; ++u) {
       const __m256 wv = F::load8(w, k + 8 * u);
       for (int i = 0; i < MR; ++i)
-        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k + 8 * u), wv, acc[i][u]);
+        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xg + k * MR + 16 * i + 8 * u), wv, acc[i][u]);
     }
   }
   for (; k < K; k += 8) {
     const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
-    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xp + i * ldxp + k), wv, acc[i][0]);
+    const float* xk = xg + (k - k % 16) * MR + k % 16;
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xk + 16 * i), wv, acc[i][0]);
   }
   for (int i = 0; i < MR; ++i) {
     for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
@@ -104,16 +110,16 @@ void decode_dense(const char* w, const float* xp, int64_t ldxp, int64_t K, __m25
   }
 }
 
-// y[0:MR, c0:c1] for one group of MR rows (xp and y at its first row).
+// y[0:MR, c0:c1] for one group of MR rows (xg and y at its first row).
 // Rows write into a buffer copied to y row by row (see x86::kDecodeCols).
 template <class F, int MR>
-void decode_dense_rows(const MatmulParams& p, const float* xp, int64_t ldxp, float* y, int64_t c0, int64_t c1) {
+void decode_dense_rows(const MatmulParams& p, const float* xg, float* y, int64_t c0, int64_t c1) {
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
   alignas(32) float yb[MR * x86::kDecodeCols];
   for (int64_t n = c0; n < c1; ++n) {
     __m256 acc[MR];
-    decode_dense<F, MR>(w + n * stride, xp, ldxp, p.K, acc);
+    decode_dense<F, MR>(w + n * stride, xg, p.K, acc);
     const float bias = p.bias ? p.bias[n] : 0.0f;
     for (int i = 0; i < MR; ++i) yb[i * x86::kDecodeCols + (n - c0)] = avx2::hsum(acc[i]) + bias;
   }
@@ -121,18 +127,47 @@ void decode_dense_rows(const MatmulParams& p, const float* xp, int64_t ldxp, flo
     std::memcpy(y + i * p.ldy + c0, yb + i * x86::kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
 }
 
+// A group's rows of x stay in L1 (32 KB on Zen 4) beside the weight rows:
+// groups of 8 with K = 1536 (48 KB of x) fell from 166-186 to 115-135
+// GFLOP/s at M = 16-32, 2 threads, where groups of 4 held.
+constexpr int64_t kDenseGroupXBytes = 24 * 1024;
+
+// The M rows in as few groups of at most kGroup rows (fewer where x is long:
+// kDenseGroupXBytes, but never under 4) as will do, of sizes that differ by
+// at most one: group j is rows [start(j), start(j + 1)).
+struct DenseGroups {
+  int64_t M, count;
+  int64_t start(int64_t j) const { return M * j / count; }
+};
+
+inline DenseGroups dense_groups(int64_t M, int64_t ldxp, int64_t max_group) {
+  const int64_t group = std::clamp<int64_t>(kDenseGroupXBytes / (ldxp * 4), std::min<int64_t>(max_group, 4), max_group);
+  return {M, (M + group - 1) / group};
+}
+
+// x of one call: each group's rows, zero-padded to ldxp = K rounded up to 32,
+// at xp + start * ldxp as [ldxp / 16][rows][16].
 struct DenseX {
   const float* xp;
   int64_t ldxp;
 };
 
-template <class F>
+template <int kGroup>
 DenseX pack_dense_x(const MatmulParams& p) {
   const int64_t ldxp = x86::round_up(p.K, kQuantBlock);
   float* xp = x86::scratch(0, p.M * ldxp);
-  for (int64_t i = 0; i < p.M; ++i) {
-    std::memcpy(xp + i * ldxp, p.x + i * p.ldx, static_cast<size_t>(p.K) * 4);
-    std::memset(xp + i * ldxp + p.K, 0, static_cast<size_t>(ldxp - p.K) * 4);
+  const DenseGroups groups = dense_groups(p.M, ldxp, kGroup);
+  for (int64_t j = 0; j < groups.count; ++j) {
+    const int64_t g = groups.start(j), rows = groups.start(j + 1) - g;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* x = p.x + (g + i) * p.ldx;
+      for (int64_t k = 0; k < ldxp; k += 16) {
+        float* dst = xp + g * ldxp + k * rows + 16 * i;
+        const int64_t n = std::clamp<int64_t>(p.K - k, 0, 16);
+        std::memcpy(dst, x + k, static_cast<size_t>(n) * 4);
+        std::memset(dst + n, 0, static_cast<size_t>(16 - n) * 4);
+      }
+    }
   }
   return {xp, ldxp};
 }
@@ -142,27 +177,18 @@ void decode_dense_group(const MatmulParams& p, const DenseX& x, int64_t g, int64
   if constexpr (MR > 1) {
     if (rows < MR) return decode_dense_group<F, MR - 1>(p, x, g, rows, c0, c1);
   }
-  decode_dense_rows<F, MR>(p, x.xp + g * x.ldxp, x.ldxp, p.y + g * p.ldy, c0, c1);
+  decode_dense_rows<F, MR>(p, x.xp + g * x.ldxp, p.y + g * p.ldy, c0, c1);
 }
 
-// A group's rows of x stay in L1 (32 KB on Zen 4) beside the weight rows:
-// groups of 12 with K = 1536 (72 KB of x) fell from 180 to 156 GFLOP/s at
-// M = 32, 2 threads, where groups of 4 held.
-constexpr int64_t kDenseGroupXBytes = 24 * 1024;
-
-// The M rows in as few groups of at most kGroup rows (fewer where x is long:
-// kDenseGroupXBytes, but never under 4) as will do, of sizes that differ by
-// at most one.
 template <class F, int kGroup>
 void decode_dense_all(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const DenseX x = x86::packed_once<F, DenseX>(p, pack_dense_x<F>);
-  const int64_t group = std::clamp<int64_t>(kDenseGroupXBytes / (x.ldxp * 4), std::min(kGroup, 4), kGroup);
-  const int64_t groups = (p.M + group - 1) / group;
+  const DenseX x = x86::packed_once<F, DenseX>(p, pack_dense_x<kGroup>);
+  const DenseGroups groups = dense_groups(p.M, x.ldxp, kGroup);
   for (int64_t c0 = n0; c0 < n1; c0 += x86::kDecodeCols) {
     const int64_t c1 = std::min(n1, c0 + x86::kDecodeCols);
-    for (int64_t j = 0; j < groups; ++j) {
-      const int64_t g = p.M * j / groups, rows = p.M * (j + 1) / groups - g;
-      decode_dense_group<F, kGroup>(p, x, g, rows, c0, c1);
+    for (int64_t j = 0; j < groups.count; ++j) {
+      const int64_t g = groups.start(j);
+      decode_dense_group<F, kGroup>(p, x, g, groups.start(j + 1) - g, c0, c1);
     }
   }
 }
