@@ -60,9 +60,8 @@ class Backend {
   virtual void axpy(float alpha, const float* x, float* y, int64_t n) = 0;
   // Mixture-of-experts routing (kernels/moe.h), its index and weight in host memory.
   virtual void route(const RouterParams& p) = 0;
-  // Attention layers (kernels/attention.h). The CUDA backend has none yet:
-  // a Model refuses attention hybrids there at load.
-  virtual bool has_attention() const { return true; }
+  // Attention layers (kernels/attention.h); k, v, len and pos point to host
+  // arrays (the CUDA backend copies them up), the caches to this backend's memory.
   virtual void attention(const AttentionParams& p) = 0;
   virtual void rope(const RopeParams& p) = 0;
   // y = relu(x)^2 (kernels/attention.h), Nemotron-H's MLP activation.
@@ -83,7 +82,9 @@ class Backend {
   // Runs ops(), which feeds `tokens` (n host ids) through the model. A
   // backend with graphs runs the first call eagerly, records the second into
   // `rec` and replays it afterwards, so ops() must issue the same ops on the
-  // same memory every time; only the tokens change. Default: just ops().
+  // same memory every time; only the tokens change. A step whose ops read
+  // per-call host arrays (attention, rope, route) runs eagerly every time.
+  // Default: just ops().
   virtual void run_step(std::unique_ptr<Recording>& rec, const int32_t* tokens, int64_t n,
                         const std::function<void()>& ops) {
     ops();

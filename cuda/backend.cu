@@ -278,6 +278,7 @@ class CudaBackend final : public Backend {
 
   void rope(const RopeParams& p) override {
     if (!p.rows) return;
+    MAMBART_CHECK(p.rows <= 65535, "[rope] ", p.rows, " rows, at most 65535 per call");
     RopeParams d = p;
     d.pos = stage(p.pos, p.rows, "rope");
     launch_rope(d, stream_);

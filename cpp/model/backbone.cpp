@@ -102,8 +102,6 @@ Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights,
   embedding_ = w.matrix("embedding", {V, D});
   norm_f_ = w.get("norm_f", {D});
   lm_head_ = c.tie_embeddings ? embedding_ : w.matrix("lm_head", {V, D});
-  MAMBART_CHECK(!c.hybrid() || backend_->has_attention(), "[model] attention-hybrid models are not supported on the ",
-                backend_->name(), " backend yet; load them on the CPU");
   load_blocks(w);
   w.check_all_used();
   weight_bytes_ = w.bytes();
