@@ -300,25 +300,6 @@ def test_matmul_dense_decode_row_bits_independent_of_m(isa, wtype, K):
                                           err_msg=f"M={M} rows={rows.tolist()}")
 
 
-@pytest.mark.skipif(not {"avx2", "avx512"} <= set(ISAS), reason="needs a CPU with AVX-512 (VNNI)")
-@pytest.mark.parametrize("wtype", ("f32", "f16", "bf16"))
-def test_matmul_dense_decode_avx512_is_avx2(wtype):
-    """The avx512 dense decode is the avx2 arithmetic with more registers: the same bits."""
-    rng = np.random.default_rng(5)
-    K, N = 300, 100
-    ws, _ = stored(rng, N, K, wtype, scale=0.05)
-    x, b = rand(rng, 32, K), rand(rng, N)
-    try:
-        got = {}
-        for name in ("avx2", "avx512"):
-            _core.set_isa(name)
-            got[name] = [K_.matmul(x[:M], ws, b, wtype=wtype, K=K) for M in (1, 2, 5, 13, 16, 32)]
-    finally:
-        _core.set_isa(DEFAULT_ISA)
-    for a, c in zip(got["avx2"], got["avx512"]):
-        np.testing.assert_array_equal(a, c)
-
-
 def test_matmul_wtype_empty():
     for wtype in WTYPES:
         ws = K_.convert(np.zeros((3, 0), np.float32), wtype)

@@ -575,7 +575,7 @@ void matmul_typed(const MatmulParams& p, int64_t n0, int64_t n1) {
   else if constexpr (F::kBlocked)
     decode<F>(p, n0, n1);
   else
-    decode_dense_all<F, kDenseGroup>(p, n0, n1);
+    decode_dense_all<Lanes8Format<F>, kDenseGroup>(p, n0, n1);
 }
 
 }  // namespace

@@ -1,8 +1,7 @@
 // matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4
 // and q8, in integers with vpdpbusd and vpdpwssd; the prefill GEMM
 // of every weight type with 512-bit tiles; the dense types' decode
-// (cpu/matmul_dense_x86.h) in 8-lane registers as avx2, 32 of them for
-// larger groups of rows. See kernels/matmul.h.
+// (cpu/matmul_dense_x86.h) in 16-lane registers. See kernels/matmul.h.
 // GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h
 // (the _mm512_undefined_* operands of permutes, shifts and conversions);
 // the location is the header's, so the pragma must precede the include.
@@ -31,9 +30,58 @@ using x86::scratch;
 
 #include "cpu/matmul_dense_x86.h"
 
-// Dense groups: 2 chains per row for 12 rows fit the 32 registers (f32,
-// N=3072 K=768, 2 threads: M = 8 in one group at 182-206 GFLOP/s where the
-// avx2 build's two groups of 4 ran at 141-168, M = 16 200-214 vs 177-187).
+// ---------------------------------------------------------------- dense decode
+//
+// decode_dense (cpu/matmul_dense_x86.h) in 16-lane registers: from a few
+// rows on the decode is bound by FMAs, and Zen 5's are 512 bits wide (f32,
+// N=3072 K=768, 2 threads: M = 16 at 204 GFLOP/s in 8 lanes, M = 32 217).
+
+struct Lanes16 {
+  using reg = __m512;
+  static constexpr int64_t kLanes = 16;
+  static constexpr int kChains = kDenseChains;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_load_ps(p); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static float hsum(reg v) { return _mm512_reduce_add_ps(v); }
+};
+
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// load(row, k): weights [k, k+16) as f32; load_tail(row, k, n): [k, k+n),
+// n < 16, zeros after, reading nothing past k + n.
+struct F32x16 {
+  using V = Lanes16;
+  static constexpr int64_t kBytes = 4;
+  static __m512 load(const char* row, int64_t k) { return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k); }
+  static __m512 load_tail(const char* row, int64_t k, int64_t n) {
+    return _mm512_maskz_loadu_ps(lanes(n), reinterpret_cast<const float*>(row) + k);
+  }
+};
+
+struct F16x16 {
+  using V = Lanes16;
+  static constexpr int64_t kBytes = 2;
+  static __m512 load(const char* row, int64_t k) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+  }
+  static __m512 load_tail(const char* row, int64_t k, int64_t n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes(n), row + 2 * k));
+  }
+};
+
+struct BF16x16 {  // bf16 is the top half of an f32
+  using V = Lanes16;
+  static constexpr int64_t kBytes = 2;
+  static __m512 cvt(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 load(const char* row, int64_t k) {
+    return cvt(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+  }
+  static __m512 load_tail(const char* row, int64_t k, int64_t n) { return cvt(_mm256_maskz_loadu_epi16(lanes(n), row + 2 * k)); }
+};
+
+// 2 chains per row for 12 rows fit the 32 registers.
 constexpr int kDenseGroup = 12;
 
 // x packed for decode_q4, nbp = the blocks rounded up to even, the pad
@@ -268,8 +316,6 @@ void decode_q8_all(const MatmulParams& p, int64_t n0, int64_t n1) {
 constexpr int kGemmMR = 12;
 using x86::kGemmNR;
 
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
-
 // y[0:MR, 0:nr] (+)= x[0:MR, 0:kc] . (panel wp, and for nr > 16 the next
 // one at wp + 16 kc); `first` starts from bias (or 0) instead of y.
 template <int MR, int NP>
@@ -358,19 +404,19 @@ bool use_gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f32(p, n0, n1);
-  decode_dense_all<F32, kDenseGroup>(p, n0, n1);
+  decode_dense_all<F32x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f16(p, n0, n1);
-  decode_dense_all<F16, kDenseGroup>(p, n0, n1);
+  decode_dense_all<F16x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_bf16(p, n0, n1);
-  decode_dense_all<BF16, kDenseGroup>(p, n0, n1);
+  decode_dense_all<BF16x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {

@@ -1,11 +1,11 @@
 // The dense weight types' formats and decode (M <= kMatmulDecodeRows) for
-// x86-64, in 8-lane registers: the same source compiled at two ISA levels.
-// cpu/matmul.cpp includes it inside namespace avx2 (AVX2: 16 registers),
-// cpu/matmul_avx512.cpp inside namespace avx512 (AVX-512VL: the same
-// instructions with 32 registers, so that a group holds more rows). Both
-// are in their target region, after cpu/matmul_x86.h and cpu/simd_math.h.
-// A row's sums are the same FMAs in the same order at either level and for
-// any group size, so both give a row the bits it gets alone.
+// x86-64. cpu/matmul.cpp includes it inside namespace avx2 and decodes with
+// the 8-lane formats below (16 registers); cpu/matmul_avx512.cpp includes it
+// inside namespace avx512 and decodes with 16-lane formats of its own (32
+// registers), through the same templates. Both are in their target region,
+// after cpu/matmul_x86.h and cpu/simd_math.h. Within an ISA a row's sums are
+// the same FMAs in the same order for any group size, so a row gets the bits
+// it gets alone.
 
 // ---------------------------------------------------------------- formats
 //
@@ -18,6 +18,29 @@
 //   load_tail(row, k, n)  weights [k, k+n), n < 8, zeros after, reading
 //                         nothing past k + n (dense types).
 // kMinimum: q4's blocks add a minimum m (minimum(row, b)) to every weight.
+// For the decode, a format also names its register (V: kLanes, zero, load
+// of packed x, fma, add, hsum) and loads kLanes weights as load(row, k) and
+// load_tail(row, k, n).
+
+constexpr int kDenseChains = 2;
+
+struct Lanes8 {
+  using reg = __m256;
+  static constexpr int64_t kLanes = 8;
+  static constexpr int kChains = kDenseChains;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg load(const float* p) { return _mm256_load_ps(p); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static float hsum(reg v) { return avx2::hsum(v); }
+};
+
+// The 8-lane formats decode with load8 as their load.
+template <class F>
+struct Lanes8Format : F {
+  using V = Lanes8;
+  static __m256 load(const char* row, int64_t k) { return F::load8(row, k); }
+};
 
 struct F32 {
   static constexpr bool kBlocked = false, kMinimum = false;
@@ -75,37 +98,48 @@ struct BF16 {  // bf16 is the top half of an f32: zero-extend, shift left 16
 // rows share the call (continuous batching steps any number of rows and
 // promises each row the result it gets alone), so a group is at most as many
 // rows as fit their 2 accumulators each, and the weights, in the registers.
-constexpr int kDenseChains = 2;
 
 // xg: the group's MR rows of x interleaved in steps of 16 k (pack_dense_x),
 // so that one pointer and constant offsets address them all: a pointer per
 // row left 8 rows short of general registers, reloaded from the stack in the
 // inner loop (f32, N=3072 K=768, 2 threads, avx512: M = 16 at 183-189
 // GFLOP/s, interleaved 204-217; M = 32 194-200, interleaved 212-225).
+// packed_at: x's element k of row i of the group.
+template <int MR>
+inline const float* packed_at(const float* xg, int64_t k, int i) {
+  return xg + (k - k % 16) * MR + 16 * i + k % 16;
+}
+
 template <class F, int MR>
-void decode_dense(const char* w, const float* xg, int64_t K, __m256 (&out)[MR]) {
-  constexpr int U = kDenseChains;
-  __m256 acc[MR][U];
+void decode_dense(const char* w, const float* xg, int64_t K, typename F::V::reg (&out)[MR]) {
+  using V = typename F::V;
+  constexpr int U = V::kChains;
+  constexpr int64_t L = V::kLanes, kStepBytes = L * U * F::kBytes;
+  typename V::reg acc[MR][U];
   for (int i = 0; i < MR; ++i)
-    for (int u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_ps();
-  const int64_t kend = K / 8 * 8;
+    for (int u = 0; u < U; ++u) acc[i][u] = V::zero();
+  const int64_t kend = K / L * L;
   int64_t k = 0;
-  for (; k + 8 * U <= kend; k += 8 * U) {
-    // Prefetching: see x86::kPrefetchBytes.
-    if (MR > 2 && k * F::kBytes % 64 == 0) _mm_prefetch(w + k * F::kBytes + x86::kPrefetchBytes, _MM_HINT_T0);
+  for (; k + L * U <= kend; k += L * U) {
+    // Prefetching: see x86::kPrefetchBytes. One per 64-byte line.
+    if constexpr (MR > 2) {
+      if constexpr (kStepBytes >= 64) {
+        for (int64_t o = 0; o < kStepBytes; o += 64) _mm_prefetch(w + k * F::kBytes + o + x86::kPrefetchBytes, _MM_HINT_T0);
+      } else if (k * F::kBytes % 64 == 0) {
+        _mm_prefetch(w + k * F::kBytes + x86::kPrefetchBytes, _MM_HINT_T0);
+      }
+    }
     for (int u = 0; u < U; ++u) {
-      const __m256 wv = F::load8(w, k + 8 * u);
-      for (int i = 0; i < MR; ++i)
-        acc[i][u] = _mm256_fmadd_ps(_mm256_load_ps(xg + k * MR + 16 * i + 8 * u), wv, acc[i][u]);
+      const auto wv = F::load(w, k + L * u);
+      for (int i = 0; i < MR; ++i) acc[i][u] = V::fma(V::load(packed_at<MR>(xg, k + L * u, i)), wv, acc[i][u]);
     }
   }
-  for (; k < K; k += 8) {
-    const __m256 wv = k < kend ? F::load8(w, k) : F::load_tail(w, k, K - k);
-    const float* xk = xg + (k - k % 16) * MR + k % 16;
-    for (int i = 0; i < MR; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_load_ps(xk + 16 * i), wv, acc[i][0]);
+  for (; k < K; k += L) {
+    const auto wv = k < kend ? F::load(w, k) : F::load_tail(w, k, K - k);
+    for (int i = 0; i < MR; ++i) acc[i][0] = V::fma(V::load(packed_at<MR>(xg, k, i)), wv, acc[i][0]);
   }
   for (int i = 0; i < MR; ++i) {
-    for (int u = 1; u < U; ++u) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][u]);
+    for (int u = 1; u < U; ++u) acc[i][0] = V::add(acc[i][0], acc[i][u]);
     out[i] = acc[i][0];
   }
 }
@@ -118,10 +152,10 @@ void decode_dense_rows(const MatmulParams& p, const float* xg, float* y, int64_t
   const char* w = static_cast<const char*>(p.w);
   alignas(32) float yb[MR * x86::kDecodeCols];
   for (int64_t n = c0; n < c1; ++n) {
-    __m256 acc[MR];
+    typename F::V::reg acc[MR];
     decode_dense<F, MR>(w + n * stride, xg, p.K, acc);
     const float bias = p.bias ? p.bias[n] : 0.0f;
-    for (int i = 0; i < MR; ++i) yb[i * x86::kDecodeCols + (n - c0)] = avx2::hsum(acc[i]) + bias;
+    for (int i = 0; i < MR; ++i) yb[i * x86::kDecodeCols + (n - c0)] = F::V::hsum(acc[i]) + bias;
   }
   for (int i = 0; i < MR; ++i)
     std::memcpy(y + i * p.ldy + c0, yb + i * x86::kDecodeCols, static_cast<size_t>(c1 - c0) * 4);
