@@ -34,7 +34,10 @@ using x86::scratch;
 //
 // decode_dense (cpu/matmul_dense_x86.h) in 16-lane registers: from a few
 // rows on the decode is bound by FMAs, and Zen 5's are 512 bits wide (f32,
-// N=3072 K=768, 2 threads: M = 16 at 204 GFLOP/s in 8 lanes, M = 32 217).
+// N=3072 K=768, 2 threads: M = 16 at 187-204 GFLOP/s against 168-178 in 8
+// lanes, M = 32 255-268 against 179-185; M <= 8 is bound by memory, alike).
+// One chain per row with groups of up to 24 rows fell to 110 at M = 16: x
+// outgrew L1 (kDenseGroupXBytes).
 
 struct Lanes16 {
   using reg = __m512;
