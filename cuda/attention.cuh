@@ -75,7 +75,8 @@ MAMBART_HD void attention_item(const AttentionParams& p, int64_t r, int64_t h, f
 // Row r, pair i < rot / 2, every head: the CPU kernel's angle and turn.
 MAMBART_HD inline void rope_pair(const RopeParams& p, int64_t r, int64_t i) {
   const int64_t half = p.rot / 2;
-  const float angle = static_cast<float>(p.pos[r]) * p.inv_freq[i], c = cosf(angle), s = sinf(angle);
+  const float angle = static_cast<float>(p.pos[r]) * p.inv_freq[i], c = cosf(angle) * p.scale,
+              s = sinf(angle) * p.scale;
   for (int64_t h = 0; h < p.n_heads; ++h) {
     float* x = p.x + r * p.ldx + h * p.head_dim;
     const float a = x[i], b = x[i + half];

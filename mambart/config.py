@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import jsonfile
+from . import jsonfile, rope
 
 CONFIG_FILE = "config.json"
 # Mistral's own layout (Codestral Mamba): params.json beside consolidated.safetensors.
@@ -110,6 +110,7 @@ class ModelConfig:
     attn_scale: float = 0.0    # softmax scale of q.k
     rope_dim: int = 0          # leading dims of each head that rotate; 0: no position encoding
     rope_theta: float = 10000.0
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # rope.parse: () for the default frequencies
     mlp_gated: bool = True     # MLPs are SwiGLU (input rows [gate | up]); else relu(up)^2 (Nemotron-H)
     mlp_inner: int = 0         # channels of the "F" blocks' MLP
     # Mixture of experts ("E" blocks; cpp/kernels/moe.h): top_k of n_experts MLPs of expert_inner channels
@@ -313,13 +314,13 @@ def _parse_granitemoehybrid(raw: dict[str, Any]) -> ModelConfig:
         raise ValueError(f"position_embedding_type {position!r} is not supported (only 'rope', or none)")
     attn = _hybrid_attention(raw, d_model, attn_heads, kv_default=attn_heads)
     # transformers' Granite rotary turns whole heads, whatever partial_rotary_factor says.
-    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], 1.0) if position == "rope" else (0, 10000.0)
+    positions = _rope(raw, attn["attn_head_dim"], 1.0, 2048) if position == "rope" else {}
     return ModelConfig(
         family="hybrid", naming="granite", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 32000), eps=_eps(raw, "rms_norm_eps", 1e-6),
         tie_embeddings=_flag(raw, "tie_word_embeddings", False), **_granite_experts(raw, _layer_letters(raw, n_layer)),
         **_hybrid_mamba(raw, d_model), **attn,
-        attn_scale=_number(raw, "attention_multiplier", 1.0), rope_dim=rope_dim, rope_theta=rope_theta,
+        attn_scale=_number(raw, "attention_multiplier", 1.0), **positions,
         embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
         residual_multiplier=_number(raw, "residual_multiplier", 1.0),
         logits_scaling=_number(raw, "logits_scaling", 1.0),
@@ -357,13 +358,13 @@ def _parse_bamba(raw: dict[str, Any]) -> ModelConfig:
     attn = _hybrid_attention(raw, d_model, attn_heads, kv_default=8)
     params = raw.get("rope_parameters") or {}
     factor = _number(params, "partial_rotary_factor", 0.5) if isinstance(params, dict) else 0.5
-    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], factor)
+    positions = _rope(raw, attn["attn_head_dim"], factor, 262144)
     return ModelConfig(
         family="hybrid", naming="bamba", d_model=d_model, n_layer=n_layer,
         vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
         tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=_words(_attn_indices(raw, n_layer), "F"),
         **_hybrid_mamba(raw, d_model), **attn,
-        attn_scale=attn["attn_head_dim"] ** -0.5, rope_dim=rope_dim, rope_theta=rope_theta,
+        attn_scale=attn["attn_head_dim"] ** -0.5, **positions,
         mlp_inner=_size(raw, "intermediate_size", 14336),
     )
 
@@ -465,7 +466,7 @@ def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
     d_ssm = _size(raw, "mamba_d_ssm", 1024) if raw.get("mamba_d_ssm", 1024) is not None else None
     mamba = dict(_hybrid_mamba(raw, d_model, d_ssm), gated_norm=_flag(raw, "mamba_rms_norm", False))
     attn = _hybrid_attention(raw, d_model, _size(raw, "num_attention_heads", 32), kv_default=8)
-    rope_dim, rope_theta = _rope(raw, attn["attn_head_dim"], 1.0)  # Llama's rotary: whole heads
+    positions = _rope(raw, attn["attn_head_dim"], 1.0, 8192)  # Llama's rotary: whole heads
     attn_in = _number(raw, "attention_in_multiplier", 1.0)
     ssm_in = _number(raw, "ssm_in_multiplier", 1.0)
     mlp_gate, mlp_down = _numbers(raw, "mlp_multipliers", 2)
@@ -474,7 +475,7 @@ def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
         vocab_size=_size(raw, "vocab_size", 128000), eps=_eps(raw, "rms_norm_eps", 1e-5),
         tie_embeddings=_flag(raw, "tie_word_embeddings", False), layers=" ".join(["PF"] * n_layer), **mamba, **attn,
         attn_scale=attn["attn_head_dim"] ** -0.5 * attn_in * attn_in * _number(raw, "key_multiplier", 1.0),
-        rope_dim=rope_dim, rope_theta=rope_theta, mlp_inner=_size(raw, "intermediate_size", 14336),
+        **positions, mlp_inner=_size(raw, "intermediate_size", 14336),
         embedding_multiplier=_number(raw, "embedding_multiplier", 1.0),
         logits_scaling=1.0 / _number(raw, "lm_head_multiplier", 1.0),
         in_proj_multipliers=tuple(ssm_in * m for m in _numbers(raw, "ssm_multipliers", 5)),
@@ -531,7 +532,7 @@ def _parse_zamba2(raw: dict[str, Any]) -> ModelConfig:
     shared_blocks = _size(raw, "num_mem_blocks", 1)
     if shared_blocks > layers.count("S"):
         raise ValueError(f"num_mem_blocks {shared_blocks} exceeds the {layers.count('S')} hybrid layers")
-    rope_dim, rope_theta = _rope(raw, head_dim, 1.0) if _flag(raw, "use_mem_rope", False) else (0, 10000.0)
+    positions = _rope(raw, head_dim, 1.0, 4096) if _flag(raw, "use_mem_rope", False) else {}
     tied = _flag(raw, "tie_word_embeddings", True)
     if not tied:  # transformers ties the blocks' weights only with the embeddings: each layer "S" has its own
         shared_blocks = layers.count("S")
@@ -543,7 +544,7 @@ def _parse_zamba2(raw: dict[str, Any]) -> ModelConfig:
         n_heads=n_heads, head_dim=d_inner // n_heads, n_groups=n_groups, chunk_size=_size(raw, "chunk_size", 256),
         dt_min=_number(raw, "time_step_min", 0.001), dt_max=math.inf, gated_norm=True, layers=layers,
         attn_heads=attn_heads, kv_heads=kv_heads, attn_head_dim=head_dim, attn_scale=(head_dim / 2) ** -0.5,
-        rope_dim=rope_dim, rope_theta=rope_theta,
+        **positions,
         mlp_inner=_size(raw, "intermediate_size", 4 * d_model) if raw.get("intermediate_size") else 4 * d_model,
         shared_blocks=shared_blocks, adapter_rank=_size(raw, "adapter_rank", 128), attention_adapters=adapters,
         mlp_gelu=act == "gelu", gated_norm_eps=1e-5,  # Zamba2's Mamba norm: eps 1e-5 whatever rms_norm_eps says
@@ -678,23 +679,21 @@ def _words(letters: str, ffn: str) -> str:
     return " ".join(mixer + ffn for mixer in letters)
 
 
-def _rope(raw: dict[str, Any], head_dim: int, factor: float) -> tuple[int, float]:
-    """(rotated dims per head, theta) from rope_parameters (or the older top-level keys);
-    `factor` of each head's dims rotate."""
-    params = raw.get("rope_parameters") or {}
+def _rope(raw: dict[str, Any], head_dim: int, factor: float, max_positions: int) -> dict[str, Any]:
+    """rope_dim, rope_theta and rope_scaling (mambart/rope.py) from rope_parameters, or the
+    older rope_scaling and top-level keys; `factor` of each head's dims rotate and
+    `max_positions` is the family's default max_position_embeddings."""
+    params = raw.get("rope_scaling") or raw.get("rope_parameters") or {}  # transformers' precedence
     if not isinstance(params, dict):
-        raise ValueError(f"'rope_parameters' must be an object, got {params!r}")
-    legacy = raw.get("rope_scaling") or {}
-    rope_type = params.get("rope_type", params.get("type", legacy.get("rope_type", legacy.get("type", "default"))))
-    if rope_type != "default":
-        raise ValueError(f"rope_type {rope_type!r} is not supported yet (only 'default')")
+        raise ValueError(f"'rope_parameters' must be an object, got {_short(params)}")
     theta = _number(params, "rope_theta", raw.get("rope_theta", 10000.0))
+    scaling = rope.parse(params, raw.get("max_position_embeddings") or max_positions)
     rope_dim = int(head_dim * factor)
     # An odd count would rotate one more dim than the frequencies' denominator in transformers.
     if rope_dim <= 0 or rope_dim > head_dim or rope_dim % 2:
         raise ValueError(f"partial_rotary_factor {factor!r} leaves {rope_dim} of {head_dim} dims to rotate "
                          "(an even count from 2 to the head dim is needed)")
-    return rope_dim, theta
+    return dict(rope_dim=rope_dim, rope_theta=theta, rope_scaling=scaling)
 
 
 _HF_PARSERS: dict[str, Callable[[dict[str, Any]], ModelConfig]] = {

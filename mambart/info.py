@@ -67,6 +67,7 @@ def describe(model: str, *, revision: str | None = None) -> dict[str, Any]:
         "model": str(model),
         "path": str(path),
         **config.to_dict(),
+        "rope_scaling": dict(config.rope_scaling) or {"rope_type": "default"},
         **_state_sizes(config),
         "parameters": parameters,
         **_active(config, parameters),
@@ -116,10 +117,10 @@ def _state_sizes(config) -> dict[str, Any]:
 
 
 _HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
-                  "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier", "logits_scaling",
-                  "in_proj_multipliers", "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier",
-                  "mlp_down_multiplier", "norm_before_gate", "shared_blocks", "adapter_rank", "attention_adapters",
-                  "mlp_gelu", "gated_norm_eps"}
+                  "rope_scaling", "mlp_gated", "mlp_inner", "embedding_multiplier", "residual_multiplier",
+                  "logits_scaling", "in_proj_multipliers", "ssm_out_multiplier", "attn_out_multiplier",
+                  "mlp_gate_multiplier", "mlp_down_multiplier", "norm_before_gate", "shared_blocks", "adapter_rank",
+                  "attention_adapters", "mlp_gelu", "gated_norm_eps"}
 _EXPERT_FIELDS = {"n_experts", "top_k", "shared_inner", "expert_inner", "router_sigmoid", "norm_topk", "n_group",
                   "topk_group", "routed_scale"}
 # Fields that do not apply to a family, left out of the text.
@@ -150,6 +151,9 @@ def format_info(d: dict[str, Any]) -> str:
             rows.append((key, f"{value:,}"))
         elif key == "total_bytes":
             rows.append((key, _bytes(value)))
+        elif key == "rope_scaling":
+            rows.append((key, ", ".join(_plain(v) if k == "rope_type" else f"{k} {_plain(v)}"
+                                        for k, v in value.items())))
         else:
             rows.append((key, _plain(value)))
     width = max(len(k) for k, _ in rows) + 1

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, rope
 from .checkpoint import MappedFile, check_unchanged, read_checkpoint, release_pages
 from .config import ModelConfig, load_config
 from .decoder import Decoder
@@ -338,7 +338,7 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
         c.dt_rank = config.dt_rank
         c.dt_bc_norm, c.dt_bc_eps = config.dt_bc_norm, config.dt_bc_eps
     if config.family == "hybrid":
-        for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim", "rope_theta",
+        for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim",
                      "mlp_gated", "mlp_inner", "n_experts", "top_k", "expert_inner", "shared_inner",
                      "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier",
                      "residual_multiplier", "logits_scaling",
@@ -347,5 +347,8 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
                      "gated_norm_eps"):
             setattr(c, name, getattr(config, name))
         c.in_proj_multipliers = list(config.in_proj_multipliers)
+        if config.rope_dim:
+            inv_freq, c.rope_scale = rope.frequencies(config.rope_dim, config.rope_theta, config.rope_scaling)
+            c.rope_inv_freq = inv_freq.tolist()
     # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
     return c

@@ -164,10 +164,10 @@ void scale(Out& y, float alpha, const std::optional<In>& x, const std::optional<
 }
 
 // x (rows, H * d) turned in place; pos (rows); inv_freq (rot / 2).
-void rope(Out& x, const std::vector<int64_t>& pos, const In& inv_freq, int64_t n_heads) {
+void rope(Out& x, const std::vector<int64_t>& pos, const In& inv_freq, int64_t n_heads, float scale) {
   const int64_t rows = x.shape(0), d = x.shape(1) / n_heads, half = inv_freq.size();
   MAMBART_CHECK(static_cast<int64_t>(pos.size()) == rows && 2 * half <= d, "[rope] bad shapes");
-  RopeParams p{io_ptr(x, "rope", "x"), pos.data(), in_ptr(inv_freq), rows, n_heads, d, 2 * half, x.shape(1)};
+  RopeParams p{io_ptr(x, "rope", "x"), pos.data(), in_ptr(inv_freq), scale, rows, n_heads, d, 2 * half, x.shape(1)};
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < half; ++i) rope_pair(p, r, i);
 }
@@ -289,7 +289,7 @@ void bind_cuda(py::module_& m) {
   e.def("relu_sq", &relu_sq, py::arg("x"));
   e.def("scale", &scale, py::arg("y"), py::arg("alpha") = 1.0f, py::arg("x") = none, py::arg("col_scale") = none,
         py::arg("cols") = -1, "scale, axpy (x) or mul_columns (col_scale), in place on y.");
-  e.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"));
+  e.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"), py::arg("scale") = 1.0f);
   e.def("attention", &attention, py::arg("q"), py::arg("ks"), py::arg("vs"), py::arg("lens"), py::arg("n_heads"),
         py::arg("n_kv_heads"), py::arg("scale"), py::arg("threads") = kAttentionThreads);
   e.def("embedding", &embedding, py::arg("table"), py::arg("ids"));

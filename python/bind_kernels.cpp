@@ -367,7 +367,7 @@ py::array attention(const py::array& q, const std::vector<py::array>& ks, const 
 }
 
 // rope: x (rows, H*d) row-strided, turned in place; pos (rows); inv_freq (rot / 2).
-void rope(py::array& x, const std::vector<int64_t>& pos, const py::array& inv_freq, int64_t n_heads) {
+void rope(py::array& x, const std::vector<int64_t>& pos, const py::array& inv_freq, int64_t n_heads, float scale) {
   const char* op = "rope";
   MAMBART_CHECK(x.ndim() == 2 && n_heads >= 1 && x.shape(1) % n_heads == 0, "[rope] x must be (rows, n_heads * d)");
   MAMBART_CHECK(inv_freq.ndim() == 1, "[rope] inv_freq must be 1-D");
@@ -378,7 +378,7 @@ void rope(py::array& x, const std::vector<int64_t>& pos, const py::array& inv_fr
   View xv = view(op, "x", x, {rows, n_heads * d}, kRowStrided, true);
   p.x = xv.data, p.ldx = xv.ld, p.pos = pos.data();
   p.inv_freq = view(op, "inv_freq", inv_freq, {half}, kContiguous).data;
-  p.rows = rows, p.n_heads = n_heads, p.head_dim = d, p.rot = 2 * half;
+  p.rows = rows, p.n_heads = n_heads, p.head_dim = d, p.rot = 2 * half, p.scale = scale;
   run(cpu_kernels().rope, p, rows);
 }
 
@@ -528,6 +528,7 @@ void bind_kernels(py::module_& m) {
   k.def("route", &route, py::arg("logits"), py::arg("top_k"), py::arg("sigmoid"), py::arg("normalize"),
         py::arg("scale") = 1.0f, py::arg("bias") = none, py::arg("n_group") = 1, py::arg("topk_group") = 1,
         "MoE routing (see cpp/kernels/moe.h): (index (rows, top_k) int32, weight (rows, top_k)).");
-  k.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"),
-        "Rotary embedding in place (rotate_half layout) of the first 2 * len(inv_freq) dims of every head.");
+  k.def("rope", &rope, py::arg("x"), py::arg("pos"), py::arg("inv_freq"), py::arg("n_heads"), py::arg("scale") = 1.0f,
+        "Rotary embedding in place (rotate_half layout) of the first 2 * len(inv_freq) dims of every head,\n"
+        "cos and sin times scale.");
 }

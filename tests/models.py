@@ -225,10 +225,11 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
                         partial_rotary_factor: float = 1.0, embedding_multiplier: float = 1.0,
                         attention_multiplier: float | None = None, residual_multiplier: float = 1.0,
                         logits_scaling: float = 1.0, tie_word_embeddings: bool = False, vocab_size: int = 320,
-                        num_local_experts: int = 0, num_experts_per_tok: int = 2, intermediate_size: int = 32,
-                        dtype: torch.dtype = torch.float32, seed: int = 0):
+                        rope_parameters: dict | None = None, num_local_experts: int = 0, num_experts_per_tok: int = 2,
+                        intermediate_size: int = 32, dtype: torch.dtype = torch.float32, seed: int = 0):
     """Save a random GraniteMoeHybridForCausalLM (Granite-4.0-H; dense unless num_local_experts) and a
-    tokenizer to out_dir; return it in f32. attention_multiplier defaults to 1 / sqrt(head_dim)."""
+    tokenizer to out_dir; return it in f32. attention_multiplier defaults to 1 / sqrt(head_dim);
+    rope_parameters, when given, replaces those rope_theta and partial_rotary_factor make."""
     from transformers import GraniteMoeHybridConfig, GraniteMoeHybridForCausalLM
 
     torch.manual_seed(seed)
@@ -236,6 +237,7 @@ def make_granite_hybrid(out_dir: Path, *, hidden_size: int = 64, layer_types=("m
     rope = {"rope_type": "default", "rope_theta": rope_theta}
     if partial_rotary_factor != 1.0:
         rope["partial_rotary_factor"] = partial_rotary_factor
+    rope = rope_parameters or rope
     config = GraniteMoeHybridConfig(
         vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=len(layer_types),
         layer_types=list(layer_types), num_attention_heads=num_attention_heads,
@@ -296,8 +298,9 @@ def make_falcon_h1(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: i
                    num_key_value_heads: int = 2, head_dim: int | None = None, intermediate_size: int = 80,
                    mamba_n_heads: int = 4, mamba_d_state: int = 16, mamba_n_groups: int = 2,
                    mamba_rms_norm: bool = True, mamba_norm_before_gate: bool = True, rope_theta: float = 10000.0,
-                   multipliers: dict | None = None, tie_word_embeddings: bool = False, vocab_size: int = 320,
-                   dtype: torch.dtype = torch.float32, seed: int = 0):
+                   rope_parameters: dict | None = None, multipliers: dict | None = None,
+                   tie_word_embeddings: bool = False, vocab_size: int = 320, dtype: torch.dtype = torch.float32,
+                   seed: int = 0):
     """Save a random FalconH1ForCausalLM and a tokenizer to out_dir; return it in f32.
     `multipliers`: FalconH1Config's µP keys (embedding_multiplier, ssm_multipliers, ...)."""
     from transformers import FalconH1Config, FalconH1ForCausalLM
@@ -310,7 +313,8 @@ def make_falcon_h1(out_dir: Path, *, hidden_size: int = 64, num_hidden_layers: i
         intermediate_size=intermediate_size, mamba_d_ssm=2 * hidden_size, mamba_expand=2,
         mamba_n_heads=mamba_n_heads, mamba_d_state=mamba_d_state, mamba_n_groups=mamba_n_groups,
         mamba_rms_norm=mamba_rms_norm, mamba_norm_before_gate=mamba_norm_before_gate,
-        rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, tie_word_embeddings=tie_word_embeddings,
+        rope_parameters=rope_parameters or {"rope_type": "default", "rope_theta": rope_theta},
+        tie_word_embeddings=tie_word_embeddings,
         pad_token_id=0, bos_token_id=0, eos_token_id=0, **(multipliers or {}), **extra)
     return _save_hybrid(FalconH1ForCausalLM(config).eval(), out_dir, dtype, vocab_size)
 
@@ -360,6 +364,7 @@ def make_zamba2(out_dir: Path, *, hidden_size: int = 64, layers_block_type=("mam
                 num_attention_heads: int = 4, num_key_value_heads: int | None = None, num_mem_blocks: int = 1,
                 use_shared_attention_adapter: bool = False, adapter_rank: int = 8, intermediate_size: int = 96,
                 n_mamba_heads: int = 4, mamba_d_state: int = 16, mamba_ngroups: int = 2, use_mem_rope: bool = False,
+                rope_parameters: dict | None = None,
                 hidden_act: str = "gelu", rms_norm_eps: float = 1e-5, tie_word_embeddings: bool = True,
                 adapter_std: float = 0.2, vocab_size: int = 320, dtype: torch.dtype = torch.float32, seed: int = 0):
     """Save a random Zamba2ForCausalLM and a tokenizer to out_dir; return it in f32. The adapters get
@@ -374,7 +379,8 @@ def make_zamba2(out_dir: Path, *, hidden_size: int = 64, layers_block_type=("mam
         num_key_value_heads=num_key_value_heads, num_mem_blocks=num_mem_blocks,
         use_shared_attention_adapter=use_shared_attention_adapter, adapter_rank=adapter_rank,
         intermediate_size=intermediate_size, n_mamba_heads=n_mamba_heads, mamba_d_state=mamba_d_state,
-        mamba_ngroups=mamba_ngroups, use_mem_rope=use_mem_rope, hidden_act=hidden_act, rms_norm_eps=rms_norm_eps,
+        mamba_ngroups=mamba_ngroups, use_mem_rope=use_mem_rope, rope_parameters=rope_parameters,
+        hidden_act=hidden_act, rms_norm_eps=rms_norm_eps,
         tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     model = Zamba2ForCausalLM(config).eval()
     with torch.no_grad():

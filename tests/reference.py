@@ -267,14 +267,15 @@ def attention(q, ks, vs, lens, n_heads, n_kv_heads, scale):
     return out.reshape(rows, n_heads * d)
 
 
-def rope(x, pos, inv_freq, n_heads):
-    """rotate_half rotary embedding of the first 2 * len(inv_freq) dims of every head.
-    The angle pos * inv_freq is rounded to float32, as transformers forms it; the rest is float64."""
+def rope(x, pos, inv_freq, n_heads, scale=1.0):
+    """rotate_half rotary embedding of the first 2 * len(inv_freq) dims of every head, cos and sin
+    times `scale`. The angle pos * inv_freq is rounded to float32, as transformers forms it; the
+    rest is float64."""
     x = _f64(x).copy()
     rows, d = x.shape[0], x.shape[1] // n_heads
     half = len(inv_freq)
     angle = (np.asarray(pos, np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]).astype(np.float64)
-    c, s = np.cos(angle), np.sin(angle)
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
     for h in range(n_heads):
         a = x[:, h * d:h * d + half].copy()
         b = x[:, h * d + half:h * d + 2 * half].copy()

@@ -97,15 +97,16 @@ def test_attention_errors():
         K.attention(q, [k, np.zeros((3, 2, 4), np.float32)], [k, k], [1, 1], 2, 1, 1.0)
 
 
-@pytest.mark.parametrize("n_heads, d, rot", [(1, 8, 8), (3, 16, 8), (2, 64, 64), (4, 10, 4), (2, 7, 6)])
-def test_rope(isa, n_heads, d, rot):
+@pytest.mark.parametrize("n_heads, d, rot, scale", [(1, 8, 8, 1.0), (3, 16, 8, 1.0), (2, 64, 64, 1.2079),
+                                                   (4, 10, 4, 1.0), (2, 7, 6, 0.75)])
+def test_rope(isa, n_heads, d, rot, scale):
     rng = np.random.default_rng(rot)
     x = rng.standard_normal((9, n_heads * d)).astype(np.float32)
     pos = [0, 1, 2, 5, 17, 100, 1000, 4095, 8191]
     inv_freq = (1.0 / (10000.0 ** (np.arange(0, rot, 2) / rot))).astype(np.float32)
-    want = ref.rope(x, pos, inv_freq, n_heads)
+    want = ref.rope(x, pos, inv_freq, n_heads, scale)
     got = x.copy()
-    K.rope(got, pos, inv_freq, n_heads)
+    K.rope(got, pos, inv_freq, n_heads, scale)
     assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
     if rot < d:
         for h in range(n_heads):  # dims past rot are left alone

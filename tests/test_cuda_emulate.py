@@ -198,17 +198,18 @@ def test_attention_batch_rows_of_different_lengths(hq, hkv, d):
         attn_close(emu.attention(q, ks, vs, lens, hq, hkv, scale, 32), q, ks, vs, lens, hq, hkv, scale)
 
 
-@pytest.mark.parametrize("n_heads,d,rot", [(1, 8, 8), (3, 13, 6), (2, 64, 32), (4, 130, 130)])
-def test_rope_partial_rotary(n_heads, d, rot):
+@pytest.mark.parametrize("n_heads,d,rot,scale", [(1, 8, 8, 1.0), (3, 13, 6, 1.0), (2, 64, 32, 1.2),
+                                                 (4, 130, 130, 1.0)])
+def test_rope_partial_rotary(n_heads, d, rot, scale):
     rng = np.random.default_rng(d + rot)
     x = rand(rng, 5, n_heads * d)
     pos = [0, 1, 17, 255, 4097]
     inv_freq = (1.0 / 10000.0 ** (np.arange(0, rot, 2) / rot)).astype(np.float32)
     got, want = x.copy(), x.copy()
-    emu.rope(got, pos, inv_freq, n_heads)
-    cpu.rope(want, pos, inv_freq, n_heads)
+    emu.rope(got, pos, inv_freq, n_heads, scale)
+    cpu.rope(want, pos, inv_freq, n_heads, scale)
     close(got, want, 1e-6)
-    close(got, ref.rope(x, pos, inv_freq, n_heads), 1e-5)
+    close(got, ref.rope(x, pos, inv_freq, n_heads, scale), 1e-5)
     np.testing.assert_array_equal(got.reshape(5, n_heads, d)[:, :, rot:], x.reshape(5, n_heads, d)[:, :, rot:])
 
 

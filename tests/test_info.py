@@ -166,6 +166,7 @@ def test_bamba_info(small_bamba_dir):
 
     d = describe(str(small_bamba_dir[0]))
     assert (d["family"], d["naming"], d["layer_pattern"], d["rope_dim"]) == ("hybrid", "bamba", "MF AF MF AF", 8)
+    assert d["rope_scaling"] == {"rope_type": "default"} and "rope_scaling:                default" in format_info(d)
     assert d["parameters"] == sum(p.numel() for p in small_bamba_dir[1].parameters())
 
 

@@ -145,7 +145,7 @@ void rope(const RopeParams& p, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     const float pos = static_cast<float>(p.pos[r]);
     for (int64_t i = 0; i < half; ++i) {
-      const float angle = pos * p.inv_freq[i], c = std::cos(angle), s = std::sin(angle);
+      const float angle = pos * p.inv_freq[i], c = std::cos(angle) * p.scale, s = std::sin(angle) * p.scale;
       for (int64_t h = 0; h < p.n_heads; ++h) {
         float* x = p.x + r * p.ldx + h * p.head_dim;
         const float a = x[i], b = x[i + half];

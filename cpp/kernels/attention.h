@@ -16,7 +16,8 @@
 //
 // rope (transformers' rotate_half layout): for every head of row r, the first
 // `rot` dims (rot even, <= d) turn in pairs (i, i + rot/2), i < rot/2, by
-// angle = pos[r] * inv_freq[i] (f32, as the reference computes it):
+// angle = pos[r] * inv_freq[i] (f32, as the reference computes it), with
+// cos and sin times `scale` (YaRN's attention factor; 1 for the other types):
 //
 //   x_i <- x_i cos - x_{i+rot/2} sin;   x_{i+rot/2} <- x_{i+rot/2} cos + x_i sin
 //
@@ -51,6 +52,7 @@ struct RopeParams {
   float* x;
   const int64_t* pos;
   const float* inv_freq;  // (rot / 2)
+  float scale;
   int64_t rows, n_heads, head_dim, rot, ldx;
 };
 

@@ -1,7 +1,7 @@
 // The attention hybrids' own blocks: grouped-query attention over the
 // decoder's KV caches, and the MLP (SwiGLU or squared ReLU). One function per
 // block serves prefill (one sequence, n tokens) and step (n sequences).
-#include <cmath>
+#include <algorithm>
 
 #include "check.h"
 #include "model/model.h"
@@ -19,11 +19,8 @@ AttentionLayer Model::load_attention(WeightTable& w, const std::string& p, int64
   A.v_proj = w.matrix(p + "v_proj", {kvd, K});
   A.o_proj = w.matrix(p + "o_proj", {D, qd});
   if (c.rope_dim > 0 && !inv_freq_.defined()) {
-    // As the reference forms them, in f32: 1 / theta^(2i / rope_dim).
     Tensor inv = Tensor::zeros({c.rope_dim / 2});
-    for (int64_t i = 0; i < c.rope_dim / 2; ++i)
-      inv.data<float>()[i] =
-          1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
+    std::copy(c.rope_inv_freq.begin(), c.rope_inv_freq.end(), inv.data<float>());
     inv_freq_ = backend_->upload(inv);
   }
   return A;
@@ -85,8 +82,8 @@ void Model::attention_block(const AttentionLayer& L, const float* x, int64_t K, 
     lora_add(use->v, x, K, n, v, ws);
   }
   if (c.rope_dim > 0) {
-    be.rope({q, pos.data(), inv_freq_.data<float>(), n, Hq, d, c.rope_dim, qd});
-    be.rope({k, pos.data(), inv_freq_.data<float>(), n, Hkv, d, c.rope_dim, kvd});
+    be.rope({q, pos.data(), inv_freq_.data<float>(), c.rope_scale, n, Hq, d, c.rope_dim, qd});
+    be.rope({k, pos.data(), inv_freq_.data<float>(), c.rope_scale, n, Hkv, d, c.rope_dim, kvd});
   }
   if (!prefill) {
     for (int64_t b = 0; b < n; ++b) {

@@ -71,6 +71,10 @@ static void check_layers(const ModelConfig& c) {
                   c.attn_head_dim);
     MAMBART_CHECK(c.rope_dim >= 0 && c.rope_dim % 2 == 0 && c.rope_dim <= c.attn_head_dim, "[model] rope_dim ",
                   c.rope_dim, " must be even and at most the head dim ", c.attn_head_dim);
+    MAMBART_CHECK(static_cast<int64_t>(c.rope_inv_freq.size()) == c.rope_dim / 2, "[model] rope_inv_freq has ",
+                  c.rope_inv_freq.size(), " frequencies, rope_dim ", c.rope_dim, " needs ", c.rope_dim / 2);
+    MAMBART_CHECK(std::isfinite(c.rope_scale) && c.rope_scale > 0, "[model] rope_scale ", c.rope_scale,
+                  " must be a positive number");
   }
   MAMBART_CHECK(!c.has_block("F") || c.mlp_inner > 0, "[model] mlp_inner must be positive, got ", c.mlp_inner);
   if (c.has_block("E")) {

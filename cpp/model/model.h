@@ -50,7 +50,10 @@ struct ModelConfig {
   int64_t attn_heads = 0, kv_heads = 0, attn_head_dim = 0;
   float attn_scale = 1.0f;
   int64_t rope_dim = 0;  // leading dims of each head that rotate; 0: no position encoding
-  float rope_theta = 10000.0f;
+  // (rope_dim / 2) rotary frequencies and the factor on cos and sin (YaRN's attention
+  // factor, else 1): the config computes them for its rope type (mambart/rope.py).
+  std::vector<float> rope_inv_freq;
+  float rope_scale = 1.0f;
   // MLPs: SwiGLU (in_proj rows [gate | up]) when gated, else squared ReLU of one up projection.
   bool mlp_gated = true;
   int64_t mlp_inner = 0;     // F of the 'F' blocks
