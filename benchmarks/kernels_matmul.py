@@ -10,7 +10,7 @@ Decode (M = 1 and 8): the lm_head of a 130m model (N=50280, K=768) and an
 in_proj-sized matrix (N=3072, K=768), reported as GB/s of weight bytes
 streamed and as % of the measured read bandwidth. As in the backend, each
 of --threads Python threads runs the kernel on its own slice of N (the
-binding releases the GIL; slices are rounded to 48 rows). Enough copies of
+binding releases the GIL; slices are rounded to 64 rows). Enough copies of
 each matrix are cycled through (>= 256 MB) that every call reads its
 weights from memory, as a real model's layers do, not from the 32 MB L3.
 

@@ -86,7 +86,7 @@ def parallel(jobs):
     return time.perf_counter() - t0
 
 
-def split(n, parts, grain=48):
+def split(n, parts, grain=64):
     """The backend's ranges: [0, n) in `parts` contiguous pieces rounded to `grain`."""
     blocks = (n + grain - 1) // grain
     return [(min(n, blocks * i // parts * grain), min(n, blocks * (i + 1) // parts * grain)) for i in range(parts)]
