@@ -55,8 +55,8 @@ def test_attention_decode_rows_of_different_lengths(isa, n_heads, n_kv_heads, d)
 
 @pytest.mark.parametrize("n_heads, n_kv_heads, d", [(4, 4, 16), (6, 2, 13), (3, 3, 130)])
 def test_attention_prefill_rows_alone_give_the_same_bits(isa, n_heads, n_kv_heads, d):
-    """A prefill's rows (tiles of one sequence, pairs of rows over whole blocks, a copy of each
-    block) equal each row computed alone over the cache: a prompt gives the same bits however
+    """A prefill's rows (tiles of one sequence, pairs and fours of rows over whole blocks, a copy of
+    each block) equal each row computed alone over the cache: a prompt gives the same bits however
     it is cut into calls."""
     rng = np.random.default_rng(d + 1)
     length = 203  # tiles of 64 rows, an odd row out, partial blocks

@@ -32,7 +32,9 @@ namespace {
 //     floats apart): running max m and sum l updated, s[j] the keys' weights;
 //   Row::add(s, V, kv_ld, d, nb, c, acc): acc = c acc + sum_j s[j] V[j]
 //     (acc: d floats, zero at the start);
-//   Row::scale(acc, d, c): acc *= c, the final 1 / l.
+//   Row::scale(acc, d, c): acc *= c, the final 1 / l;
+//   with Row::kMultiRow, Row::weigh2 and Row::add4: weigh for two rows and
+//     add for four over one whole block, the same bits as one at a time.
 // Per-thread scratch for a block's keys and values, grown on first use and kept.
 inline float* block_copy(int64_t floats) {
   thread_local std::vector<float> buf;
@@ -79,7 +81,7 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t nb = std::min(kAttentionBlock, p.len[r] - j0), i = r - t0;
-          if constexpr (Row::kPairs) {  // two rows of one sequence over a whole block at once
+          if constexpr (Row::kMultiRow) {  // two rows of one sequence over a whole block at once
             if (shared && r + 1 < t1 && p.len[r + 1] - j0 >= kAttentionBlock && nb == kAttentionBlock) {
               const float* q[2] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d};
               float* const sr[2] = {s[i], s[i + 1]};
@@ -90,10 +92,22 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
           }
           c[i] = Row::weigh(p.q + r * p.ldq + h * d, keys(r), ld, d, nb, p.scale, m[i], l[i], s[i]);
         }
-        for (int64_t r = t0; r < t1; ++r)
-          if (j0 < p.len[r])
-            Row::add(s[r - t0], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[r - t0],
-                     p.out + r * p.ldo + h * d);
+        for (int64_t r = t0; r < t1; ++r) {
+          if (j0 >= p.len[r]) continue;
+          const int64_t i = r - t0;
+          if constexpr (Row::kMultiRow) {  // four rows of one sequence over a whole block at once
+            if (shared && r + 4 <= t1 && std::min({p.len[r], p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >=
+                                             kAttentionBlock) {
+              const float* const sr[4] = {s[i], s[i + 1], s[i + 2], s[i + 3]};
+              float* const out[4] = {p.out + r * p.ldo + h * d, p.out + (r + 1) * p.ldo + h * d,
+                                     p.out + (r + 2) * p.ldo + h * d, p.out + (r + 3) * p.ldo + h * d};
+              Row::add4(sr, values(r), ld, d, c + i, out);
+              r += 3;
+              continue;
+            }
+          }
+          Row::add(s[i], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[i], p.out + r * p.ldo + h * d);
+        }
       }
       for (int64_t r = t0; r < t1; ++r) Row::scale(p.out + r * p.ldo + h * d, d, 1.0f / l[r - t0]);
     }
@@ -106,7 +120,7 @@ namespace scalar {
 
 // A block of scores, the online-softmax update of m and l, then of acc.
 struct Row {
-  static constexpr bool kPairs = false;
+  static constexpr bool kMultiRow = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     float bmax = -INFINITY;
@@ -232,7 +246,7 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
-  static constexpr bool kPairs = false;
+  static constexpr bool kMultiRow = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
@@ -345,8 +359,31 @@ inline void add_values(const float* s, const float* V, int64_t kv_ld, int64_t nb
   for (int u = 0; u < S; ++u) _mm512_mask_storeu_ps(acc + i + 16 * u, mk[u], a[u]);
 }
 
+// add_values for 4 rows over one whole block of values, 64 dims at a time:
+// each value slice loaded feeds 4 FMAs, not 1 (the loads bound add_values).
+// Each row's sums run in key order as alone: the same bits.
+inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, const float* rescale, int64_t i,
+                        int64_t d, float* const acc[4]) {
+  __mmask16 mk[4];
+  __m512 a[4][4];
+  for (int u = 0; u < 4; ++u) mk[u] = d - i - 16 * u > 0 ? lanes(d - i - 16 * u) : __mmask16(0);
+  for (int r = 0; r < 4; ++r)
+    for (int u = 0; u < 4; ++u)
+      a[r][u] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[u], acc[r] + i + 16 * u), _mm512_set1_ps(rescale[r]));
+  for (int64_t j = 0; j < kAttentionBlock; ++j) {
+    __m512 v[4];
+    for (int u = 0; u < 4; ++u) v[u] = _mm512_maskz_loadu_ps(mk[u], V + j * kv_ld + i + 16 * u);
+    for (int r = 0; r < 4; ++r) {
+      const __m512 w = _mm512_set1_ps(s[r][j]);
+      for (int u = 0; u < 4; ++u) a[r][u] = _mm512_fmadd_ps(w, v[u], a[r][u]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int u = 0; u < 4; ++u) _mm512_mask_storeu_ps(acc[r] + i + 16 * u, mk[u], a[r][u]);
+}
+
 struct Row {
-  static constexpr bool kPairs = true;
+  static constexpr bool kMultiRow = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores<1>(&q, K, kv_ld, d, nb, scale, &s);
@@ -372,6 +409,11 @@ struct Row {
         default: add_values<8>(s, V, kv_ld, nb, rv, i, d, acc); break;
       }
     }
+  }
+  // Four rows, each as add, over a whole block (nb = kAttentionBlock) of V.
+  static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
+                   float* const acc[4]) {
+    for (int64_t i = 0; i < d; i += 64) add_values4(s, V, kv_ld, rescale, i, d, acc);
   }
   static void scale(float* acc, int64_t d, float c) {
     const __m512 cv = _mm512_set1_ps(c);
@@ -444,7 +486,7 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
-  static constexpr bool kPairs = false;
+  static constexpr bool kMultiRow = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
