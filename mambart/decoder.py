@@ -114,10 +114,11 @@ class Decoder:
 
         With all_logits (batch 1) return the logits of every position, (len, vocab_size).
         progress(done, total), if given, is called after each chunk of the
-        prompts (tokens fed so far, tokens in all). Ctrl-C (KeyboardInterrupt)
-        or an exception from progress stops the prefill at that chunk: each
-        row's state and history() then cover exactly the tokens fed, and
-        there are no logits until the next prefill or step.
+        prompts (tokens fed so far, tokens in all); an exception from it stops
+        the prefill at that chunk. Ctrl-C (KeyboardInterrupt) stops it between
+        two layers, the chunk it was in undone. Either way each row's state
+        and history() then cover exactly the whole chunks fed, and there are
+        no logits until the next prefill or step.
         """
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")

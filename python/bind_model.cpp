@@ -155,12 +155,15 @@ void bind_model(py::module_& m) {
              const py::object& progress) -> py::object {
             MAMBART_CHECK(!on_device || d.model().backend().name() == std::string("cuda"),
                           "[prefill] on_device needs the CUDA backend");
-            // Between chunks: Ctrl-C (a pending signal) and the callback's
-            // exceptions stop the prefill, raised as they are.
-            const PrefillProgress between_chunks = [&progress](int64_t done, int64_t total) {
+            // Between blocks: Ctrl-C (a pending signal) stops the prefill;
+            // after each chunk, progress too, and its exceptions. Raised as they are.
+            int64_t reported = 0;
+            const PrefillProgress between_chunks = [&progress, &reported](int64_t done, int64_t total) {
               py::gil_scoped_acquire gil;
               if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-              if (!progress.is_none()) progress(done, total);
+              if (done == reported || progress.is_none()) return;
+              reported = done;
+              progress(done, total);
             };
             Tensor all;
             {
@@ -175,8 +178,8 @@ void bind_model(py::module_& m) {
           py::arg("progress") = py::none(),
           "Feed one prompt per row. With all_logits (batch 1), return the (len, V) logits of every position "
           "as numpy; with on_device (CUDA), as (__cuda_array_interface__, owner) without a copy. progress(done, "
-          "total) is called after each chunk; a signal (KeyboardInterrupt) or its exception stops the prefill "
-          "at that chunk boundary.")
+          "total) is called after each chunk, and its exception stops the prefill there; a signal "
+          "(KeyboardInterrupt) stops it between two layers, the state left as after the last whole chunk.")
       .def("step", &Decoder::step, py::arg("tokens"), py::call_guard<py::gil_scoped_release>(),
            "Feed one token to each of the first len(tokens) rows.")
       .def("sample", &Decoder::sample, py::arg("samplers"), py::arg("vocab_limit"),

@@ -92,6 +92,40 @@ def test_interrupted_prefill_is_consistent(model, stop_after):
     np.testing.assert_allclose(dec.logits(), whole.logits(), rtol=0, atol=1e-5 * np.abs(whole.logits()).max())
 
 
+@pytest.mark.parametrize("at", [0.15, 0.4, 0.6])
+def test_a_signal_stops_a_prefill_inside_a_chunk(small_granite_dir, at):
+    """A signal is seen between two residual blocks, inside a chunk (a big model's chunk takes
+    seconds): the prefill stops there, the Mamba states go back to the chunk's start, and the
+    rest of the prompt continues as if nothing had happened (a hybrid: KV caches too)."""
+    import signal
+    import time
+
+    model = mambart.load(small_granite_dir[0], threads=2)
+    prompt = list(np.random.default_rng(1).integers(0, 300, 700))
+    whole = model.decoder(1)
+    t = time.perf_counter()
+    whole.prefill([prompt])
+    elapsed = time.perf_counter() - t
+
+    def stop(signum, frame):
+        raise Stop
+
+    dec = model.decoder(1)
+    old = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, at * elapsed)
+        with pytest.raises(Stop):
+            dec.prefill([prompt])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    fed = dec.history(0)
+    assert len(fed) % 256 == 0 and fed == prompt[:len(fed)] and not dec.has_logits
+    dec.prefill([prompt[len(fed):]])
+    assert dec.history(0) == prompt
+    np.testing.assert_allclose(dec.logits(), whole.logits(), rtol=0, atol=1e-5 * np.abs(whole.logits()).max())
+
+
 def test_progress_must_be_callable(model):
     with pytest.raises(TypeError, match="progress"):
         model.decoder(1).prefill([[1, 2]], progress=5)

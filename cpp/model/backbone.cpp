@@ -205,7 +205,7 @@ Workspace Model::make_workspace(int64_t rows) const {
 }
 
 void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::vector<LayerState>& states,
-                    Workspace& ws) const {
+                    Workspace& ws, const std::function<void()>& between_blocks) const {
   const ModelConfig& c = config_;
   MAMBART_CHECK(n > 0 && n <= ws.rows, "[forward] ", n, " rows for a workspace of ", ws.rows);
   MAMBART_CHECK(static_cast<int64_t>(states.size()) == c.n_layer, "[forward] states for ", states.size(),
@@ -234,6 +234,7 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
   // r += m * block(norm(r)), with the add fused into the next norm: each
   // block adds the previous block's output before normalising.
   for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (between_blocks) between_blocks();
     const Block& b = blocks_[i];
     const LayerState& state = states[static_cast<size_t>(b.layer)];
     if (b.kind == 'S') {  // Zamba2: its output joins the next block's input, not the residual

@@ -179,7 +179,21 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
   for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
     const int64_t n = std::min(kPrefillChunk, len - t0);
     reserve_kv(b, n);  // (a cache that grows moves: the states are taken after)
-    model_->forward(p.data() + t0, n, /*prefill=*/true, row_states(b), ws_);
+    const std::vector<LayerState> states = row_states(b);
+    if (!progress) {
+      model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
+    } else {
+      // A stop between blocks leaves the Mamba states of the blocks before
+      // it advanced: they go back to the chunk's start (the KV entries past
+      // the context are never read, and the next tokens overwrite them).
+      keep_row_states(states, /*save=*/true);
+      try {
+        model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_, [&] { progress(done, total); });
+      } catch (...) {
+        keep_row_states(states, /*save=*/false);
+        throw;
+      }
+    }
     ctx_[static_cast<size_t>(b)] += n;
     if (all) model_->head(ws_, 0, n, all + t0 * V);
     if (t0 + n == len) {
@@ -193,6 +207,26 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
     if (progress) progress(done, total);
   }
   update_has_logits();
+}
+
+// One row's conv and SSM states, layer by layer, into saved_ (save) or back.
+void Decoder::keep_row_states(const std::vector<LayerState>& states, bool save) {
+  const ModelConfig& c = model_->config();
+  const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size();
+  Backend& be = model_->backend();
+  if (!saved_.defined()) saved_ = be.zeros({c.mamba_layers(), conv_row + ssm_row});
+  float* kept = saved_.data<float>();
+  for (const LayerState& s : states) {
+    if (!s.conv) continue;
+    if (save) {
+      be.copy(s.conv, kept, conv_row);
+      be.copy(s.ssm, kept + conv_row, ssm_row);
+    } else {
+      be.copy(kept, s.conv, conv_row);
+      be.copy(kept + conv_row, s.ssm, ssm_row);
+    }
+    kept += conv_row + ssm_row;
+  }
 }
 
 void Decoder::prefill_row(int64_t row, const std::vector<int32_t>& tokens, const PrefillProgress& progress) {

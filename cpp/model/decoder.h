@@ -34,9 +34,11 @@
 namespace mambart {
 
 // Called by prefill after each chunk with the tokens fed so far and in all
-// (every row). It may throw to stop the prefill (an interrupt): the state
-// and each row's history then cover exactly the tokens fed, and there are
-// no logits until the next prefill or step.
+// (every row), and between the residual blocks of a chunk with `done`
+// unchanged (a big model's chunk takes seconds). It may throw to stop the
+// prefill (an interrupt): the state and each row's history then cover
+// exactly the tokens of the chunks finished, and there are no logits until
+// the next prefill or step.
 using PrefillProgress = std::function<void(int64_t done, int64_t total)>;
 
 class Decoder {
@@ -131,6 +133,7 @@ class Decoder {
   void prefill_one(int64_t row, const std::vector<int32_t>& p, float* all, int64_t& done, int64_t total,
                    const PrefillProgress& progress);
   void update_has_logits();
+  void keep_row_states(const std::vector<LayerState>& states, bool save);
 
   ExclusiveUse use_{"[decoder] this Decoder is in use by another thread; give each thread its own Decoder "
                     "(a Model can be shared)"};
@@ -139,6 +142,7 @@ class Decoder {
   // (mamba_layers, batch, conv_channels, K), (mamba_layers, batch, ssm_state_size): no
   // conv or SSM state for attention layers.
   Tensor conv_, ssm_;
+  Tensor saved_;  // one row's conv and SSM states, kept while a chunk runs (prefill_one)
   std::vector<int64_t> mamba_index_;  // per layer: its index into conv_ / ssm_, -1 for attention
   Workspace ws_;       // prefill chunks and steps share it
   // Logits live in backend memory, so that a device samples them in place.

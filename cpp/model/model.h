@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -279,9 +280,11 @@ class Model {
   // states in ws.normed. Two shapes of call:
   //   prefill: one sequence, n consecutive tokens (batch 1, seqlen n);
   //   step:    n sequences, one token each (batch n, seqlen 1).
-  // states[l] holds layer l's state for the rows' sequences.
+  // states[l] holds layer l's state for the rows' sequences. `between_blocks`,
+  // when given, is called before each residual block and may throw to stop
+  // the forward there (the states are then partly advanced: the caller's to undo).
   void forward(const int32_t* tokens, int64_t n, bool prefill, const std::vector<LayerState>& states,
-               Workspace& ws) const;
+               Workspace& ws, const std::function<void()>& between_blocks = nullptr) const;
 
   // logits (rows, V) = head · ws.normed[rows of `first`, `first + rows`).
   void head(const Workspace& ws, int64_t first, int64_t rows, float* logits) const;

@@ -9,7 +9,7 @@ earlier turns), the turn is prefilled from scratch.
 
 Commands: /reset, /save FILE, /load FILE (the saved-state format of
 `Decoder.save_state`), /exit. Ctrl-C stops the current reply (or a long
-prefill, between chunks) and returns to the prompt; Ctrl-D exits.
+prefill, at the next layer) and returns to the prompt; Ctrl-D exits.
 """
 from __future__ import annotations
 
