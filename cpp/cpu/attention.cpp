@@ -33,8 +33,8 @@ namespace {
 //   Row::add(s, V, kv_ld, d, nb, c, acc): acc = c acc + sum_j s[j] V[j]
 //     (acc: d floats, zero at the start);
 //   Row::scale(acc, d, c): acc *= c, the final 1 / l;
-//   with Row::kMultiRow, Row::weigh2 and Row::add4: weigh for two rows and
-//     add for four over one whole block, the same bits as one at a time.
+//   with Row::kPairs, Row::weigh2: weigh for two rows, and with Row::kFours,
+//     Row::add4: add for four, over one whole block, the same bits as one at a time.
 // Per-thread scratch for a block's keys and values, grown on first use and kept.
 inline float* block_copy(int64_t floats) {
   thread_local std::vector<float> buf;
@@ -81,7 +81,7 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t nb = std::min(kAttentionBlock, p.len[r] - j0), i = r - t0;
-          if constexpr (Row::kMultiRow) {  // two rows of one sequence over a whole block at once
+          if constexpr (Row::kPairs) {  // two rows of one sequence over a whole block at once
             if (shared && r + 1 < t1 && p.len[r + 1] - j0 >= kAttentionBlock && nb == kAttentionBlock) {
               const float* q[2] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d};
               float* const sr[2] = {s[i], s[i + 1]};
@@ -95,7 +95,7 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t i = r - t0;
-          if constexpr (Row::kMultiRow) {  // four rows of one sequence over a whole block at once
+          if constexpr (Row::kFours) {  // four rows of one sequence over a whole block at once
             if (shared && r + 4 <= t1 && std::min({p.len[r], p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >=
                                              kAttentionBlock) {
               const float* const sr[4] = {s[i], s[i + 1], s[i + 2], s[i + 3]};
@@ -120,7 +120,7 @@ namespace scalar {
 
 // A block of scores, the online-softmax update of m and l, then of acc.
 struct Row {
-  static constexpr bool kMultiRow = false;
+  static constexpr bool kPairs = false, kFours = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     float bmax = -INFINITY;
@@ -245,12 +245,39 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
   return rescale;
 }
 
+// add for 4 rows over one whole block of values, 16 dims at a time: each
+// value slice loaded feeds 4 FMAs, where add loaded a weight and a value per
+// FMA. Each row's sums run in key order as alone: the same bits.
+inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, const float* rescale, int64_t d,
+                        float* const acc[4]) {
+  for (int64_t i = 0; i < d; i += 16) {
+    const int64_t n[2] = {std::min<int64_t>(8, d - i), std::max<int64_t>(0, std::min<int64_t>(8, d - i - 8))};
+    __m256 a[4][2];
+    for (int r = 0; r < 4; ++r)
+      for (int u = 0; u < 2; ++u)
+        a[r][u] = _mm256_mul_ps(load_n(acc[r] + i + 8 * u, n[u]), _mm256_set1_ps(rescale[r]));
+    for (int64_t j = 0; j < kAttentionBlock; ++j) {
+      const __m256 v[2] = {load_n(V + j * kv_ld + i, n[0]), load_n(V + j * kv_ld + i + 8, n[1])};
+      for (int r = 0; r < 4; ++r) {
+        const __m256 w = _mm256_set1_ps(s[r][j]);
+        for (int u = 0; u < 2; ++u) a[r][u] = _mm256_fmadd_ps(w, v[u], a[r][u]);
+      }
+    }
+    for (int r = 0; r < 4; ++r)
+      for (int u = 0; u < 2; ++u) store_n(acc[r] + i + 8 * u, a[r][u], n[u]);
+  }
+}
+
 struct Row {
-  static constexpr bool kMultiRow = false;
+  static constexpr bool kPairs = false, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
     return online_softmax(s, nb, m, l);
+  }
+  static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
+                   float* const acc[4]) {
+    add_values4(s, V, kv_ld, rescale, d, acc);
   }
   static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
     const __m256 rv = _mm256_set1_ps(rescale);
@@ -383,7 +410,7 @@ inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, 
 }
 
 struct Row {
-  static constexpr bool kMultiRow = true;
+  static constexpr bool kPairs = true, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores<1>(&q, K, kv_ld, d, nb, scale, &s);
@@ -486,7 +513,7 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
 }
 
 struct Row {
-  static constexpr bool kMultiRow = false;
+  static constexpr bool kPairs = false, kFours = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
