@@ -512,8 +512,32 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
   return rescale;
 }
 
+// As avx2::add_values4, 16 dims at a time in four registers per row.
+inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, const float* rescale, int64_t d,
+                        float* const acc[4]) {
+  for (int64_t i = 0; i < d; i += 16) {
+    int64_t n[4];
+    for (int u = 0; u < 4; ++u) n[u] = std::max<int64_t>(0, std::min<int64_t>(4, d - i - 4 * u));
+    float32x4_t a[4][4];
+    for (int r = 0; r < 4; ++r)
+      for (int u = 0; u < 4; ++u) a[r][u] = vmulq_n_f32(load_n(acc[r] + i + 4 * u, n[u]), rescale[r]);
+    for (int64_t j = 0; j < kAttentionBlock; ++j) {
+      float32x4_t v[4];
+      for (int u = 0; u < 4; ++u) v[u] = load_n(V + j * kv_ld + i + 4 * u, n[u]);
+      for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < 4; ++u) a[r][u] = vfmaq_n_f32(a[r][u], v[u], s[r][j]);
+    }
+    for (int r = 0; r < 4; ++r)
+      for (int u = 0; u < 4; ++u) store_n(acc[r] + i + 4 * u, a[r][u], n[u]);
+  }
+}
+
 struct Row {
-  static constexpr bool kPairs = false, kFours = false;
+  static constexpr bool kPairs = false, kFours = true;
+  static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
+                   float* const acc[4]) {
+    add_values4(s, V, kv_ld, rescale, d, acc);
+  }
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
