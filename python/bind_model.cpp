@@ -158,7 +158,7 @@ void bind_model(py::module_& m) {
             // Between blocks: Ctrl-C (a pending signal) stops the prefill;
             // after each chunk, progress too, and its exceptions. Raised as they are.
             int64_t reported = 0;
-            const PrefillProgress between_chunks = [&progress, &reported](int64_t done, int64_t total) {
+            const PrefillProgress check = [&progress, &reported](int64_t done, int64_t total) {
               py::gil_scoped_acquire gil;
               if (PyErr_CheckSignals() != 0) throw py::error_already_set();
               if (done == reported || progress.is_none()) return;
@@ -168,7 +168,7 @@ void bind_model(py::module_& m) {
             Tensor all;
             {
               py::gil_scoped_release nogil;
-              all = d.prefill(prompts, all_logits || on_device, between_chunks);
+              all = d.prefill(prompts, all_logits || on_device, check);
             }
             if (on_device) return device_array(all);
             if (!all_logits) return py::none();
