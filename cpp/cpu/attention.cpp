@@ -229,8 +229,15 @@ inline void scores(const float* q, const float* K, int64_t kv_ld, int64_t d, int
 // sum l rescaled and grown, s[j] <- exp(s[j] - m); returns the factor
 // exp(m_old - m) by which the accumulator must be rescaled.
 inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
+  // The max 8 lanes at a time (a NaN score is skipped, as std::max skips it).
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t j8 = 0;
+  for (; j8 + 8 <= nb; j8 += 8) vmax = _mm256_max_ps(_mm256_loadu_ps(s + j8), vmax);
+  alignas(32) float lanes8[8];
+  _mm256_store_ps(lanes8, vmax);
   float bmax = -INFINITY;
-  for (int64_t j = 0; j < nb; ++j) bmax = std::max(bmax, s[j]);
+  for (float v : lanes8) bmax = std::max(bmax, v);
+  for (; j8 < nb; ++j8) bmax = std::max(bmax, s[j8]);
   const float m_new = std::max(m, bmax), rescale = std::exp(m - m_new);
   const __m256 mv = _mm256_set1_ps(m_new);
   __m256 sum = _mm256_setzero_ps();
@@ -496,8 +503,12 @@ inline void scores(const float* q, const float* K, int64_t kv_ld, int64_t d, int
 
 // As avx2::online_softmax.
 inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
-  float bmax = -INFINITY;
-  for (int64_t j = 0; j < nb; ++j) bmax = std::max(bmax, s[j]);
+  // The max 4 lanes at a time (maxNum: a NaN score is skipped, as std::max skips it).
+  float32x4_t vmax = vdupq_n_f32(-INFINITY);
+  int64_t j4 = 0;
+  for (; j4 + 4 <= nb; j4 += 4) vmax = vmaxnmq_f32(vmax, vld1q_f32(s + j4));
+  float bmax = vmaxnmvq_f32(vmax);
+  for (; j4 < nb; ++j4) bmax = std::max(bmax, s[j4]);
   const float m_new = std::max(m, bmax), rescale = std::exp(m - m_new);
   const float32x4_t mv = vdupq_n_f32(m_new);
   float sum = 0.0f;
