@@ -42,6 +42,9 @@ def parse(params: dict[str, Any], max_positions: int) -> tuple[tuple[str, Any], 
         raise ValueError(f"rope_type {kind!r} is not supported (supported: {', '.join(SUPPORTED)})")
     if kind == "linear":
         return (("rope_type", kind), ("factor", _positive(params, "factor", None)))
+    if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0:
+        raise ValueError(f"rope_type {kind!r} needs 'max_position_embeddings' a positive integer, "
+                         f"got {max_positions!r}")
     original = _positive(params, "original_max_position_embeddings", max_positions)
     if original != int(original):
         raise ValueError(f"rope_type {kind!r} needs 'original_max_position_embeddings' an integer, got {original!r}")
