@@ -125,6 +125,7 @@ class ModelConfig:
     n_group: int = 1
     topk_group: int = 1
     routed_scale: float = 1.0
+    expert_latent: int = 0     # the routed experts' width (Nemotron-H's moe_latent_size); 0: d_model
     embedding_multiplier: float = 1.0
     residual_multiplier: float = 1.0   # each block's output is scaled by this before the residual add
     logits_scaling: float = 1.0        # logits are divided by this
@@ -658,10 +659,10 @@ def _nemotron_layers(raw: dict[str, Any]) -> str:
 def _nemotron_experts(raw: dict[str, Any]) -> dict[str, Any]:
     """Nemotron-H's mixture of experts: sigmoid scores plus e_score_correction_bias choose the top
     num_experts_per_tok among the topk_group best of n_group groups; the chosen scores, normalised if
-    norm_topk_prob, times routed_scaling_factor, weight them; one shared MLP beside them."""
-    if raw.get("moe_latent_size") is not None:
-        raise ValueError(f"moe_latent_size {_short(raw['moe_latent_size'])} (latent expert projections) "
-                         "is not supported yet")
+    norm_topk_prob, times routed_scaling_factor, weight them; one shared MLP beside them. With
+    moe_latent_size the routed experts run on the rows projected to that width, and their sum is
+    projected back."""
+    latent = 0 if raw.get("moe_latent_size") is None else _size(raw, "moe_latent_size", 0)
     experts = _size(raw, "n_routed_experts" if "n_routed_experts" in raw else "num_local_experts", 8)
     top_k, n_group = _size(raw, "num_experts_per_tok", 2), _size(raw, "n_group", 1)
     topk_group = _size(raw, "topk_group", 1)
@@ -671,7 +672,7 @@ def _nemotron_experts(raw: dict[str, Any]) -> dict[str, Any]:
     return dict(n_experts=experts, top_k=top_k, expert_inner=_size(raw, "moe_intermediate_size", 7688),
                 shared_inner=_size(raw, "moe_shared_expert_intermediate_size", 7688), router_sigmoid=True,
                 norm_topk=_flag(raw, "norm_topk_prob", True), n_group=n_group, topk_group=topk_group,
-                routed_scale=_number(raw, "routed_scaling_factor", 1.0))
+                routed_scale=_number(raw, "routed_scaling_factor", 1.0), expert_latent=latent)
 
 
 def _words(letters: str, ffn: str) -> str:

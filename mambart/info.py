@@ -101,7 +101,7 @@ def _active(config, parameters: int) -> dict[str, int]:
     if not config.n_experts:
         return {}
     rows = 2 * config.expert_inner if config.mlp_gated else config.expert_inner
-    per_expert = (rows + config.expert_inner) * config.d_model
+    per_expert = (rows + config.expert_inner) * (config.expert_latent or config.d_model)
     return {"active_parameters": parameters - config.moe_layers * (config.n_experts - config.top_k) * per_expert}
 
 
@@ -122,7 +122,7 @@ _HYBRID_FIELDS = {"layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_sca
                   "mlp_gate_multiplier", "mlp_down_multiplier", "norm_before_gate", "shared_blocks", "adapter_rank",
                   "attention_adapters", "mlp_gelu", "gated_norm_eps"}
 _EXPERT_FIELDS = {"n_experts", "top_k", "shared_inner", "expert_inner", "router_sigmoid", "norm_topk", "n_group",
-                  "topk_group", "routed_scale"}
+                  "topk_group", "routed_scale", "expert_latent"}
 # Fields that do not apply to a family, left out of the text.
 _NOT_SHOWN = {
     "mamba": {"n_heads", "head_dim", "n_groups", "chunk_size", "dt_min", "dt_max",

@@ -340,7 +340,8 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
     if config.family == "hybrid":
         for name in ("layers", "attn_heads", "kv_heads", "attn_head_dim", "attn_scale", "rope_dim",
                      "mlp_gated", "mlp_inner", "n_experts", "top_k", "expert_inner", "shared_inner",
-                     "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "embedding_multiplier",
+                     "router_sigmoid", "norm_topk", "n_group", "topk_group", "routed_scale", "expert_latent",
+                     "embedding_multiplier",
                      "residual_multiplier", "logits_scaling",
                      "ssm_out_multiplier", "attn_out_multiplier", "mlp_gate_multiplier", "mlp_down_multiplier",
                      "norm_before_gate", "shared_blocks", "adapter_rank", "attention_adapters", "mlp_gelu",

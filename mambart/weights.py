@@ -33,7 +33,7 @@ _MAX_LISTED = 5  # unexpected names quoted in an error
 MATRICES = frozenset({"embedding", "lm_head", "in_proj", "x_proj", "dt_proj", "out_proj",
                       "q_proj", "k_proj", "v_proj", "o_proj", "experts_in", "experts_out", "mlp_in", "mlp_gate",
                       "mlp_up", "mlp_out", "linear", "mlp_lora_a", "mlp_lora_b", "q_lora_a", "q_lora_b", "k_lora_a",
-                      "k_lora_b", "v_lora_a", "v_lora_b"})
+                      "k_lora_b", "v_lora_a", "v_lora_b", "latent_in", "latent_out"})
 # Bytes per block of 32 weights (cpp/kernels/quantize.h: f32 scale + 32 int8;
 # f32 scale + f32 minimum + 16 bytes of 4-bit codes).
 _BLOCK = 32
@@ -190,6 +190,7 @@ class HybridNames:
     router: tuple[str, str] = ("", "")
     experts: tuple[str, ...] = ("", "")
     shared: tuple[tuple[str, str], ...] = ()
+    latent: tuple[str, str] = ("", "")  # the projections to the experts' width and back (expert_latent)
 
 
 _GRANITE_SHARED = (("_in", "shared_mlp.input_linear.weight"), ("_out", "shared_mlp.output_linear.weight"))
@@ -216,7 +217,8 @@ HYBRID_NAMES["nemotron_h"] = HybridNames(
     (("_in", "mixer.up_proj.weight"), ("_out", "mixer.down_proj.weight")),
     ("mixer.gate.weight", "mixer.gate.e_score_correction_bias"),
     ("mixer.experts.{}.up_proj.weight", "mixer.experts.{}.down_proj.weight"),
-    (("_in", "mixer.shared_experts.up_proj.weight"), ("_out", "mixer.shared_experts.down_proj.weight")))
+    (("_in", "mixer.shared_experts.up_proj.weight"), ("_out", "mixer.shared_experts.down_proj.weight")),
+    ("mixer.fc1_latent_proj.weight", "mixer.fc2_latent_proj.weight"))
 
 
 def hybrid_table(config: ModelConfig) -> list[TensorSpec]:
@@ -302,29 +304,35 @@ def _experts(config: ModelConfig, src: str, names: HybridNames, dst: str) -> lis
     """A mixture of experts: the router (f32, and its selection bias), the experts (stacked as
     (X * rows, cols) matrices, or one MLP each as experts.<e>.mlp), the shared MLP."""
     D, X, F = config.d_model, config.n_experts, config.expert_inner
+    W = config.expert_latent or D  # the experts' rows in and out
     table = [spec(src + names.router[0], dst + "router", X, D)]
     if names.router[1]:
         table.append(spec(src + names.router[1], dst + "router_bias", X))
+    if config.expert_latent:
+        if not names.latent[0]:
+            raise ValueError(f"{config.naming} has no latent expert projections")
+        table += [spec(src + names.latent[0], dst + "latent_in", W, D),
+                  spec(src + names.latent[1], dst + "latent_out", D, W)]
     up, down = names.experts[-2:]
     rows = 2 * F if config.mlp_gated else F
     if "{}" in up:
         ins = (("_in", up),) if len(names.experts) == 2 else (("_gate", names.experts[0]), ("_up", up))
         for e in range(X):
             projections = tuple((suffix, name.format(e)) for suffix, name in ins + (("_out", down),))
-            table += _mlp(config, src, projections, f"{dst}experts.{e}.mlp", F)
+            table += _mlp(config, src, projections, f"{dst}experts.{e}.mlp", F, W)
     else:
-        table += [TensorSpec(src + up, dst + "experts_in", (X, rows, D), (X * rows, D)),
-                  TensorSpec(src + down, dst + "experts_out", (X, D, F), (X * D, F))]
+        table += [TensorSpec(src + up, dst + "experts_in", (X, rows, W), (X * rows, W)),
+                  TensorSpec(src + down, dst + "experts_out", (X, W, F), (X * W, F))]
     if config.shared_inner:
         table += _mlp(config, src, names.shared, dst + "shared.mlp", config.shared_inner)
     return table
 
 
 def _mlp(config: ModelConfig, src: str, names: tuple[tuple[str, str], ...], dst: str,
-         inner: int) -> list[TensorSpec]:
+         inner: int, width: int = 0) -> list[TensorSpec]:
     """An MLP's projections as `dst` + suffix: _in (SwiGLU: rows [gate | up]), or _gate and _up
-    apart, and _out."""
-    D = config.d_model
+    apart, and _out, over rows of `width` (0: d_model)."""
+    D = width or config.d_model
     shapes = {"_in": (2 * inner if config.mlp_gated else inner, D), "_gate": (inner, D), "_up": (inner, D),
               "_out": (D, inner)}
     return [spec(src + name, dst + suffix, *shapes[suffix]) for suffix, name in names]

@@ -103,6 +103,7 @@ void bind_model(py::module_& m) {
       .def_readwrite("n_experts", &ModelConfig::n_experts)
       .def_readwrite("top_k", &ModelConfig::top_k)
       .def_readwrite("expert_inner", &ModelConfig::expert_inner)
+      .def_readwrite("expert_latent", &ModelConfig::expert_latent)
       .def_readwrite("n_group", &ModelConfig::n_group)
       .def_readwrite("topk_group", &ModelConfig::topk_group)
       .def_readwrite("router_sigmoid", &ModelConfig::router_sigmoid)

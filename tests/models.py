@@ -325,6 +325,7 @@ def make_nemotron_h(out_dir: Path, *, hidden_size: int = 64, layers: str = "M*E-
                     n_routed_experts: int = 8, num_experts_per_tok: int = 2, moe_intermediate_size: int = 24,
                     moe_shared_expert_intermediate_size: int = 40, n_group: int = 1, topk_group: int = 1,
                     norm_topk_prob: bool = True, routed_scaling_factor: float = 1.0, chunk_size: int = 128,
+                    moe_latent_size: int | None = None,
                     time_step_min: float = 0.001, layer_norm_epsilon: float = 1e-5, tie_word_embeddings: bool = False,
                     vocab_size: int = 320, dtype: torch.dtype = torch.float32, seed: int = 0):
     """Save a random NemotronHForCausalLM and a tokenizer to out_dir; return it in f32. `layers`
@@ -340,8 +341,8 @@ def make_nemotron_h(out_dir: Path, *, hidden_size: int = 64, layers: str = "M*E-
         num_experts_per_tok=num_experts_per_tok, moe_intermediate_size=moe_intermediate_size,
         moe_shared_expert_intermediate_size=moe_shared_expert_intermediate_size, n_group=n_group,
         topk_group=topk_group, norm_topk_prob=norm_topk_prob, routed_scaling_factor=routed_scaling_factor,
-        chunk_size=chunk_size, time_step_min=time_step_min, layer_norm_epsilon=layer_norm_epsilon,
-        tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+        moe_latent_size=moe_latent_size, chunk_size=chunk_size, time_step_min=time_step_min,
+        layer_norm_epsilon=layer_norm_epsilon, tie_word_embeddings=tie_word_embeddings, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     return _save_hybrid(NemotronHForCausalLM(config).eval(), out_dir, dtype, vocab_size)
 
 

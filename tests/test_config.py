@@ -152,7 +152,7 @@ def test_mamba_ssm_ssm_cfg(tmp_path):
     ({"model_type": "granitemoehybrid", "num_local_experts": 0, "num_key_value_heads": 5},
      "num_key_value_heads 5 must divide num_attention_heads"),
     ({"model_type": "nemotron_h", "mlp_hidden_act": "silu"}, "mlp_hidden_act 'silu' is not supported"),
-    ({"model_type": "nemotron_h", "moe_latent_size": 512}, "moe_latent_size 512 .* not supported yet"),
+    ({"model_type": "nemotron_h", "moe_latent_size": 0}, "'moe_latent_size' must be a positive integer"),
     ({"model_type": "nemotron_h", "hybrid_override_pattern": "M-X"}, "'hybrid_override_pattern' must be a string of"),
     ({"model_type": "nemotron_h", "layers_block_type": ["mamba", "ssm"]}, "'layers_block_type' must list layer kinds"),
     ({"model_type": "nemotron_h", "n_routed_experts": 6, "n_group": 4},

@@ -32,6 +32,10 @@ SHAPES = {
         layers="*ME-M*E", n_group=4, topk_group=2, num_experts_per_tok=3, norm_topk_prob=False,
         routed_scaling_factor=2.5, num_key_value_heads=1, time_step_min=0.05, chunk_size=64,
         tie_word_embeddings=True)),
+    # Latent experts (moe_latent_size): the routed experts over the rows projected from 64 to 40 and
+    # their sum projected back, the shared MLP and the router on the full rows; top 3 of 6.
+    "nemotron_h-latent_experts": (make_nemotron_h, dict(layers="ME*-E", moe_latent_size=40, n_routed_experts=6,
+                                                        num_experts_per_tok=3)),
     # Dense (NVIDIA-Nemotron-Nano-v2's kinds only), MHA with a head dim apart from hidden / heads,
     # another epsilon, 4 B/C groups.
     "nemotron_h-dense_mha": (make_nemotron_h, dict(layers="M-M*-M", num_key_value_heads=4, head_dim=24,

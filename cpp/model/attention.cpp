@@ -28,8 +28,8 @@ AttentionLayer Model::load_attention(WeightTable& w, const std::string& p, int64
 
 // The MLP named `name` ("layers.3.mlp"): `name`_in, or (gated, Bamba)
 // `name`_gate and `name`_up apart, and `name`_out.
-MlpLayer Model::load_mlp(WeightTable& w, const std::string& name, int64_t F) {
-  const int64_t D = config_.d_model;
+MlpLayer Model::load_mlp(WeightTable& w, const std::string& name, int64_t F, int64_t width) {
+  const int64_t D = width > 0 ? width : config_.d_model;
   MlpLayer M;
   M.inner = F;
   if (config_.mlp_gated && !w.shape_of(name + "_gate").empty()) {
@@ -101,7 +101,7 @@ void Model::attention_block(const AttentionLayer& L, const float* x, int64_t K, 
 
 void Model::mlp(const MlpLayer& L, const float* x, int64_t n, float* out, Workspace& ws) const {
   Backend& be = *backend_;
-  const int64_t D = config_.d_model, F = L.inner;
+  const int64_t D = L.out.dim(0), F = L.inner;  // rows in and out: d_model, or the experts' latent width
   float* up = ws.up.data<float>();
   be.matmul(linear(x, n, D, L.up, Tensor(), up, F));
   if (config_.mlp_gated) {

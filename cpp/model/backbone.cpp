@@ -79,7 +79,7 @@ static void check_layers(const ModelConfig& c) {
   MAMBART_CHECK(!c.has_block("F") || c.mlp_inner > 0, "[model] mlp_inner must be positive, got ", c.mlp_inner);
   if (c.has_block("E")) {
     MAMBART_CHECK(c.n_experts > 0 && c.expert_inner > 0 && c.shared_inner >= 0 && c.top_k > 0 &&
-                      c.top_k <= c.n_experts,
+                      c.top_k <= c.n_experts && c.expert_latent >= 0,
                   "[model] experts need n_experts > 0, 0 < top_k <= n_experts and expert_inner > 0; got n_experts=",
                   c.n_experts, " top_k=", c.top_k, " expert_inner=", c.expert_inner, " shared_inner=", c.shared_inner);
     MAMBART_CHECK(c.n_group > 0 && c.n_experts % c.n_group == 0 && c.topk_group > 0 && c.topk_group <= c.n_group &&
@@ -185,8 +185,12 @@ Workspace Model::make_workspace(int64_t rows) const {
   for (const MlpLayer& m : mlp_) F = std::max(F, m.inner);
   if (c.has_block("E")) {
     ws.router_logits = backend_->zeros({rows, c.n_experts});
-    ws.expert_x = backend_->zeros({rows, D});
-    ws.expert_y = backend_->zeros({rows, D});
+    ws.expert_x = backend_->zeros({rows, std::max(D, c.expert_latent)});
+    ws.expert_y = backend_->zeros({rows, std::max(D, c.expert_latent)});
+    if (c.expert_latent > 0) {
+      ws.latent_x = backend_->zeros({rows, c.expert_latent});
+      ws.latent_y = backend_->zeros({rows, c.expert_latent});
+    }
   }
   for (const SharedBlock& s : shared_) F = std::max(F, s.mlp.inner);
   if (F > 0) {

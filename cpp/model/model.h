@@ -61,6 +61,9 @@ struct ModelConfig {
   int64_t shared_inner = 0;  // F of an 'E' block's shared MLP; 0: none
   // Mixture of experts (kernels/moe.h): n_experts MLPs of expert_inner channels, top_k per token.
   int64_t n_experts = 0, top_k = 0, expert_inner = 0, n_group = 1, topk_group = 1;
+  // Width of the routed experts' input and output (Nemotron-H's moe_latent_size: a projection
+  // from d_model before them and one back after); 0: d_model, no projections.
+  int64_t expert_latent = 0;
   bool router_sigmoid = false, norm_topk = true;
   float routed_scale = 1.0f;
   float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
@@ -162,6 +165,7 @@ struct MoeLayer {
   Tensor router_bias;  // (X) the selection bias (Nemotron-H's e_score_correction_bias), or undefined
   std::vector<MlpLayer> experts;
   MlpLayer shared;     // inner 0: none
+  Tensor latent_in, latent_out;  // (L, D) and (D, L) around the experts (expert_latent), or undefined
 };
 
 // Falcon-H1's mixers side by side.
@@ -230,7 +234,8 @@ struct Workspace {
   Tensor attn;      // (rows, Hq * d) attention output
   Tensor gate, up;  // (rows, max F) MLP
   Tensor router_logits;       // (rows, X)  mixture of experts
-  Tensor expert_x, expert_y;  // (rows, D) an expert's rows, gathered, and its output
+  Tensor expert_x, expert_y;  // (rows, max(D, L)) an expert's rows, gathered, and its output
+  Tensor latent_x, latent_y;  // (rows, L) the rows projected to the experts' width L, their sum of experts
   Tensor cat, cat_normed;   // (rows, 2D) Zamba2: [residual | embedding], normed
   Tensor skip, tmp;         // (rows, D)  Zamba2: the shared block's output; the residual plus it
   Tensor lora_r, lora_out;  // (rows, r), (rows, max(Hq * d, F)) adapters
@@ -309,13 +314,14 @@ class Model {
   void parallel_mixers(const ParallelLayer& layer, int64_t n, bool prefill, const LayerState& state,
                        Workspace& ws) const;
   // out (n, D) = the MLP of x (n, D); uses ws.gate and ws.up.
-  void mlp(const MlpLayer& layer, const float* x, int64_t n, float* out, Workspace& ws) const;
+  void mlp(const MlpLayer& layer, const float* x, int64_t n, float* out, Workspace& ws) const;  // any width
   void moe_block(const MoeLayer& layer, int64_t n, Workspace& ws) const;
   // Each loader reads one block's weights, named with the layer's prefix p ("layers.3.").
   Mamba1Layer load_mamba1(WeightTable& w, const std::string& p);
   Mamba2Layer load_mamba2(WeightTable& w, const std::string& p);
   AttentionLayer load_attention(WeightTable& w, const std::string& p, int64_t K = 0);  // K: input width (D)
-  MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner);
+  // An MLP over rows of `width` floats (0: d_model).
+  MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner, int64_t width = 0);
   MoeLayer load_moe(WeightTable& w, const std::string& p);
   void load_blocks(WeightTable& w);
   void load_shared_blocks(WeightTable& w);

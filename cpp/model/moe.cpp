@@ -4,6 +4,11 @@
 //
 //   out[r] = shared(x[r]) + sum_i weight[r, i] * expert_{index[r, i]}(x[r])
 //
+// or, with latent experts (Nemotron-H's moe_latent_size L), the experts over
+// x[r] projected to L and their sum projected back:
+//
+//   out[r] = shared(x[r]) + latent_out(sum_i weight[r, i] * expert_{index[r, i]}(latent_in(x[r])))
+//
 // Rows are grouped by expert, so that a prefill runs each chosen expert once
 // as a matmul over its rows rather than once per row.
 #include <numeric>
@@ -21,23 +26,29 @@ namespace mambart {
 MoeLayer Model::load_moe(WeightTable& w, const std::string& p) {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, X = c.n_experts, F = c.expert_inner, I = c.mlp_gated ? 2 * F : F;
+  const int64_t W = c.expert_latent > 0 ? c.expert_latent : D;  // the experts' rows in and out
   MoeLayer L;
   L.router = w.get(p + "router", {X, D});
   L.router_bias = w.get(p + "router_bias", {X}, false);
+  if (c.expert_latent > 0) {  // read by every token: not among the experts' bytes
+    L.latent_in = w.matrix(p + "latent_in", {W, D});
+    L.latent_out = w.matrix(p + "latent_out", {D, W});
+  }
   const size_t before = w.bytes();
   if (!w.shape_of(p + "experts_in").empty()) {
-    const Tensor in = w.matrix(p + "experts_in", {X * I, D}), out = w.matrix(p + "experts_out", {X * D, F});
+    const Tensor in = w.matrix(p + "experts_in", {X * I, W}), out = w.matrix(p + "experts_out", {X * W, F});
     for (int64_t e = 0; e < X; ++e) {
       MlpLayer m;
       m.inner = F;
       m.in = in.rows(e * I, (e + 1) * I);
       m.up = c.mlp_gated ? m.in.rows(F, 2 * F) : m.in;
       if (c.mlp_gated) m.gate = m.in.rows(0, F);
-      m.out = out.rows(e * D, (e + 1) * D);
+      m.out = out.rows(e * W, (e + 1) * W);
       L.experts.push_back(m);
     }
   } else {
-    for (int64_t e = 0; e < X; ++e) L.experts.push_back(load_mlp(w, p + "experts." + std::to_string(e) + ".mlp", F));
+    for (int64_t e = 0; e < X; ++e)
+      L.experts.push_back(load_mlp(w, p + "experts." + std::to_string(e) + ".mlp", F, W));
   }
   expert_bytes_ += w.bytes() - before;
   if (c.shared_inner > 0) L.shared = load_mlp(w, p + "shared.mlp", c.shared_inner);
@@ -48,6 +59,7 @@ void Model::moe_block(const MoeLayer& L, int64_t n, Workspace& ws) const {
   Backend& be = *backend_;
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, X = c.n_experts, k = c.top_k;
+  const int64_t W = c.expert_latent > 0 ? c.expert_latent : D;
   const float* x = ws.normed.data<float>();
   float* out = ws.mixed.data<float>();
 
@@ -66,6 +78,16 @@ void Model::moe_block(const MoeLayer& L, int64_t n, Workspace& ws) const {
   else
     be.scale(out, 0.0f, n * D);
 
+  // The experts' input and sum: x and out, or x projected to the latent width and a zeroed sum.
+  const float* ex = x;
+  float* sum = out;
+  if (c.expert_latent > 0) {
+    be.matmul(linear(x, n, D, L.latent_in, Tensor(), ws.latent_x.data<float>(), W));
+    ex = ws.latent_x.data<float>();
+    sum = ws.latent_y.data<float>();
+    be.scale(sum, 0.0f, n * W);
+  }
+
   // Each chosen expert over its rows, in expert order (as the reference adds them).
   std::vector<std::vector<std::pair<int64_t, float>>> chosen(static_cast<size_t>(X));
   for (int64_t r = 0; r < n; ++r)
@@ -76,10 +98,16 @@ void Model::moe_block(const MoeLayer& L, int64_t n, Workspace& ws) const {
     const auto& rows = chosen[static_cast<size_t>(e)];
     if (rows.empty()) continue;
     const int64_t m = static_cast<int64_t>(rows.size());
-    for (int64_t j = 0; j < m; ++j) be.copy(x + rows[j].first * D, xs + j * D, D);
+    for (int64_t j = 0; j < m; ++j) be.copy(ex + rows[j].first * W, xs + j * W, W);
     mlp(L.experts[static_cast<size_t>(e)], xs, m, ys, ws);
-    // out[r] += weight * expert(x[r])
-    for (int64_t j = 0; j < m; ++j) be.axpy(rows[j].second, ys + j * D, out + rows[j].first * D, D);
+    // sum[r] += weight * expert(x[r])
+    for (int64_t j = 0; j < m; ++j) be.axpy(rows[j].second, ys + j * W, sum + rows[j].first * W, W);
+  }
+
+  // out += latent_out(sum)
+  if (c.expert_latent > 0) {
+    be.matmul(linear(sum, n, W, L.latent_out, Tensor(), ys, D));
+    be.axpy(1.0f, ys, out, n * D);
   }
 }
 
