@@ -694,6 +694,7 @@ def _rope(raw: dict[str, Any], head_dim: int, factor: float, max_positions: int)
     if rope_dim <= 0 or rope_dim > head_dim or rope_dim % 2:
         raise ValueError(f"partial_rotary_factor {factor!r} leaves {rope_dim} of {head_dim} dims to rotate "
                          "(an even count from 2 to the head dim is needed)")
+    rope.frequencies(rope_dim, theta, scaling)  # a ValueError now rather than at load
     return dict(rope_dim=rope_dim, rope_theta=theta, rope_scaling=scaling)
 
 

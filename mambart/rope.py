@@ -80,7 +80,17 @@ def parse(params: dict[str, Any], max_positions: int) -> tuple[tuple[str, Any], 
 
 def frequencies(dim: int, theta: float, scaling: tuple[tuple[str, Any], ...]) -> tuple[np.ndarray, float]:
     """(inv_freq, scale): the dim / 2 f32 frequencies of `dim` rotated dims and the factor
-    on cos and sin, for a scaling that `parse` returned."""
+    on cos and sin, for a scaling that `parse` returned. ValueError when they would not be
+    finite f32 numbers (or YaRN's dims between its betas are undefined: theta <= 1)."""
+    with np.errstate(all="ignore"):
+        inv, scale = _frequencies(dim, theta, scaling)
+    if not np.isfinite(inv).all() or not np.isfinite(np.float32(scale)) or scale <= 0:
+        raise ValueError(f"rope_theta {theta!r} with {dict(scaling) or 'the default type'} gives frequencies "
+                         "or an attention factor that are not finite positive f32 numbers")
+    return inv, scale
+
+
+def _frequencies(dim: int, theta: float, scaling: tuple[tuple[str, Any], ...]) -> tuple[np.ndarray, float]:
     s = dict(scaling)
     kind = s.get("rope_type", "default")
     f32 = np.float32
@@ -115,6 +125,9 @@ def frequencies(dim: int, theta: float, scaling: tuple[tuple[str, Any], ...]) ->
 def _correction_range(fast: float, slow: float, dim: int, theta: float, original: int,
                       truncate: bool) -> tuple[float, float]:
     """The dims (of dim / 2) between `fast` and `slow` full turns over the original context."""
+    if theta <= 1:
+        raise ValueError(f"rope_type 'yarn' needs rope_theta > 1, got {theta!r}")
+
     def dim_of(turns: float) -> float:
         return dim * math.log(original / (turns * 2 * math.pi)) / (2 * math.log(theta))
     lo, hi = dim_of(fast), dim_of(slow)

@@ -1,9 +1,12 @@
 """Rope types (mambart/rope.py): the frequencies against transformers' own rope functions, and
 the hybrids that use rope with each scaling against transformers (f32), over a context longer
 than original_max_position_embeddings so that the scaled frequencies matter."""
+import math
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 import mambart
 from mambart import rope
@@ -62,6 +65,26 @@ def test_default_frequencies_match_transformers():
 def test_yarn_without_factor_stretches_to_max_positions():
     scaling = dict(rope.parse({"rope_type": "yarn", "original_max_position_embeddings": 1024}, 4096))
     assert scaling["factor"] == 4.0 and scaling["attention_factor"] == pytest.approx(0.1 * np.log(4.0) + 1)
+
+
+_KEYS = ["rope_type", "type", "factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor",
+         "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate"]
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 5000), st.integers(), st.floats(),
+                    st.text(max_size=5), st.sampled_from(rope.SUPPORTED + ("dynamic", "longrope")),
+                    st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=7),
+       st.one_of(st.none(), st.integers(-2, 10**6), st.text(max_size=3)),
+       st.sampled_from([1.0, 0.5, 1.5, 1e4, 1e11, 1e300]))
+def test_fuzz_parse_and_frequencies(params, max_positions, theta):
+    """Any rope parameters: a scaling whose frequencies are finite, or a ValueError."""
+    try:
+        inv, scale = rope.frequencies(16, theta, rope.parse(params, max_positions))
+    except ValueError:
+        return
+    assert inv.shape == (8,) and np.isfinite(inv).all() and math.isfinite(scale) and scale > 0
 
 
 SHAPES = {
