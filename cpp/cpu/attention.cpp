@@ -33,8 +33,8 @@ namespace {
 //   Row::add(s, V, kv_ld, d, nb, c, acc): acc = c acc + sum_j s[j] V[j]
 //     (acc: d floats, zero at the start);
 //   Row::scale(acc, d, c): acc *= c, the final 1 / l;
-//   with Row::kPairs, Row::weigh2: weigh for two rows, and with Row::kFours,
-//     Row::add4: add for four, over one whole block, the same bits as one at a time.
+//   with Row::kScoreFours, Row::weigh4, and with Row::kFours, Row::add4:
+//     weigh and add for four rows over one whole block, the same bits as one at a time.
 // Per-thread scratch for a block's keys and values, grown on first use and kept.
 inline float* block_copy(int64_t floats) {
   thread_local std::vector<float> buf;
@@ -81,12 +81,14 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t nb = std::min(kAttentionBlock, p.len[r] - j0), i = r - t0;
-          if constexpr (Row::kPairs) {  // two rows of one sequence over a whole block at once
-            if (shared && r + 1 < t1 && p.len[r + 1] - j0 >= kAttentionBlock && nb == kAttentionBlock) {
-              const float* q[2] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d};
-              float* const sr[2] = {s[i], s[i + 1]};
-              Row::weigh2(q, keys(r), ld, d, nb, p.scale, m + i, l + i, sr, c + i);
-              ++r;
+          if constexpr (Row::kScoreFours) {  // four rows of one sequence over a whole block at once
+            if (shared && r + 4 <= t1 && nb == kAttentionBlock &&
+                std::min({p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >= kAttentionBlock) {
+              const float* q[4] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d,
+                                   p.q + (r + 2) * p.ldq + h * d, p.q + (r + 3) * p.ldq + h * d};
+              float* const sr[4] = {s[i], s[i + 1], s[i + 2], s[i + 3]};
+              Row::weigh4(q, keys(r), ld, d, p.scale, m + i, l + i, sr, c + i);
+              r += 3;
               continue;
             }
           }
@@ -120,7 +122,7 @@ namespace scalar {
 
 // A block of scores, the online-softmax update of m and l, then of acc.
 struct Row {
-  static constexpr bool kPairs = false, kFours = false;
+  static constexpr bool kScoreFours = false, kFours = false;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     float bmax = -INFINITY;
@@ -276,7 +278,7 @@ inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, 
 }
 
 struct Row {
-  static constexpr bool kPairs = false, kFours = true;
+  static constexpr bool kScoreFours = false, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores(q, K, kv_ld, d, nb, scale, s);
@@ -372,6 +374,36 @@ inline void scores(const float* const* q, const float* K, int64_t kv_ld, int64_t
     }
 }
 
+// scores<1>'s for 4 rows over one whole block, 4 keys at a time (16
+// accumulators): each key slice loaded feeds 4 rows and each row's slice 4
+// keys. hsum8 sums each key's lanes on their own, so 4 keys through it (the
+// other 4 inputs zero) give each row the bits of scores<1>'s groups of 8.
+inline void scores4(const float* const q[4], const float* K, int64_t kv_ld, int64_t d, float scale,
+                    float* const s[4]) {
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (int64_t j = 0; j < kAttentionBlock; j += 4) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; ++r)
+      for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = lanes(d - i);
+      __m512 kv[4];
+      for (int u = 0; u < 4; ++u) kv[u] = _mm512_maskz_loadu_ps(m, K + (j + u) * kv_ld + i);
+      for (int r = 0; r < 4; ++r) {
+        const __m512 qv = _mm512_maskz_loadu_ps(m, q[r] + i);
+        for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_fmadd_ps(qv, kv[u], acc[r][u]);
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      __m256 half[8];
+      for (int u = 0; u < 4; ++u) half[u] = fold(acc[r][u]);
+      for (int u = 4; u < 8; ++u) half[u] = _mm256_setzero_ps();
+      const __m256 v = _mm256_mul_ps(avx2::hsum8(half), sc);
+      _mm_storeu_ps(s[r] + j, _mm256_castps256_ps128(v));
+    }
+  }
+}
+
 // acc[i, i + 16 S) = rv * acc + sum_j s[j] V[j], the S slices of 16 dims in
 // registers while the keys pass: each weight is broadcast once for S
 // slices, where a loop over the keys per slice loaded a weight and a value
@@ -417,17 +449,17 @@ inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, 
 }
 
 struct Row {
-  static constexpr bool kPairs = true, kFours = true;
+  static constexpr bool kScoreFours = true, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
     scores<1>(&q, K, kv_ld, d, nb, scale, &s);
     return avx2::online_softmax(s, nb, m, l);
   }
-  // Two rows over the same keys, each as weigh: c[r] its factor.
-  static void weigh2(const float* const q[2], const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale,
-                     float* m, float* l, float* const s[2], float* c) {
-    scores<2>(q, K, kv_ld, d, nb, scale, s);
-    for (int r = 0; r < 2; ++r) c[r] = avx2::online_softmax(s[r], nb, m[r], l[r]);
+  // Four rows over the same whole block of keys, each as weigh: c[r] its factor.
+  static void weigh4(const float* const q[4], const float* K, int64_t kv_ld, int64_t d, float scale, float* m,
+                     float* l, float* const s[4], float* c) {
+    scores4(q, K, kv_ld, d, scale, s);
+    for (int r = 0; r < 4; ++r) c[r] = avx2::online_softmax(s[r], kAttentionBlock, m[r], l[r]);
   }
   static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
     const __m512 rv = _mm512_set1_ps(rescale);
@@ -544,7 +576,7 @@ inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, 
 }
 
 struct Row {
-  static constexpr bool kPairs = false, kFours = true;
+  static constexpr bool kScoreFours = false, kFours = true;
   static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
                    float* const acc[4]) {
     add_values4(s, V, kv_ld, rescale, d, acc);
