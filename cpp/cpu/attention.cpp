@@ -337,47 +337,38 @@ inline __m256 fold(__m512 v) {
   return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
-// s[r][j] = scale * q[r] . K[j] for R rows at once: each key slice loaded
-// feeds R FMAs; each row's sums run as they do alone (R = 1), the same bits.
-template <int R>
-inline void scores(const float* const* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale,
-                   float* const* s) {
+// s[j] = scale * q . K[j], 8 keys at a time (8 accumulators of 16 dims,
+// summed by one hsum8), the rest one at a time.
+inline void scores(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float* s) {
   const __m256 sc = _mm256_set1_ps(scale);
   int64_t j = 0;
   for (; j + 8 <= nb; j += 8) {
-    __m512 acc[R][8];
-    for (int r = 0; r < R; ++r)
-      for (int u = 0; u < 8; ++u) acc[r][u] = _mm512_setzero_ps();
+    __m512 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 m = lanes(d - i);
-      __m512 qv[R];
-      for (int r = 0; r < R; ++r) qv[r] = _mm512_maskz_loadu_ps(m, q[r] + i);
-      for (int u = 0; u < 8; ++u) {
-        const __m512 kv = _mm512_maskz_loadu_ps(m, K + (j + u) * kv_ld + i);
-        for (int r = 0; r < R; ++r) acc[r][u] = _mm512_fmadd_ps(qv[r], kv, acc[r][u]);
-      }
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+      for (int u = 0; u < 8; ++u)
+        acc[u] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, K + (j + u) * kv_ld + i), acc[u]);
     }
-    for (int r = 0; r < R; ++r) {
-      __m256 half[8];
-      for (int u = 0; u < 8; ++u) half[u] = fold(acc[r][u]);
-      _mm256_storeu_ps(s[r] + j, _mm256_mul_ps(avx2::hsum8(half), sc));
-    }
+    __m256 half[8];
+    for (int u = 0; u < 8; ++u) half[u] = fold(acc[u]);
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(avx2::hsum8(half), sc));
   }
-  for (; j < nb; ++j)
-    for (int r = 0; r < R; ++r) {
-      __m512 dot = _mm512_setzero_ps();
-      for (int64_t i = 0; i < d; i += 16) {
-        const __mmask16 m = lanes(d - i);
-        dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q[r] + i), _mm512_maskz_loadu_ps(m, K + j * kv_ld + i), dot);
-      }
-      s[r][j] = avx2::hsum(fold(dot)) * scale;
+  for (; j < nb; ++j) {
+    __m512 dot = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = lanes(d - i);
+      dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, K + j * kv_ld + i), dot);
     }
+    s[j] = avx2::hsum(fold(dot)) * scale;
+  }
 }
 
-// scores<1>'s for 4 rows over one whole block, 4 keys at a time (16
+// scores' for 4 rows over one whole block, 4 keys at a time (16
 // accumulators): each key slice loaded feeds 4 rows and each row's slice 4
 // keys. hsum8 sums each key's lanes on their own, so 4 keys through it (the
-// other 4 inputs zero) give each row the bits of scores<1>'s groups of 8.
+// other 4 inputs zero) give each row the bits of scores' groups of 8.
 inline void scores4(const float* const q[4], const float* K, int64_t kv_ld, int64_t d, float scale,
                     float* const s[4]) {
   const __m256 sc = _mm256_set1_ps(scale);
@@ -452,7 +443,7 @@ struct Row {
   static constexpr bool kScoreFours = true, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
-    scores<1>(&q, K, kv_ld, d, nb, scale, &s);
+    scores(q, K, kv_ld, d, nb, scale, s);
     return avx2::online_softmax(s, nb, m, l);
   }
   // Four rows over the same whole block of keys, each as weigh: c[r] its factor.
