@@ -78,37 +78,40 @@ void attention_tiles(const AttentionParams& p, int64_t i0, int64_t i1) {
         const int64_t ld = shared ? d : kv_ld;
         auto keys = [&](int64_t r) { return shared ? kb : p.k[r] + j0 * kv_ld + g * d; };
         auto values = [&](int64_t r) { return shared ? kb + kAttentionBlock * d : p.v[r] + j0 * kv_ld + g * d; };
+        auto query = [&](int64_t r) { return p.q + r * p.ldq + h * d; };
+        auto output = [&](int64_t r) { return p.out + r * p.ldo + h * d; };
+        // Rows r..r+3 of one sequence, each over this whole block: the four-row kernels' case.
+        auto whole_four = [&](int64_t r) {
+          return shared && r + 4 <= t1 &&
+                 std::min({p.len[r], p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >= kAttentionBlock;
+        };
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t nb = std::min(kAttentionBlock, p.len[r] - j0), i = r - t0;
-          if constexpr (Row::kScoreFours) {  // four rows of one sequence over a whole block at once
-            if (shared && r + 4 <= t1 && nb == kAttentionBlock &&
-                std::min({p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >= kAttentionBlock) {
-              const float* q[4] = {p.q + r * p.ldq + h * d, p.q + (r + 1) * p.ldq + h * d,
-                                   p.q + (r + 2) * p.ldq + h * d, p.q + (r + 3) * p.ldq + h * d};
+          if constexpr (Row::kScoreFours) {
+            if (whole_four(r)) {
+              const float* q[4] = {query(r), query(r + 1), query(r + 2), query(r + 3)};
               float* const sr[4] = {s[i], s[i + 1], s[i + 2], s[i + 3]};
               Row::weigh4(q, keys(r), ld, d, p.scale, m + i, l + i, sr, c + i);
               r += 3;
               continue;
             }
           }
-          c[i] = Row::weigh(p.q + r * p.ldq + h * d, keys(r), ld, d, nb, p.scale, m[i], l[i], s[i]);
+          c[i] = Row::weigh(query(r), keys(r), ld, d, nb, p.scale, m[i], l[i], s[i]);
         }
         for (int64_t r = t0; r < t1; ++r) {
           if (j0 >= p.len[r]) continue;
           const int64_t i = r - t0;
-          if constexpr (Row::kFours) {  // four rows of one sequence over a whole block at once
-            if (shared && r + 4 <= t1 && std::min({p.len[r], p.len[r + 1], p.len[r + 2], p.len[r + 3]}) - j0 >=
-                                             kAttentionBlock) {
+          if constexpr (Row::kFours) {
+            if (whole_four(r)) {
               const float* const sr[4] = {s[i], s[i + 1], s[i + 2], s[i + 3]};
-              float* const out[4] = {p.out + r * p.ldo + h * d, p.out + (r + 1) * p.ldo + h * d,
-                                     p.out + (r + 2) * p.ldo + h * d, p.out + (r + 3) * p.ldo + h * d};
+              float* const out[4] = {output(r), output(r + 1), output(r + 2), output(r + 3)};
               Row::add4(sr, values(r), ld, d, c + i, out);
               r += 3;
               continue;
             }
           }
-          Row::add(s[i], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[i], p.out + r * p.ldo + h * d);
+          Row::add(s[i], values(r), ld, d, std::min(kAttentionBlock, p.len[r] - j0), c[i], output(r));
         }
       }
       for (int64_t r = t0; r < t1; ++r) Row::scale(p.out + r * p.ldo + h * d, d, 1.0f / l[r - t0]);
@@ -254,29 +257,6 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
   return rescale;
 }
 
-// add for 4 rows over one whole block of values, 16 dims at a time: each
-// value slice loaded feeds 4 FMAs, where add loaded a weight and a value per
-// FMA. Each row's sums run in key order as alone: the same bits.
-inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, const float* rescale, int64_t d,
-                        float* const acc[4]) {
-  for (int64_t i = 0; i < d; i += 16) {
-    const int64_t n[2] = {std::min<int64_t>(8, d - i), std::max<int64_t>(0, std::min<int64_t>(8, d - i - 8))};
-    __m256 a[4][2];
-    for (int r = 0; r < 4; ++r)
-      for (int u = 0; u < 2; ++u)
-        a[r][u] = _mm256_mul_ps(load_n(acc[r] + i + 8 * u, n[u]), _mm256_set1_ps(rescale[r]));
-    for (int64_t j = 0; j < kAttentionBlock; ++j) {
-      const __m256 v[2] = {load_n(V + j * kv_ld + i, n[0]), load_n(V + j * kv_ld + i + 8, n[1])};
-      for (int r = 0; r < 4; ++r) {
-        const __m256 w = _mm256_set1_ps(s[r][j]);
-        for (int u = 0; u < 2; ++u) a[r][u] = _mm256_fmadd_ps(w, v[u], a[r][u]);
-      }
-    }
-    for (int r = 0; r < 4; ++r)
-      for (int u = 0; u < 2; ++u) store_n(acc[r] + i + 8 * u, a[r][u], n[u]);
-  }
-}
-
 struct Row {
   static constexpr bool kScoreFours = false, kFours = true;
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
@@ -284,9 +264,27 @@ struct Row {
     scores(q, K, kv_ld, d, nb, scale, s);
     return online_softmax(s, nb, m, l);
   }
+  // add for 4 rows over one whole block of values, 16 dims at a time: each
+  // value slice loaded feeds 4 FMAs, where add loaded a weight and a value per
+  // FMA. Each row's sums run in key order as alone: the same bits.
   static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
                    float* const acc[4]) {
-    add_values4(s, V, kv_ld, rescale, d, acc);
+    for (int64_t i = 0; i < d; i += 16) {
+      const int64_t n[2] = {std::min<int64_t>(8, d - i), std::max<int64_t>(0, std::min<int64_t>(8, d - i - 8))};
+      __m256 a[4][2];
+      for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < 2; ++u)
+          a[r][u] = _mm256_mul_ps(load_n(acc[r] + i + 8 * u, n[u]), _mm256_set1_ps(rescale[r]));
+      for (int64_t j = 0; j < kAttentionBlock; ++j) {
+        const __m256 v[2] = {load_n(V + j * kv_ld + i, n[0]), load_n(V + j * kv_ld + i + 8, n[1])};
+        for (int r = 0; r < 4; ++r) {
+          const __m256 w = _mm256_set1_ps(s[r][j]);
+          for (int u = 0; u < 2; ++u) a[r][u] = _mm256_fmadd_ps(w, v[u], a[r][u]);
+        }
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < 2; ++u) store_n(acc[r] + i + 8 * u, a[r][u], n[u]);
+    }
   }
   static void add(const float* s, const float* V, int64_t kv_ld, int64_t d, int64_t nb, float rescale, float* acc) {
     const __m256 rv = _mm256_set1_ps(rescale);
@@ -546,31 +544,26 @@ inline float online_softmax(float* s, int64_t nb, float& m, float& l) {
   return rescale;
 }
 
-// As avx2::add_values4, 16 dims at a time in four registers per row.
-inline void add_values4(const float* const s[4], const float* V, int64_t kv_ld, const float* rescale, int64_t d,
-                        float* const acc[4]) {
-  for (int64_t i = 0; i < d; i += 16) {
-    int64_t n[4];
-    for (int u = 0; u < 4; ++u) n[u] = std::max<int64_t>(0, std::min<int64_t>(4, d - i - 4 * u));
-    float32x4_t a[4][4];
-    for (int r = 0; r < 4; ++r)
-      for (int u = 0; u < 4; ++u) a[r][u] = vmulq_n_f32(load_n(acc[r] + i + 4 * u, n[u]), rescale[r]);
-    for (int64_t j = 0; j < kAttentionBlock; ++j) {
-      float32x4_t v[4];
-      for (int u = 0; u < 4; ++u) v[u] = load_n(V + j * kv_ld + i + 4 * u, n[u]);
-      for (int r = 0; r < 4; ++r)
-        for (int u = 0; u < 4; ++u) a[r][u] = vfmaq_n_f32(a[r][u], v[u], s[r][j]);
-    }
-    for (int r = 0; r < 4; ++r)
-      for (int u = 0; u < 4; ++u) store_n(acc[r] + i + 4 * u, a[r][u], n[u]);
-  }
-}
-
 struct Row {
   static constexpr bool kScoreFours = false, kFours = true;
+  // As avx2's add4, 16 dims at a time in four registers per row.
   static void add4(const float* const s[4], const float* V, int64_t kv_ld, int64_t d, const float* rescale,
                    float* const acc[4]) {
-    add_values4(s, V, kv_ld, rescale, d, acc);
+    for (int64_t i = 0; i < d; i += 16) {
+      int64_t n[4];
+      for (int u = 0; u < 4; ++u) n[u] = std::max<int64_t>(0, std::min<int64_t>(4, d - i - 4 * u));
+      float32x4_t a[4][4];
+      for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < 4; ++u) a[r][u] = vmulq_n_f32(load_n(acc[r] + i + 4 * u, n[u]), rescale[r]);
+      for (int64_t j = 0; j < kAttentionBlock; ++j) {
+        float32x4_t v[4];
+        for (int u = 0; u < 4; ++u) v[u] = load_n(V + j * kv_ld + i + 4 * u, n[u]);
+        for (int r = 0; r < 4; ++r)
+          for (int u = 0; u < 4; ++u) a[r][u] = vfmaq_n_f32(a[r][u], v[u], s[r][j]);
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < 4; ++u) store_n(acc[r] + i + 4 * u, a[r][u], n[u]);
+    }
   }
   static float weigh(const float* q, const float* K, int64_t kv_ld, int64_t d, int64_t nb, float scale, float& m,
                      float& l, float* s) {
