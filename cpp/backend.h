@@ -31,6 +31,9 @@ class Backend {
   virtual Tensor zeros(std::vector<int64_t> shape) = 0;
   // A weight in this backend's memory; the CPU backend uses host tensors in place.
   virtual Tensor upload(const Tensor& host) = 0;
+  // A matrix (N, K) that only embedding and matmul read, in the form this
+  // backend computes with best (the CPU backend's f32p on x86-64).
+  virtual Tensor upload_matrix(const Tensor& host) { return upload(host); }
   // Copies n floats to host memory.
   virtual void to_host(const float* src, float* dst, int64_t n) = 0;
   // Copies n floats from host memory (restoring a saved state).

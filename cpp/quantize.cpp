@@ -126,7 +126,7 @@ void quantize_x_q16(const float* x, int64_t K, int16_t* q, float* dx) {
 
 int64_t row_bytes(DType type, int64_t K) {
   switch (type) {
-    case DType::F32: return size_mul(4, K, "row_bytes");
+    case DType::F32: case DType::F32P: return size_mul(4, K, "row_bytes");
     case DType::F16: case DType::BF16: return size_mul(2, K, "row_bytes");
     case DType::Q8: return size_mul(blocks(K), static_cast<int64_t>(sizeof(BlockQ8)), "row_bytes");
     case DType::Q4: return size_mul(blocks(K), static_cast<int64_t>(sizeof(BlockQ4)), "row_bytes");
@@ -154,6 +154,21 @@ void convert_rows(const float* src, int64_t rows, int64_t K, DType type, void* d
       default: break;
     }
   }
+}
+
+void pack_panels(const float* src, int64_t N, int64_t K, float* dst, int64_t g0, int64_t g1) {
+  for (int64_t g = g0; g < g1; ++g) {
+    float* panel = dst + g * kPanelRows * K;
+    const int64_t rows = std::min(kPanelRows, N - g * kPanelRows);
+    const float* first = src + g * kPanelRows * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < kPanelRows; ++r) panel[k * kPanelRows + r] = r < rows ? first[r * K + k] : 0.0f;
+  }
+}
+
+void panel_row(const float* src, int64_t K, int64_t n, float* dst) {
+  const float* panel = src + n / kPanelRows * kPanelRows * K + n % kPanelRows;
+  for (int64_t k = 0; k < K; ++k) dst[k] = panel[k * kPanelRows];
 }
 
 void dequantize_row(const void* src, DType type, int64_t K, float* dst) {

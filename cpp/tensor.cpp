@@ -19,6 +19,7 @@ const char* dtype_name(DType dtype) {
     case DType::Q8: return "q8";
     case DType::Q4: return "q4";
     case DType::I32: return "i32";
+    case DType::F32P: return "f32p";
   }
   return "?";
 }
@@ -59,11 +60,11 @@ static std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape)
 int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype) {
   for (int64_t d : shape)
     MAMBART_CHECK(d >= 0, "[tensor] negative dimension in shape ", shape_str(shape));
-  const bool blocks = dtype == DType::Q8 || dtype == DType::Q4;
+  const bool blocks = dtype == DType::Q8 || dtype == DType::Q4 || dtype == DType::F32P;
   MAMBART_CHECK(!blocks || shape.size() == 2, "[tensor] ", dtype_name(dtype), " tensors are 2-D, got ",
                 shape_str(shape));
   try {
-    if (blocks) return size_mul(shape[0], row_bytes(dtype, shape[1]), "tensor");
+    if (blocks) return size_mul(stored_rows(dtype, shape[0]), row_bytes(dtype, shape[1]), "tensor");
     int64_t n = static_cast<int64_t>(dtype_size(dtype));
     for (int64_t d : shape) n = size_mul(n, d, "tensor");
     return n;
@@ -74,8 +75,8 @@ int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype) {
 }
 
 size_t Tensor::nbytes() const {
-  if (dtype_ != DType::Q8 && dtype_ != DType::Q4) return static_cast<size_t>(numel()) * dtype_size(dtype_);
-  return static_cast<size_t>(shape_[0] * row_bytes(dtype_, shape_[1]));
+  if (dtype_size(dtype_) > 0) return static_cast<size_t>(numel()) * dtype_size(dtype_);
+  return static_cast<size_t>(stored_rows(dtype_, shape_[0]) * row_bytes(dtype_, shape_[1]));
 }
 
 int64_t Tensor::numel() const {
@@ -118,9 +119,11 @@ Tensor Tensor::borrow(void* data, std::vector<int64_t> shape, DType dtype, std::
 Tensor Tensor::rows(int64_t r0, int64_t r1) const {
   MAMBART_CHECK(shape_.size() == 2 && 0 <= r0 && r0 <= r1 && r1 <= shape_[0], "[tensor] rows [", r0, ", ", r1,
                 ") of a tensor of shape ", shape_str(shape_));
+  MAMBART_CHECK(dtype_ != DType::F32P || (r0 % kPanelRows == 0 && (r1 % kPanelRows == 0 || r1 == shape_[0])),
+                "[tensor] rows [", r0, ", ", r1, ") of an f32p tensor are not whole panels of ", kPanelRows);
   Tensor t = *this;
   t.shape_[0] = r1 - r0;
-  const bool blocks = dtype_ == DType::Q8 || dtype_ == DType::Q4;
+  const bool blocks = dtype_size(dtype_) == 0;
   const int64_t row = blocks ? row_bytes(dtype_, shape_[1]) : shape_[1] * static_cast<int64_t>(dtype_size(dtype_));
   t.data_ = static_cast<char*>(data_) + r0 * row;
   return t;

@@ -11,7 +11,9 @@
 
 namespace mambart {
 
-enum class DType { F32, F16, BF16, Q8, Q4, I32 };
+// F32P: f32 matrices in the CPU GEMM's panels (kernels/quantize.h), made at
+// load by the CPU backend; never in files.
+enum class DType { F32, F16, BF16, Q8, Q4, I32, F32P };
 enum class Device { CPU, CUDA };
 
 const char* dtype_name(DType dtype);
@@ -56,7 +58,7 @@ class Tensor {
   T* data() const { return static_cast<T*>(data_); }
 
   // Rows [r0, r1) of a 2-D tensor, sharing its storage (rows are contiguous
-  // in every type, block types included).
+  // in every type, block types included; F32P: whole panels only).
   Tensor rows(int64_t r0, int64_t r1) const;
 
  private:

@@ -90,21 +90,22 @@ void run(Fn fn, const Params& p, int64_t end) {
   fn(p, 0, end);
 }
 
-// A weight type by name: "f32", "f16", "bf16", "q8" or "q4".
+// A weight type by name: "f32", "f16", "bf16", "q8", "q4" or "f32p".
 DType weight_type(const char* op, const std::string& name) {
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4})
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::F32P})
     if (name == dtype_name(t)) return t;
-  MAMBART_CHECK(false, "[", op, "] unknown weight type '", name, "' (f32, f16, bf16, q8, q4)");
+  MAMBART_CHECK(false, "[", op, "] unknown weight type '", name, "' (f32, f16, bf16, q8, q4, f32p)");
   return DType::F32;
 }
 
 // A weight (N, K) of `type` as stored: float32 (N, K), uint16 (N, K) for
-// f16/bf16, uint8 (N, row_bytes) for q8/q4; C-contiguous. Returns its data.
+// f16/bf16, uint8 (N, row_bytes) for q8/q4, float32 (N rounded up to 16, K)
+// for f32p; C-contiguous. Returns its data.
 const void* weight(const char* op, const py::array& w, DType type, int64_t N, int64_t K) {
   const bool block = type == DType::Q8 || type == DType::Q4;
   const bool half = type == DType::F16 || type == DType::BF16;
   const py::dtype want = block ? py::dtype::of<uint8_t>() : half ? py::dtype::of<uint16_t>() : py::dtype::of<float>();
-  const Shape expected = {N, block ? row_bytes(type, K) : K};
+  const Shape expected = {stored_rows(type, N), block ? row_bytes(type, K) : K};
   Shape shape(w.shape(), w.shape() + w.ndim());
   MAMBART_CHECK(w.dtype().is(want), "[", op, "] w of type ", dtype_name(type), " must be ",
                 std::string(py::str(want)), ", got ", std::string(py::str(w.dtype())));
@@ -129,14 +130,26 @@ int64_t weight_k(const char* op, const py::array& w, DType type, const py::objec
   return w.shape(1);
 }
 
+// N of a weight of `type` stored with `rows` rows: given (f32p only, whose
+// last panel may hold fewer), or `rows`.
+int64_t weight_n(const char* op, int64_t rows, DType type, const py::object& N) {
+  if (N.is_none()) return rows;
+  MAMBART_CHECK(type == DType::F32P, "[", op, "] N is given only for f32p, whose stored rows are N rounded up to ",
+                kPanelRows);
+  const int64_t n = N.cast<int64_t>();
+  MAMBART_CHECK(n >= 0 && stored_rows(type, n) == rows, "[", op, "] N = ", n, " does not fit ", rows,
+                " stored rows of f32p");
+  return n;
+}
+
 py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
-                 const py::object& out, const std::string& wtype, const py::object& K_arg) {
+                 const py::object& out, const std::string& wtype, const py::object& K_arg, const py::object& N_arg) {
   const char* op = "matmul";
   MAMBART_CHECK(x.ndim() == 2 && w.ndim() == 2, "[matmul] x and w must be 2-D, got shapes ",
                 str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
                 str(Shape(w.shape(), w.shape() + w.ndim())));
   const DType type = weight_type(op, wtype);
-  const int64_t M = x.shape(0), N = w.shape(0);
+  const int64_t M = x.shape(0), N = weight_n(op, w.shape(0), type, N_arg);
   const int64_t K = K_arg.is_none() && type != DType::Q8 && type != DType::Q4 ? x.shape(1)
                                                                                : weight_k(op, w, type, K_arg);
   MatmulParams p{};
@@ -158,31 +171,40 @@ py::array convert(const py::array& w, const std::string& wtype) {
   const int64_t N = w.shape(0), K = w.shape(1);
   const float* src = view(op, "w", w, {N, K}, kContiguous).data;
   const bool block = type == DType::Q8 || type == DType::Q4;
+  const bool f32 = type == DType::F32 || type == DType::F32P;
   py::array dst = block ? py::array(py::array_t<uint8_t>({N, row_bytes(type, K)}))
-                  : type == DType::F32 ? py::array(py::array_t<float>({N, K}))
-                                       : py::array(py::array_t<uint16_t>({N, K}));
+                  : f32 ? py::array(py::array_t<float>({stored_rows(type, N), K}))
+                        : py::array(py::array_t<uint16_t>({N, K}));
   void* out = dst.mutable_data();
   {
     py::gil_scoped_release nogil;
-    convert_rows(src, N, K, type, out);
+    if (type == DType::F32P)
+      pack_panels(src, N, K, static_cast<float*>(out), 0, stored_rows(type, N) / kPanelRows);
+    else
+      convert_rows(src, N, K, type, out);
   }
   return dst;
 }
 
 // The stored form of `wtype` (N, ...) back to float32 (N, K).
-py::array dequantize(const py::array& w, const std::string& wtype, const py::object& K_arg) {
+py::array dequantize(const py::array& w, const std::string& wtype, const py::object& K_arg, const py::object& N_arg) {
   const char* op = "dequantize";
   const DType type = weight_type(op, wtype);
   MAMBART_CHECK(w.ndim() == 2, "[dequantize] w must be 2-D, got shape ",
                 str(Shape(w.shape(), w.shape() + w.ndim())));
-  const int64_t N = w.shape(0), K = weight_k(op, w, type, K_arg);
+  const int64_t N = weight_n(op, w.shape(0), type, N_arg), K = weight_k(op, w, type, K_arg);
   const char* src = static_cast<const char*>(weight(op, w, type, N, K));
   py::array_t<float> dst({N, K});
   float* out = dst.mutable_data();
   {
     py::gil_scoped_release nogil;
     const int64_t stride = row_bytes(type, K);
-    for (int64_t n = 0; n < N; ++n) dequantize_row(src + n * stride, type, K, out + n * K);
+    for (int64_t n = 0; n < N; ++n) {
+      if (type == DType::F32P)
+        panel_row(reinterpret_cast<const float*>(src), K, n, out + n * K);
+      else
+        dequantize_row(src + n * stride, type, K, out + n * K);
+    }
   }
   return dst;
 }
@@ -417,14 +439,16 @@ void bind_kernels(py::module_& m) {
   auto k = m.def_submodule("kernels", "The active CPU kernel table over float32 numpy arrays.");
   const auto none = py::none();
   k.def("matmul", &matmul, py::arg("x"), py::arg("w"), py::arg("bias") = none,
-        py::arg("out") = none, py::arg("wtype") = "f32", py::arg("K") = none,
+        py::arg("out") = none, py::arg("wtype") = "f32", py::arg("K") = none, py::arg("N") = none,
         "y (M, N) = x (M, K) @ w (N, K).T + bias (N). w as stored for wtype: float32 (N, K) for "
-        "f32, uint16 (N, K) for f16/bf16, uint8 (N, row_bytes) for q8/q4 (K must be given).");
+        "f32, uint16 (N, K) for f16/bf16, uint8 (N, row_bytes) for q8/q4 (K must be given), "
+        "float32 (N rounded up to 16, K) for f32p (N given unless a multiple of 16).");
   k.def("convert", &convert, py::arg("w"), py::arg("wtype"),
-        "w float32 (N, K) in the stored form of wtype (as matmul takes it), via convert_rows.");
-  k.def("dequantize", &dequantize, py::arg("w"), py::arg("wtype"), py::arg("K") = none,
-        "A stored weight of wtype back to float32 (N, K), via dequantize_row; K is required for "
-        "q8/q4.");
+        "w float32 (N, K) in the stored form of wtype (as matmul takes it), via convert_rows "
+        "(f32p: pack_panels).");
+  k.def("dequantize", &dequantize, py::arg("w"), py::arg("wtype"), py::arg("K") = none, py::arg("N") = none,
+        "A stored weight of wtype back to float32 (N, K), via dequantize_row (f32p: panel_row); K "
+        "is required for q8/q4, N for f32p unless a multiple of 16.");
   k.def("rmsnorm", &rmsnorm, py::arg("residual"), py::arg("weight"), py::arg("add") = none,
         py::arg("eps") = 1e-5f, py::arg("out") = none,
         "residual (rows, dim) += add (in place); returns residual / rms(residual) * weight.");

@@ -21,7 +21,9 @@ namespace {
 
 const CpuKernels kScalar = {
     "scalar",
-    {scalar::matmul_f32, scalar::matmul_f16, scalar::matmul_bf16, scalar::matmul_q8, scalar::matmul_q4},
+    {scalar::matmul_f32, scalar::matmul_f16, scalar::matmul_bf16, scalar::matmul_q8, scalar::matmul_q4, nullptr,
+     scalar::matmul_f32p},
+    false,
     scalar::rmsnorm,
     scalar::rmsnorm_gated,
     scalar::conv1d_prefill,
@@ -44,7 +46,9 @@ const CpuKernels kScalar = {
 
 const CpuKernels kAvx2 = {
     "avx2",
-    {avx2::matmul_f32, avx2::matmul_f16, avx2::matmul_bf16, avx2::matmul_q8, avx2::matmul_q4},
+    {avx2::matmul_f32, avx2::matmul_f16, avx2::matmul_bf16, avx2::matmul_q8, avx2::matmul_q4, nullptr,
+     avx2::matmul_f32p},
+    true,
     avx2::rmsnorm,
     avx2::rmsnorm_gated,
     avx2::conv1d_prefill,
@@ -129,6 +133,7 @@ CpuKernels avx512_table() {
   t.matmul[static_cast<int>(DType::BF16)] = avx512::matmul_bf16;
   t.matmul[static_cast<int>(DType::Q8)] = avx512::matmul_q8;
   t.matmul[static_cast<int>(DType::Q4)] = avx512::matmul_q4;
+  t.matmul[static_cast<int>(DType::F32P)] = avx512::matmul_f32p;
   t.attention = avx512::attention;
   return t;
 }

@@ -20,7 +20,10 @@ namespace mambart {
 
 struct CpuKernels {
   const char* isa;
-  void (*matmul[5])(const MatmulParams&, int64_t, int64_t);  // indexed by the weight DType
+  void (*matmul[7])(const MatmulParams&, int64_t, int64_t);  // indexed by the weight DType (none for I32)
+  // The backend keeps f32 matrices as f32p (kernels/quantize.h): where the
+  // GEMM would otherwise repack every panel of every call.
+  bool f32_panels;
   void (*rmsnorm)(const RmsnormParams&, int64_t, int64_t);
   void (*rmsnorm_gated)(const RmsnormGatedParams&, int64_t, int64_t);
   void (*conv1d_prefill)(const Conv1dParams&, int64_t, int64_t);

@@ -1,5 +1,6 @@
 // matmul: y = x · wᵀ (+ bias). See kernels/matmul.h.
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 #include <vector>
 
@@ -17,6 +18,21 @@ void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
       float acc = 0.0f;
       for (int64_t k = 0; k < p.K; ++k) acc += x[k] * w[k];
       p.y[m * p.ldy + n] = acc + (p.bias ? p.bias[n] : 0.0f);
+    }
+  }
+}
+
+// One FMA chain per output in k order from the bias: the bits every ISA's
+// f32p kernel gives (kernels/matmul.h).
+void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1) {
+  const float* w = static_cast<const float*>(p.w);
+  for (int64_t m = 0; m < p.M; ++m) {
+    const float* x = p.x + m * p.ldx;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* col = w + n / kPanelRows * kPanelRows * p.K + n % kPanelRows;
+      float acc = p.bias ? p.bias[n] : 0.0f;
+      for (int64_t k = 0; k < p.K; ++k) acc = std::fma(x[k], col[k * kPanelRows], acc);
+      p.y[m * p.ldy + n] = acc;
     }
   }
 }
@@ -494,7 +510,7 @@ void gemm_tile(const float* x, int64_t ldx, const float* wp, int64_t kc, float* 
   // stack on every k (65 GFLOP/s instead of 129).
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 w0 = _mm256_load_ps(wp + k * kGemmNR), w1 = _mm256_load_ps(wp + k * kGemmNR + 8);
+    const __m256 w0 = _mm256_loadu_ps(wp + k * kGemmNR), w1 = _mm256_loadu_ps(wp + k * kGemmNR + 8);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m256 xv = _mm256_broadcast_ss(x + i * ldx + k);
@@ -522,25 +538,37 @@ void gemm_rows(int mr, const float* x, int64_t ldx, const float* wp, int64_t kc,
   }
 }
 
+// F for gemm: the weights are f32p, their panels already in place.
+struct Panels {};
+
 template <class F>
 void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
+  constexpr bool in_place = std::is_same_v<F, Panels>;
   const int64_t stride = row_bytes(p.wtype, p.K);
   const char* w = static_cast<const char*>(p.w);
   // K in equal blocks of at most kKCMax (a function of K alone, so every
   // split of N sums in the same order); as many rows as fit kPanelBytes.
   int64_t kcb, ncb;
   x86::gemm_blocks(p.K, kcb, ncb);
-  float* wp = scratch(2, ncb * kcb);
+  float* wp = in_place ? nullptr : scratch(2, ncb * kcb);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t pc = 0; pc < p.K; pc += kcb) {
       const int64_t kc = std::min(kcb, p.K - pc);
-      for (int64_t jr = 0; jr < nc; jr += kGemmNR)
-        pack_panel<F>(w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K, wp + jr * kc);
+      // Columns [jc + jr, jc + jr + 16) at k = pc are at panels + jr * ld.
+      const float* panels = wp;
+      int64_t ld = kc;
+      if constexpr (in_place) {
+        panels = reinterpret_cast<const float*>(w) + jc * p.K + pc * kGemmNR;
+        ld = p.K;
+      } else {
+        for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+          pack_panel<F>(w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K, wp + jr * kc);
+      }
       for (int64_t ic = 0; ic < p.M; ic += kGemmMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kGemmMR, p.M - ic));
         for (int64_t jr = 0; jr < nc; jr += kGemmNR)
-          gemm_rows(mr, p.x + ic * p.ldx + pc, p.ldx, wp + jr * kc, kc, p.y + ic * p.ldy + jc + jr, p.ldy,
+          gemm_rows(mr, p.x + ic * p.ldx + pc, p.ldx, panels + jr * ld, kc, p.y + ic * p.ldy + jc + jr, p.ldy,
                     std::min(kGemmNR, nc - jr), p.bias ? p.bias + jc + jr : nullptr, pc == 0);
       }
     }
@@ -585,6 +613,14 @@ void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<F1
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<BF16>(p, n0, n1); }
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<Q8>(p, n0, n1); }
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<Q4>(p, n0, n1); }
+
+// The GEMM at every M: the panels are in place, and its FMA chains are
+// f32p's bits (kernels/matmul.h).
+void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1) {
+  if (n0 >= n1 || p.M <= 0) return;
+  if (p.K <= 0) return scalar::matmul_f32p(p, n0, n1);
+  gemm<Panels>(p, n0, n1);
+}
 
 }  // namespace avx2
 }  // namespace mambart

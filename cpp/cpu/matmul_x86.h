@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/matmul.h"
+#include "kernels/quantize.h"
 
 namespace mambart {
 namespace x86 {
@@ -51,6 +52,7 @@ constexpr int64_t kPrefetchBytes = 4096;
 // by side per k, K cut into equal blocks of at most kKCMax, as many columns
 // as fit kPanelBytes (in L2).
 constexpr int64_t kGemmNR = 16;
+static_assert(kGemmNR == kPanelRows, "f32p's panels are the GEMM's");
 constexpr int64_t kKCMax = 1024;
 constexpr int64_t kPanelBytes = 256 * 1024;
 

@@ -25,6 +25,12 @@
 //   y[m, n] = sum_b d_b dx_b (sum_i q_i qx_i)  (+ bias).
 // Everything else, and q8 / q4 with more rows, is a float product over the
 // dequantized weights.
+//
+// f32p (kernels/quantize.h: f32 in panels of 16 rows, the CPU backend's
+// form of every f32 matrix on x86-64) needs no packing at any M, and every
+// y[m, n] is one fused multiply-add chain in k order from the bias, on
+// every ISA: the same bits whatever M, the split or the ISA. The ranges
+// [n0, n1) start on whole panels.
 #pragma once
 #include <cstdint>
 
@@ -61,6 +67,7 @@ void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1);
 }
 namespace avx2 {
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
@@ -68,6 +75,7 @@ void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1);
 }
 namespace avx512 {  // x86-64: every type's GEMM and decode (f32 / f16 / bf16: the avx2 arithmetic, 32 registers)
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
@@ -75,6 +83,7 @@ void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1);
 }
 namespace neon {  // arm64 builds only (cpu/matmul_neon.cpp)
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);

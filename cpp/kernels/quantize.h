@@ -8,6 +8,9 @@
 //   Q4    BlockQ4[ceil(K/32)] per row: w[32b + i] = d * code(i) + m, code(i) in 0..15,
 //         m = min(w), d = (max(w) - min(w)) / 15 over the block; code(i) is the low
 //         nibble of q[i / 2] for even i, the high nibble for odd i
+//   F32P  f32 in panels of 16 rows, for the CPU GEMM: panel g holds rows 16g..16g+15
+//         as float[K][16], w[n, k] at 16 K (n / 16) + 16 k + n % 16, the rows of the
+//         last panel past N zero (made at load by the CPU backend, never stored)
 //
 // A row's last block may be partial: its entries past K are stored as zero
 // codes and never read back into a result.
@@ -30,8 +33,21 @@ struct BlockQ4 {
   uint8_t q[kQuantBlock / 2];
 };
 
-// Bytes of one row of K weights in `type`.
+// Bytes of one row of K weights in `type` (F32P: per row of its panels).
 int64_t row_bytes(DType type, int64_t K);
+
+// F32P's rows per panel, and the rows a matrix of N rows stores in `type`
+// (F32P: N rounded up to whole panels).
+constexpr int64_t kPanelRows = 16;
+inline int64_t stored_rows(DType type, int64_t N) {
+  return type == DType::F32P ? (N + kPanelRows - 1) / kPanelRows * kPanelRows : N;
+}
+
+// Panels [g0, g1) of dst (F32P) from src (N, K) f32.
+void pack_panels(const float* src, int64_t N, int64_t K, float* dst, int64_t g0, int64_t g1);
+
+// Row n of an F32P matrix of K columns back to f32.
+void panel_row(const float* src, int64_t K, int64_t n, float* dst);
 
 // dst (rows, K) in `type` from src (rows, K) f32; dst holds rows * row_bytes(type, K) bytes.
 void convert_rows(const float* src, int64_t rows, int64_t K, DType type, void* dst);

@@ -36,11 +36,10 @@ MlpLayer Model::load_mlp(WeightTable& w, const std::string& name, int64_t F, int
     M.gate = w.matrix(name + "_gate", {F, D});
     M.up = w.matrix(name + "_up", {F, D});
   } else if (config_.mlp_gated) {
-    M.in = w.matrix(name + "_in", {2 * F, D});
-    M.gate = M.in.rows(0, F);
-    M.up = M.in.rows(F, 2 * F);
+    const std::vector<Tensor> parts = w.matrix_rows(name + "_in", {2 * F, D}, {F});
+    M.gate = parts[0], M.up = parts[1];
   } else {
-    M.in = M.up = w.matrix(name + "_in", {F, D});
+    M.up = w.matrix(name + "_in", {F, D});
   }
   M.out = w.matrix(name + "_out", {D, F});
   return M;

@@ -103,7 +103,7 @@ Model::Model(const ModelConfig& c, const std::map<std::string, Tensor>& weights,
   check_config(c);
   const int64_t D = c.d_model, V = c.vocab_size;
   WeightTable w(weights, *backend_);
-  embedding_ = w.matrix("embedding", {V, D});
+  embedding_ = c.tie_embeddings ? w.matrix("embedding", {V, D}) : w.table("embedding", {V, D});
   norm_f_ = w.get("norm_f", {D});
   lm_head_ = c.tie_embeddings ? embedding_ : w.matrix("lm_head", {V, D});
   load_blocks(w);

@@ -16,14 +16,14 @@ Mamba1Layer Model::load_mamba1(WeightTable& w, const std::string& p) {
   L.in_proj_bias = w.get(p + "in_proj_bias", {2 * E}, false);
   L.conv1d_weight = w.get(p + "conv1d_weight", {E, K});
   L.conv1d_bias = w.get(p + "conv1d_bias", {E}, false);
-  L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
   if (c.dt_bc_norm) {
-    L.x_proj_dt = L.x_proj.rows(0, R);
-    L.x_proj_b = L.x_proj.rows(R, R + N);
-    L.x_proj_c = L.x_proj.rows(R + N, R + 2 * N);
+    const std::vector<Tensor> parts = w.matrix_rows(p + "x_proj", {R + 2 * N, E}, {R, R + N});
+    L.x_proj_dt = parts[0], L.x_proj_b = parts[1], L.x_proj_c = parts[2];
     L.dt_norm = w.get(p + "dt_norm", {R}, false);
     L.b_norm = w.get(p + "b_norm", {N}, L.dt_norm.defined());
     L.c_norm = w.get(p + "c_norm", {N}, L.dt_norm.defined());
+  } else {
+    L.x_proj = w.matrix(p + "x_proj", {R + 2 * N, E});
   }
   L.dt_proj = w.matrix(p + "dt_proj", {E, R});
   L.dt_proj_bias = w.get(p + "dt_proj_bias", {E});

@@ -115,9 +115,9 @@ struct Mamba1Layer {
   Tensor in_proj_bias;   // (2E) or undefined
   Tensor conv1d_weight;  // (E, K)
   Tensor conv1d_bias;    // (E) or undefined
-  Tensor x_proj;         // (R + 2N, E): rows give [dt | B | C]
-  Tensor x_proj_dt;      // with dt_bc_norm: views of x_proj's rows [0, R), [R, R + N) and
-  Tensor x_proj_b;       // [R + N, R + 2N), so that dt, B and C each land in contiguous
+  Tensor x_proj;         // (R + 2N, E): rows give [dt | B | C]; undefined with dt_bc_norm, which
+  Tensor x_proj_dt;      // takes its rows [0, R), [R, R + N) and [R + N, R + 2N) as matrices
+  Tensor x_proj_b;       // of their own instead, so that dt, B and C each land in contiguous
   Tensor x_proj_c;       // rows to be normed
   Tensor dt_norm;        // (R), b_norm and c_norm (N): their norms' weights (Jamba), or
   Tensor b_norm;         // undefined: weightless
@@ -152,10 +152,8 @@ struct AttentionLayer {
 
 struct MlpLayer {
   int64_t inner = 0;  // F
-  Tensor in;      // gated: (2F, D), rows [0, F) the gate, [F, 2F) the up projection, or undefined
-                  // when gate and up come apart; not gated: (F, D), the up projection
-  Tensor gate;    // gated: (F, D) each, views of in's two halves (so that each lands in
-  Tensor up;      // contiguous rows) or matrices of their own
+  Tensor gate;    // gated: (F, D) each, cut from a stored (2F, D) "in" (gate rows first) or
+  Tensor up;      // stored apart; not gated: up (F, D) alone
   Tensor out;     // (D, F)
 };
 

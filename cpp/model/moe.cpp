@@ -36,14 +36,21 @@ MoeLayer Model::load_moe(WeightTable& w, const std::string& p) {
   }
   const size_t before = w.bytes();
   if (!w.shape_of(p + "experts_in").empty()) {
-    const Tensor in = w.matrix(p + "experts_in", {X * I, W}), out = w.matrix(p + "experts_out", {X * W, F});
+    // Each expert's rows (its gate, then its up projection) as matrices of their own.
+    std::vector<int64_t> in_cuts, out_cuts;
+    for (int64_t e = 0; e < X; ++e) {
+      if (e > 0) in_cuts.push_back(e * I), out_cuts.push_back(e * W);
+      if (c.mlp_gated) in_cuts.push_back(e * I + F);
+    }
+    const std::vector<Tensor> in = w.matrix_rows(p + "experts_in", {X * I, W}, in_cuts);
+    const std::vector<Tensor> out = w.matrix_rows(p + "experts_out", {X * W, F}, out_cuts);
+    const size_t per = c.mlp_gated ? 2 : 1;
     for (int64_t e = 0; e < X; ++e) {
       MlpLayer m;
       m.inner = F;
-      m.in = in.rows(e * I, (e + 1) * I);
-      m.up = c.mlp_gated ? m.in.rows(F, 2 * F) : m.in;
-      if (c.mlp_gated) m.gate = m.in.rows(0, F);
-      m.out = out.rows(e * W, (e + 1) * W);
+      m.gate = c.mlp_gated ? in[e * per] : Tensor();
+      m.up = in[e * per + per - 1];
+      m.out = out[e];
       L.experts.push_back(m);
     }
   } else {

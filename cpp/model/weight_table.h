@@ -46,10 +46,31 @@ class WeightTable {
     return t.defined() ? count(backend_.upload(t)) : t;
   }
 
-  // A big matrix (N, K), in whatever weight type it came in.
+  // A big matrix (N, K), in whatever weight type it came in, for matmul
+  // (and embedding lookups): in the backend's form (Backend::upload_matrix).
   Tensor matrix(const std::string& name, const std::vector<int64_t>& shape, bool required = true) {
     Tensor t = host(name, shape, required, /*any_type=*/true);
-    return t.defined() ? count(backend_.upload(t)) : t;
+    return t.defined() ? count(backend_.upload_matrix(t)) : t;
+  }
+
+  // The same, cut at rows `cuts` (increasing) into matrices of their own:
+  // rows [0, cuts[0]), [cuts[0], cuts[1]), ..., [cuts.back(), N).
+  std::vector<Tensor> matrix_rows(const std::string& name, const std::vector<int64_t>& shape,
+                                  const std::vector<int64_t>& cuts) {
+    const Tensor t = host(name, shape, true, /*any_type=*/true);
+    std::vector<Tensor> parts;
+    int64_t r0 = 0;
+    for (size_t i = 0; i <= cuts.size(); ++i) {
+      const int64_t r1 = i < cuts.size() ? cuts[i] : shape[0];
+      parts.push_back(count(backend_.upload_matrix(t.rows(r0, r1))));
+      r0 = r1;
+    }
+    return parts;
+  }
+
+  // A matrix that is only looked up by row (an untied embedding), as it came.
+  Tensor table(const std::string& name, const std::vector<int64_t>& shape) {
+    return count(backend_.upload(host(name, shape, true, /*any_type=*/true)));
   }
 
   size_t bytes() const { return bytes_; }
@@ -68,8 +89,9 @@ class WeightTable {
   }
 
  private:
+  // The weights' own bytes: f32p's zero rows that pad its last panel are not weights.
   Tensor count(Tensor t) {
-    bytes_ += t.nbytes();
+    bytes_ += t.dtype() == DType::F32P ? static_cast<size_t>(t.numel()) * 4 : t.nbytes();
     return t;
   }
 

@@ -35,9 +35,10 @@ SharedUse Model::load_shared_use(WeightTable& w, const std::string& p, size_t ap
   SharedUse U;
   U.block = application % static_cast<size_t>(c.shared_blocks);
   U.linear = w.matrix(p + "linear", {D, D});
-  const Tensor a = w.matrix(p + "mlp_lora_a", {r, D}), b = w.matrix(p + "mlp_lora_b", {2 * F, r});
-  U.gate = {a, b.rows(0, F)};
-  U.up = {a, b.rows(F, 2 * F)};
+  const Tensor a = w.matrix(p + "mlp_lora_a", {r, D});
+  const std::vector<Tensor> b = w.matrix_rows(p + "mlp_lora_b", {2 * F, r}, {F});
+  U.gate = {a, b[0]};
+  U.up = {a, b[1]};
   if (c.attention_adapters) {
     U.q = {w.matrix(p + "q_lora_a", {r, 2 * D}), w.matrix(p + "q_lora_b", {qd, r})};
     U.k = {w.matrix(p + "k_lora_a", {r, 2 * D}), w.matrix(p + "k_lora_b", {kvd, r})};
