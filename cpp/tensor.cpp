@@ -86,6 +86,12 @@ int64_t Tensor::numel() const {
 }
 
 Tensor Tensor::zeros(std::vector<int64_t> shape, DType dtype) {
+  Tensor t = uninitialized(std::move(shape), dtype);
+  std::memset(t.data_, 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::uninitialized(std::vector<int64_t> shape, DType dtype) {
   const int64_t nbytes = checked_nbytes(shape, dtype);
   Tensor t;
   t.shape_ = std::move(shape);
@@ -97,7 +103,6 @@ Tensor Tensor::zeros(std::vector<int64_t> shape, DType dtype) {
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw OutOfMemory(detail::concat("[tensor] cannot allocate ", bytes, " bytes for ", dtype_name(dtype), " ",
                                            shape_str(t.shape_)));
-  std::memset(p, 0, bytes);
   t.storage_ = std::shared_ptr<void>(p, std::free);
   t.data_ = p;
   return t;

@@ -39,6 +39,9 @@ class Tensor {
   // Owned host storage, 64-byte aligned, zero-filled. Weight types of 2-D
   // shape (N, K) get N rows of row_bytes(dtype, K) (kernels/quantize.h).
   static Tensor zeros(std::vector<int64_t> shape, DType dtype = DType::F32);
+  // The same storage left as the allocator gives it, for a caller that
+  // writes all of it (a weight converted at load).
+  static Tensor uninitialized(std::vector<int64_t> shape, DType dtype);
   // Borrowed storage: `owner` (may be null) is kept alive as long as the tensor.
   // Both check the shape with checked_nbytes.
   static Tensor borrow(void* data, std::vector<int64_t> shape, DType dtype, std::shared_ptr<void> owner,

@@ -813,3 +813,91 @@ def test_empty_inputs(isa):
     e, t = z(9, np.float32), z((0, 9), np.float32)
     y = K_.scan_prefill(t, t, e, -state, z((0, 16), np.float32), z((0, 16), np.float32), e, None, state)
     assert y.shape == (0, 9) and (state == 1).all()
+
+
+# ---------------------------------------------------------------- f32p: f32 in the GEMM's panels
+
+F32P_M = (1, 2, 5, 6, 7, 12, 13, 16, 31, 32, 33, 130)  # decode tiles of 6, prefill tiles of 12
+F32P_N = (1, 7, 16, 17, 48, 64, 65, 150)  # partial, whole and several panels, tiles of 32 and 64
+F32P_K = (1, 31, 96, 257, 1100)  # K blocks of at most 1024
+
+
+def panels(w):
+    """The f32p form of w (N, K) as kernels/quantize.h defines it, in numpy."""
+    N, K = w.shape
+    Np = -(-N // 16) * 16
+    padded = np.zeros((Np, K), np.float32)
+    padded[:N] = w
+    return padded.reshape(Np // 16, 16, K).transpose(0, 2, 1).reshape(Np, K)
+
+
+@pytest.mark.parametrize("N", F32P_N)
+def test_f32p_layout(N):
+    """convert packs as documented (rows past N zero); dequantize (panel_row) gives w back exactly."""
+    rng = np.random.default_rng(N)
+    w = rand(rng, N, 37)
+    wp = K_.convert(w, "f32p")
+    np.testing.assert_array_equal(wp, panels(w))
+    np.testing.assert_array_equal(K_.dequantize(wp, "f32p", N=N), w)
+
+
+@pytest.mark.parametrize("K", F32P_K)
+@pytest.mark.parametrize("M", F32P_M)
+def test_matmul_f32p(isa, M, K):
+    N = F32P_N[(F32P_M.index(M) + F32P_K.index(K)) % len(F32P_N)]
+    rng = np.random.default_rng(M * 1000 + K)
+    x, w, b = rand(rng, M, K), rand(rng, N, K), rand(rng, N) if (M + K) % 2 else None
+    assert_close(K_.matmul(x, K_.convert(w, "f32p"), b, wtype="f32p", N=N), ref.matmul(x, w, b))
+
+
+def test_matmul_f32p_bits_independent_of_m_split_and_isa():
+    """Every output is one FMA chain in k order from the bias: a row of x gets the same
+    bits alone or at any position of any batch, over any whole-panel split of N, on every
+    ISA (scalar's std::fma included)."""
+    rng = np.random.default_rng(5)
+    N, K = 150, 1100  # a partial last panel, two K blocks
+    wp, b = K_.convert(rand(rng, N, K, scale=0.05), "f32p"), rand(rng, N)
+    pool = rand(rng, 40, K)
+    want = None
+    try:
+        for name in ISAS:
+            _core.set_isa(name)
+            alone = np.stack([K_.matmul(pool[i:i + 1], wp, b, wtype="f32p", N=N)[0] for i in range(40)])
+            if want is None:
+                want = alone
+            np.testing.assert_array_equal(alone, want, err_msg=name)
+            for M in (2, 6, 7, 16, 32, 33, 40):
+                rows = (np.arange(M) * 7 + M) % 40
+                np.testing.assert_array_equal(K_.matmul(pool[rows], wp, b, wtype="f32p", N=N), want[rows],
+                                              err_msg=f"{name} M={M}")
+                y = np.full((M, N), np.nan, np.float32)
+                for n0, n1 in ((0, 64), (64, 128), (128, N)):  # the backend's ranges: whole panels
+                    K_.matmul(pool[rows], wp[n0:-(-n1 // 16) * 16], b[n0:n1], out=y[:, n0:n1], wtype="f32p",
+                              N=n1 - n0)
+                np.testing.assert_array_equal(y, want[rows], err_msg=f"{name} M={M} split")
+    finally:
+        _core.set_isa(DEFAULT_ISA)
+
+
+@pytest.mark.parametrize("M", (1, 9, 40))
+def test_matmul_f32p_non_finite_x_reaches_y(isa, M):
+    rng = np.random.default_rng(M)
+    x, w = rand(rng, M, 70), rand(rng, 30, 70)
+    x[0, 5] = np.nan
+    y = K_.matmul(x, K_.convert(w, "f32p"), wtype="f32p", N=30)
+    assert np.isnan(y[0]).all()
+    assert_close(y[1:], ref.matmul(x[1:], w))
+
+
+def test_matmul_f32p_empty_and_errors():
+    wp = K_.convert(np.zeros((3, 0), np.float32), "f32p")
+    assert wp.shape == (16, 0)
+    y = K_.matmul(np.zeros((2, 0), np.float32), wp, np.arange(3, dtype=np.float32), wtype="f32p", N=3)
+    assert_close(y, np.tile(np.arange(3), (2, 1)))
+    x, wp = np.zeros((2, 40), np.float32), K_.convert(np.zeros((20, 40), np.float32), "f32p")
+    with pytest.raises(ValueError, match=r"\[matmul\] N = 40 does not fit 32 stored rows of f32p"):
+        K_.matmul(x, wp, wtype="f32p", N=40)
+    with pytest.raises(ValueError, match=r"\[matmul\] N is given only for f32p"):
+        K_.matmul(x, np.zeros((20, 40), np.float32), N=20)
+    with pytest.raises(ValueError, match=r"\[matmul\] w has shape \(20, 40\), expected \(32, 40\)"):
+        K_.matmul(x, np.zeros((20, 40), np.float32), wtype="f32p")

@@ -56,3 +56,30 @@ def test_8k_prompt_peak_rss_is_weights_kv_and_scratch(granite_768):
     kv = PROMPT * sizes["state_bytes_per_token"] + sizes["state_bytes_fixed"]
     used = got["peak"] - got["base"]
     assert used <= got["weights"] + kv + SCRATCH, (used / 1e6, got["weights"] / 1e6, kv / 1e6)
+
+
+LOAD_CHILD = """
+import json, sys
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+import mambart
+base = status("VmHWM:")
+model = mambart.load(sys.argv[1], threads=2)
+model.logits([1, 2, 3])
+print(json.dumps({"peak": status("VmHWM:") - base, "weights": model._core.weight_bytes}))
+"""
+
+
+def test_f32_load_holds_one_copy_of_the_weights(granite_768):
+    """Where the CPU backend keeps f32 matrices in its GEMM's panels (a copy), the mapped
+    checkpoint's pages leave the process as each matrix is copied: loading peaks at one
+    copy of the weights, not two."""
+    r = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(granite_768)], capture_output=True, text=True,
+                       timeout=600, env=child.env(), cwd=child.CWD)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["peak"] <= 1.1 * got["weights"] + 50e6, (got["peak"] / 1e6, got["weights"] / 1e6)

@@ -26,30 +26,29 @@ namespace mambart {
 namespace {
 
 // Drops the pages of [data, data + bytes) from this process where they map
-// a file: they come back from the page cache if read again. Anonymous
-// memory is left alone (MADV_PAGEOUT would swap it out). Best effort:
-// older kernels refuse MADV_PAGEOUT.
-void page_out(const void* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_PAGEOUT)
+// a file read-only: they stay in the page cache, and come back from it if
+// read again (as mambart/checkpoint.py's release_pages). Anything else is
+// left alone: MADV_DONTNEED would zero anonymous memory.
+void release_pages(const void* data, size_t bytes) {
+#if defined(__linux__)
   const uintptr_t a = reinterpret_cast<uintptr_t>(data);
   std::ifstream maps("/proc/self/maps");
   std::string line;
   bool file = false;
   while (std::getline(maps, line)) {  // "begin-end perms offset dev inode [path]"
     uintptr_t begin = 0, end = 0;
-    unsigned long long inode = 0;
-    char perms[8], dev[16];
-    unsigned long long offset = 0;
+    unsigned long long offset = 0, inode = 0;
+    char perms[8] = {}, dev[16] = {};
     if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " %7s %llx %15s %llu", &begin, &end, perms, &offset, dev,
                     &inode) == 6 && begin <= a && a < end) {
-      file = inode != 0 && a + bytes <= end;
+      file = inode != 0 && perms[1] == '-' && a + bytes <= end;
       break;
     }
   }
   if (!file) return;
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = a / page * page;
-  if (a + bytes > begin) madvise(reinterpret_cast<void*>(begin), a + bytes - begin, MADV_PAGEOUT);
+  if (a + bytes > begin) madvise(reinterpret_cast<void*>(begin), a + bytes - begin, MADV_DONTNEED);
 #else
   (void)data, (void)bytes;
 #endif
@@ -70,15 +69,15 @@ class CpuBackend final : public Backend {
 
   void from_host(const float* src, float* dst, int64_t n) override { to_host(src, dst, n); }
 
-  // f32 as f32p where the ISA table asks for it. The copy leaves the
-  // original's pages (on a mapped checkpoint) out of this process's memory.
+  // f32 as f32p where the ISA table asks for it. The original's pages (on a
+  // mapped checkpoint) then leave this process's memory.
   Tensor upload_matrix(const Tensor& host) override {
     if (!cpu_kernels().f32_panels || host.dtype() != DType::F32 || host.ndim() != 2) return host;
     const int64_t N = host.dim(0), K = host.dim(1);
-    Tensor t = Tensor::zeros({N, K}, DType::F32P);
+    Tensor t = Tensor::uninitialized({N, K}, DType::F32P);  // pack_panels writes every panel
     pool_.parallel_for(stored_rows(DType::F32P, N) / kPanelRows,
                        [&](int64_t g0, int64_t g1) { pack_panels(host.data<float>(), N, K, t.data<float>(), g0, g1); });
-    page_out(host.data<void>(), host.nbytes());
+    release_pages(host.data<void>(), host.nbytes());
     return t;
   }
 
