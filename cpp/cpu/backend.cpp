@@ -83,12 +83,12 @@ class CpuBackend final : public Backend {
 
   void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* out) override {
     const int64_t D = table.dim(1), stride = row_bytes(table.dtype(), D);
-    for (int64_t i = 0; i < n; ++i) {
-      if (table.dtype() == DType::F32P)
-        panel_row(table.data<float>(), D, ids[i], out + i * D);
-      else
-        dequantize_row(table.data<char>() + ids[i] * stride, table.dtype(), D, out + i * D);
+    if (table.dtype() == DType::F32P) {
+      for (int64_t i = 0; i < n; ++i) panel_row(table.data<float>(), D, ids[i], out + i * D);
+      return;
     }
+    for (int64_t i = 0; i < n; ++i)
+      dequantize_row(table.data<char>() + ids[i] * stride, table.dtype(), D, out + i * D);
   }
 
   void matmul(const MatmulParams& p) override {

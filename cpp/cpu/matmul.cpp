@@ -538,33 +538,23 @@ void gemm_rows(int mr, const float* x, int64_t ldx, const float* wp, int64_t kc,
   }
 }
 
-// F for gemm: the weights are f32p, their panels already in place.
-struct Panels {};
-
+// F: the weights' format, unless they are f32p (their panels in place).
 template <class F>
 void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
-  constexpr bool in_place = std::is_same_v<F, Panels>;
-  const int64_t stride = row_bytes(p.wtype, p.K);
-  const char* w = static_cast<const char*>(p.w);
   // K in equal blocks of at most kKCMax (a function of K alone, so every
   // split of N sums in the same order); as many rows as fit kPanelBytes.
   int64_t kcb, ncb;
   x86::gemm_blocks(p.K, kcb, ncb);
-  float* wp = in_place ? nullptr : scratch(2, ncb * kcb);
+  float* wp = p.wtype == DType::F32P ? nullptr : scratch(2, ncb * kcb);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t pc = 0; pc < p.K; pc += kcb) {
       const int64_t kc = std::min(kcb, p.K - pc);
-      // Columns [jc + jr, jc + jr + 16) at k = pc are at panels + jr * ld.
-      const float* panels = wp;
-      int64_t ld = kc;
-      if constexpr (in_place) {
-        panels = reinterpret_cast<const float*>(w) + jc * p.K + pc * kGemmNR;
-        ld = p.K;
-      } else {
-        for (int64_t jr = 0; jr < nc; jr += kGemmNR)
-          pack_panel<F>(w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K, wp + jr * kc);
-      }
+      int64_t ld;
+      auto pack = [&](const char* w, int64_t stride, int64_t nr, float* dst) {
+        pack_panel<F>(w, stride, nr, pc, kc, p.K, dst);
+      };
+      const float* panels = x86::block_panels(p, jc, nc, pc, kc, wp, ld, pack);
       for (int64_t ic = 0; ic < p.M; ic += kGemmMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kGemmMR, p.M - ic));
         for (int64_t jr = 0; jr < nc; jr += kGemmNR)
@@ -619,7 +609,7 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) { matmul_typed<Q4>
 void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (n0 >= n1 || p.M <= 0) return;
   if (p.K <= 0) return scalar::matmul_f32p(p, n0, n1);
-  gemm<Panels>(p, n0, n1);
+  gemm<F32>(p, n0, n1);
 }
 
 }  // namespace avx2

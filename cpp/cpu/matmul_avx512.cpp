@@ -379,11 +379,8 @@ Tile tile(int mr, int np) {
 // gives the same bits as avx2's. A 2048-token prefill of a Granite-4.0-H-
 // shaped model (d_model 1024, f32) went from 160 to 245 tokens/s with the
 // 12 x 32 tiles (2 threads of an AVX-512 EPYC, loaded).
-// in_place: the weights are f32p; else each panel is packed from w here.
-template <bool in_place>
 void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
-  const int64_t stride = row_bytes(p.wtype, p.K);
-  const char* w = static_cast<const char*>(p.w);
+  const bool in_place = p.wtype == DType::F32P;
   const bool wide = in_place && p.M <= kMatmulDecodeRows;
   const int64_t rows = wide ? 6 : 12, cols = wide ? 4 * kGemmNR : 2 * kGemmNR;
   int64_t kcb, ncb;
@@ -394,17 +391,11 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t pc = 0; pc < p.K; pc += kcb) {
       const int64_t kc = std::min(kcb, p.K - pc);
-      // Columns [jc + jr, jc + jr + 16) at k = pc are at panels + jr * ld.
-      const float* panels = wp;
-      int64_t ld = kc;
-      if constexpr (in_place) {
-        panels = reinterpret_cast<const float*>(w) + jc * p.K + pc * kGemmNR;
-        ld = p.K;
-      } else {
-        for (int64_t jr = 0; jr < nc; jr += kGemmNR)
-          avx2::pack_panel(p.wtype, w + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), pc, kc, p.K,
-                           wp + jr * kc);
-      }
+      int64_t ld;
+      auto pack = [&](const char* w, int64_t stride, int64_t nr, float* dst) {
+        avx2::pack_panel(p.wtype, w, stride, nr, pc, kc, p.K, dst);
+      };
+      const float* panels = x86::block_panels(p, jc, nc, pc, kc, wp, ld, pack);
       for (int64_t ic = 0; ic < p.M; ic += rows) {
         const int mr = static_cast<int>(std::min(rows, p.M - ic));
         for (int64_t jr = 0; jr < nc; jr += cols) {
@@ -427,31 +418,31 @@ bool use_gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
 }  // namespace
 
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm<false>(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f32(p, n0, n1);
   decode_dense_all<F32x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm<false>(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_f16(p, n0, n1);
   decode_dense_all<F16x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm<false>(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_bf16(p, n0, n1);
   decode_dense_all<BF16x16, kDenseGroup>(p, n0, n1);
 }
 
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm<false>(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_q8(p, n0, n1);
   decode_q8_all(p, n0, n1);
 }
 
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm<false>(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_q4(p, n0, n1);
   decode(p, n0, n1);
 }
@@ -459,7 +450,7 @@ void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
 void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1) {
   if (n0 >= n1 || p.M <= 0) return;
   if (p.K <= 0) return scalar::matmul_f32p(p, n0, n1);
-  gemm<true>(p, n0, n1);
+  gemm(p, n0, n1);
 }
 
 }  // namespace avx512

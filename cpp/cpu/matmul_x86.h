@@ -65,6 +65,25 @@ inline void gemm_blocks(int64_t K, int64_t& kcb, int64_t& ncb) {
   if (ncb < kGemmNR) ncb = kGemmNR;
 }
 
+// A GEMM block's weights as panels: columns [jc, jc + nc) at k in [pc, pc +
+// kc). Returns where columns [jc, jc + 16) start, and in ld the floats per
+// 16 columns onward: f32p's panels in place, or else packed into wp by
+// pack(rows, stride, nr, dst) for each 16 columns (nr of them real).
+template <class Pack>
+const float* block_panels(const MatmulParams& p, int64_t jc, int64_t nc, int64_t pc, int64_t kc, float* wp,
+                          int64_t& ld, Pack pack) {
+  if (p.wtype == DType::F32P) {
+    ld = p.K;
+    return static_cast<const float*>(p.w) + jc * p.K + pc * kGemmNR;
+  }
+  const int64_t stride = row_bytes(p.wtype, p.K);
+  for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+    pack(static_cast<const char*>(p.w) + (jc + jr) * stride, stride, nc - jr < kGemmNR ? nc - jr : kGemmNR,
+         wp + jr * kc);
+  ld = kc;
+  return wp;
+}
+
 }  // namespace x86
 
 // AVX2 code (cpu/matmul.cpp), callable from the wider ISAs' kernels.
