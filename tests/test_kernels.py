@@ -433,7 +433,7 @@ def test_scan_prefill(isa, E, N):
     assert_close(state, want_state)
 
 
-@pytest.mark.parametrize("N", (1, 7, 8, 9, 17, 33))
+@pytest.mark.parametrize("N", (1, 7, 8, 9, 16, 17, 32, 33))
 @pytest.mark.parametrize("with_z", (False, True))
 def test_scan_prefill_state_sizes(isa, N, with_z):
     rng = np.random.default_rng(N)

@@ -122,8 +122,8 @@ bool has_avx512_vnni() {
 
 // The avx2 table with q4's and q8's decode matmuls in VNNI, the dense
 // types' decode with 32 registers (the avx2 bits), every type's prefill
-// GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), and
-// attention 16 dims at a time; the rest had no measured gain from 512-bit
+// GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), the Mamba-1 scan 16
+// state entries at a time, and attention 16 dims at a time; the rest had no measured gain from 512-bit
 // versions, or none was written.
 CpuKernels avx512_table() {
   CpuKernels t = kAvx2;
@@ -134,6 +134,7 @@ CpuKernels avx512_table() {
   t.matmul[static_cast<int>(DType::Q8)] = avx512::matmul_q8;
   t.matmul[static_cast<int>(DType::Q4)] = avx512::matmul_q4;
   t.matmul[static_cast<int>(DType::F32P)] = avx512::matmul_f32p;
+  t.scan_prefill = avx512::scan_prefill, t.scan_step = avx512::scan_step;
   t.attention = avx512::attention;
   return t;
 }

@@ -1,10 +1,45 @@
 // Mamba-1 selective scan, prefill and step. See kernels/scan.h.
+// GCC 12 warns of -W(maybe-)uninitialized inside its own avx512fintrin.h
+// (the _mm512_undefined_* operands of roundscale and shuffle_f32x4), at the
+// header's location, so the pragma must precede the include.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <cmath>
 
 #include "kernels/elementwise.h"
 #include "kernels/scan.h"
 
 namespace mambart {
+namespace {
+
+// A SIMD kernel's token row r for channels [e, e + ne) (ne at most its
+// width), with h their (ne, N) states.
+using ScanRow = void (*)(const ScanParams& p, int64_t e, int64_t ne, int64_t r, float* h);
+
+// The SIMD kernels' walks over channels [e0, e1) in blocks of W: each block
+// through a prefill's tokens (its (W, N) state L1-resident all the way) or
+// through a step's batch rows.
+template <int64_t W, ScanRow row>
+void prefill_blocks(const ScanParams& p, int64_t e0, int64_t e1) {
+  for (int64_t e = e0; e < e1; e += W) {
+    const int64_t ne = e1 - e < W ? e1 - e : W;
+    for (int64_t t = 0; t < p.seqlen; ++t) row(p, e, ne, t, p.state + e * p.N);
+  }
+}
+
+template <int64_t W, ScanRow row>
+void step_blocks(const ScanParams& p, int64_t e0, int64_t e1) {
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t e = e0; e < e1; e += W) {
+      const int64_t ne = e1 - e < W ? e1 - e : W;
+      row(p, e, ne, b, p.state + (b * p.E + e) * p.N);
+    }
+}
+
+}  // namespace
+
 namespace scalar {
 
 // One channel e over `steps` tokens whose rows are r0, r0+1, ...; h is the
@@ -105,22 +140,113 @@ inline void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, floa
   store_n(p.y + r * p.ldy + e, y, ne);
 }
 
-void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1) {
-  for (int64_t e = e0; e < e1; e += 8) {
-    const int64_t ne = e1 - e < 8 ? e1 - e : 8;
-    for (int64_t t = 0; t < p.seqlen; ++t) scan_row(p, e, ne, t, p.state + e * p.N);
+void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1) { prefill_blocks<8, scan_row>(p, e0, e1); }
+void scan_step(const ScanParams& p, int64_t e0, int64_t e1) { step_blocks<8, scan_row>(p, e0, e1); }
+
+}  // namespace avx2
+}  // namespace mambart
+
+MAMBART_AVX2_END
+
+MAMBART_AVX512_BEGIN
+
+namespace mambart {
+namespace avx512 {
+namespace {
+
+// exp(x): avx2::exp's reduction and polynomial, with the 2^n applied by
+// vscalefps, which is exact over the subnormal range and overflows to inf;
+// the clamp keeps r small for huge |x| and passes NaN through.
+inline __m512 exp(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(88.8f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
+  q = _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(q, n);
+}
+
+// Lane i = the sum of v[i]'s lanes: three halvings, each adding two
+// vectors' halves (512 -> 256 -> 128-bit blocks, then within blocks).
+inline __m512 hsum16(const __m512 v[16]) {
+  __m512 w[8], x[4];
+  for (int i = 0; i < 8; ++i)  // blocks 0-1: v[i]'s partial sums, 2-3: v[i + 8]'s
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[i], v[i + 8], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(v[i], v[i + 8], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 4; ++i)  // blocks: v[i], v[i + 8], v[i + 4], v[i + 12]
+    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[i], w[i + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(w[i], w[i + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 s0 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+  const __m512 s1 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(s0, s1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(s0, s1, _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_shuffle_f32x4(r, r, _MM_SHUFFLE(3, 1, 2, 0));  // blocks 0 2 1 3 -> channel order
+}
+
+// avx2::scan_row for 16 channels and 16 state entries at a time (one vector
+// for N = 16): half the instructions in the recurrence, which is nearly all
+// of the work. The per-channel scalars (softplus of dt, delta x, D x,
+// silu(z)), one per channel and token rather than N, stay avx2 code.
+void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, float* h) {
+  alignas(64) float delta_s[16], dx_s[16], ch_s[16];
+  for (int64_t j = 0; j < ne; j += 8) {
+    const int64_t m = ne - j < 8 ? ne - j : 8;
+    const __m256 x = avx2::load_n(p.x + r * p.ldx + e + j, m);
+    const __m256 delta =
+        avx2::softplus(_mm256_add_ps(avx2::load_n(p.dt + r * p.lddt + e + j, m), avx2::load_n(p.dt_bias + e + j, m)));
+    _mm256_store_ps(delta_s + j, delta);
+    _mm256_store_ps(dx_s + j, _mm256_mul_ps(delta, x));
+  }
+  const int64_t N = p.N, N16 = N / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (N - N16)) - 1);
+  const float* B = p.B + r * p.ldb;
+  const float* C = p.C + r * p.ldc;
+  __m512 yc[16];  // per channel: 16 partial sums of C[n] h[n]
+  for (int64_t i = 0; i < 16; ++i) {
+    yc[i] = _mm512_setzero_ps();
+    if (i >= ne) continue;
+    const __m512 d = _mm512_set1_ps(delta_s[i]), dx = _mm512_set1_ps(dx_s[i]);
+    const float* A = p.A + (e + i) * N;
+    float* hi = h + i * N;
+    int64_t n = 0;
+    for (; n < N16; n += 16) {
+      const __m512 hn = _mm512_fmadd_ps(exp(_mm512_mul_ps(d, _mm512_loadu_ps(A + n))), _mm512_loadu_ps(hi + n),
+                                        _mm512_mul_ps(dx, _mm512_loadu_ps(B + n)));
+      _mm512_storeu_ps(hi + n, hn);
+      yc[i] = _mm512_fmadd_ps(hn, _mm512_loadu_ps(C + n), yc[i]);
+    }
+    if (n < N) {  // masked-off lanes: A = B = h = C = 0, so they add 0
+      const __m512 hn =
+          _mm512_fmadd_ps(exp(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(tail, A + n))),
+                          _mm512_maskz_loadu_ps(tail, hi + n), _mm512_mul_ps(dx, _mm512_maskz_loadu_ps(tail, B + n)));
+      _mm512_mask_storeu_ps(hi + n, tail, hn);
+      yc[i] = _mm512_fmadd_ps(hn, _mm512_maskz_loadu_ps(tail, C + n), yc[i]);
+    }
+  }
+  _mm512_store_ps(ch_s, hsum16(yc));
+  // y = (C·h + D x) * silu(z)
+  for (int64_t j = 0; j < ne; j += 8) {
+    const int64_t m = ne - j < 8 ? ne - j : 8;
+    const __m256 x = avx2::load_n(p.x + r * p.ldx + e + j, m);
+    __m256 y = _mm256_fmadd_ps(avx2::load_n(p.D + e + j, m), x, _mm256_load_ps(ch_s + j));
+    if (p.z) y = _mm256_mul_ps(y, avx2::silu(avx2::load_n(p.z + r * p.ldz + e + j, m)));
+    avx2::store_n(p.y + r * p.ldy + e + j, y, m);
   }
 }
 
-void scan_step(const ScanParams& p, int64_t e0, int64_t e1) {
-  for (int64_t b = 0; b < p.batch; ++b)
-    for (int64_t e = e0; e < e1; e += 8) {
-      const int64_t ne = e1 - e < 8 ? e1 - e : 8;
-      scan_row(p, e, ne, b, p.state + (b * p.E + e) * p.N);
-    }
-}
+}  // namespace
 
-}  // namespace avx2
+void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1) { prefill_blocks<16, scan_row>(p, e0, e1); }
+void scan_step(const ScanParams& p, int64_t e0, int64_t e1) { step_blocks<16, scan_row>(p, e0, e1); }
+
+}  // namespace avx512
 }  // namespace mambart
 
 MAMBART_AVX2_END
@@ -190,20 +316,8 @@ void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, float* h) {
 
 }  // namespace
 
-void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1) {
-  for (int64_t e = e0; e < e1; e += 4) {
-    const int64_t ne = e1 - e < 4 ? e1 - e : 4;
-    for (int64_t t = 0; t < p.seqlen; ++t) scan_row(p, e, ne, t, p.state + e * p.N);
-  }
-}
-
-void scan_step(const ScanParams& p, int64_t e0, int64_t e1) {
-  for (int64_t b = 0; b < p.batch; ++b)
-    for (int64_t e = e0; e < e1; e += 4) {
-      const int64_t ne = e1 - e < 4 ? e1 - e : 4;
-      scan_row(p, e, ne, b, p.state + (b * p.E + e) * p.N);
-    }
-}
+void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1) { prefill_blocks<4, scan_row>(p, e0, e1); }
+void scan_step(const ScanParams& p, int64_t e0, int64_t e1) { step_blocks<4, scan_row>(p, e0, e1); }
 
 }  // namespace neon
 }  // namespace mambart

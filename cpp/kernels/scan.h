@@ -44,6 +44,10 @@ namespace avx2 {
 void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1);
 void scan_step(const ScanParams& p, int64_t e0, int64_t e1);
 }
+namespace avx512 {
+void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1);
+void scan_step(const ScanParams& p, int64_t e0, int64_t e1);
+}
 namespace neon {  // arm64 builds only
 void scan_prefill(const ScanParams& p, int64_t e0, int64_t e1);
 void scan_step(const ScanParams& p, int64_t e0, int64_t e1);
