@@ -371,26 +371,28 @@ def test_conv1d_step(isa, batch, C, K):
 
 @pytest.mark.parametrize("K", (1, 2, 3, 4))
 def test_conv1d_state_handoff(isa, K):
-    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a zero state."""
+    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a
+    zero state, to the bit: a prompt cache's states and a decode continue a
+    prefill exactly."""
     rng = np.random.default_rng(K)
     C, L1, L = 33, 2, 7
-    x, w = rand(rng, L, C), rand(rng, C, K)
+    x, w, b = rand(rng, L, C), rand(rng, C, K), rand(rng, C)
     s_full = np.zeros((C, K), np.float32)
-    y_full = K_.conv1d_prefill(x, w, None, s_full)
-    want, want_state = ref.conv1d_prefill(x, w, None, np.zeros((C, K)))
+    y_full = K_.conv1d_prefill(x, w, b, s_full)
+    want, want_state = ref.conv1d_prefill(x, w, b, np.zeros((C, K)))
     assert_close(y_full, want)
     assert_close(s_full, want_state)
 
     s = np.zeros((C, K), np.float32)
-    y = np.concatenate([K_.conv1d_prefill(x[:L1], w, None, s), K_.conv1d_prefill(x[L1:], w, None, s)])
-    assert_close(y, y_full)
-    assert_close(s, s_full)
+    y = np.concatenate([K_.conv1d_prefill(x[:L1], w, b, s), K_.conv1d_prefill(x[L1:], w, b, s)])
+    np.testing.assert_array_equal(y, y_full)
+    np.testing.assert_array_equal(s, s_full)
 
     s = np.zeros((1, C, K), np.float32)
-    ys = [K_.conv1d_prefill(x[:L1], w, None, s[0])]
-    ys += [K_.conv1d_step(x[t : t + 1], w, None, s) for t in range(L1, L)]
-    assert_close(np.concatenate(ys), y_full)
-    assert_close(s[0], s_full)
+    ys = [K_.conv1d_prefill(x[:L1], w, b, s[0])]
+    ys += [K_.conv1d_step(x[t : t + 1], w, b, s) for t in range(L1, L)]
+    np.testing.assert_array_equal(np.concatenate(ys), y_full)
+    np.testing.assert_array_equal(s[0], s_full)
 
 
 def test_conv1d_strided(isa):
@@ -461,7 +463,8 @@ def test_scan_step(isa, batch, E, with_z):
 
 
 def test_scan_state_handoff(isa):
-    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a zero state."""
+    """prefill(L) == prefill(L1) + prefill(L2) == prefill(L1) + L2 steps, from a
+    zero state, to the bit (as for conv1d)."""
     rng = np.random.default_rng(3)
     E, N, L, L1 = 33, 16, 7, 3
     a = scan_inputs(rng, L, E, N)
@@ -475,14 +478,14 @@ def test_scan_state_handoff(isa):
 
     s = np.zeros((E, N), np.float32)
     y = np.concatenate([K_.scan_prefill(**rows(0, L1), state=s), K_.scan_prefill(**rows(L1, L), state=s)])
-    assert_close(y, y_full)
-    assert_close(s, s_full)
+    np.testing.assert_array_equal(y, y_full)
+    np.testing.assert_array_equal(s, s_full)
 
     s = np.zeros((1, E, N), np.float32)
     ys = [K_.scan_prefill(**rows(0, L1), state=s[0])]
     ys += [K_.scan_step(**rows(t, t + 1), state=s) for t in range(L1, L)]
-    assert_close(np.concatenate(ys), y_full)
-    assert_close(s[0], s_full)
+    np.testing.assert_array_equal(np.concatenate(ys), y_full)
+    np.testing.assert_array_equal(s[0], s_full)
 
 
 @pytest.mark.parametrize("step", (False, True))

@@ -119,8 +119,44 @@ void conv1d_prefill(const Conv1dParams& p, int64_t c0, int64_t c1) {
   conv1d_prefill_blocks<8>(p, c0, c1, conv_block_for(p.K));
 }
 
+// conv_block<4>'s step (the same arithmetic, so the same bits) without its
+// gathers and scatters: the 8 channels' (8, 4) state and weights are four
+// vectors each, transposed in registers to one vector per tap, in channel
+// order 0 2 4 6 1 3 5 7 (kPerm); the new state is each channel's last three
+// inputs and x, shifted in place by alignr.
+void conv_step4(const Conv1dParams& p, int64_t c, int64_t row, int64_t steps, float* state) {
+  (void)steps;  // 1
+  const __m256i kPerm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7), kUnperm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  // Four vectors of two channels' 4 taps -> four vectors of one tap, kPerm order.
+  const auto taps = [](const float* src, __m256 t[4]) __attribute__((target("avx2,fma"))) {
+    const __m256 s0 = _mm256_loadu_ps(src), s1 = _mm256_loadu_ps(src + 8);
+    const __m256 s2 = _mm256_loadu_ps(src + 16), s3 = _mm256_loadu_ps(src + 24);
+    const __m256 lo01 = _mm256_unpacklo_ps(s0, s1), hi01 = _mm256_unpackhi_ps(s0, s1);
+    const __m256 lo23 = _mm256_unpacklo_ps(s2, s3), hi23 = _mm256_unpackhi_ps(s2, s3);
+    t[0] = _mm256_shuffle_ps(lo01, lo23, 0x44), t[1] = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    t[2] = _mm256_shuffle_ps(hi01, hi23, 0x44), t[3] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+  };
+  __m256 win[4], w[4];
+  taps(state, win);
+  taps(p.w + c * 4, w);
+  const __m256 x = _mm256_loadu_ps(p.x + row * p.ldx + c);
+  __m256 acc = p.bias ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(p.bias + c), kPerm) : _mm256_setzero_ps();
+  acc = _mm256_fmadd_ps(w[0], win[1], acc);
+  acc = _mm256_fmadd_ps(w[1], win[2], acc);
+  acc = _mm256_fmadd_ps(w[2], win[3], acc);
+  acc = _mm256_fmadd_ps(w[3], _mm256_permutevar8x32_ps(x, kPerm), acc);
+  _mm256_storeu_ps(p.y + row * p.ldy + c, _mm256_permutevar8x32_ps(silu(acc), kUnperm));
+  for (int i = 0; i < 4; ++i) {  // channels 2i, 2i + 1: [k1 k2 k3 x]
+    const __m256i xi = _mm256_setr_epi32(2 * i, 0, 0, 0, 2 * i + 1, 0, 0, 0);
+    const __m256 xs = _mm256_permutevar8x32_ps(x, xi);
+    const __m256 s = _mm256_loadu_ps(state + 8 * i);
+    _mm256_storeu_ps(state + 8 * i, _mm256_castsi256_ps(_mm256_alignr_epi8(
+                                         _mm256_castps_si256(xs), _mm256_castps_si256(s), 4)));
+  }
+}
+
 void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
-  conv1d_step_blocks<8>(p, c0, c1, conv_block_for(p.K));
+  conv1d_step_blocks<8>(p, c0, c1, p.K == 4 ? conv_step4 : conv_block_for(p.K));
 }
 
 }  // namespace avx2
