@@ -89,12 +89,10 @@ def _counting_copies(s):
     return calls
 
 
-def test_first_token_comes_right_after_its_own_prefill(small_model_dir):
-    """Joiners prefilled in one iteration: each gets its first token before
-    the next one's prefill and before any decode step; prompts the budget
-    finishes go straight into live rows (no copies), and a row that ended is
-    never stepped."""
-    model = mambart.load(small_model_dir[0], threads=1)
+def _three_joiners(model, prompt_len):
+    """Three requests queued together (greedy, 4 tokens each): for each, the
+    (prefilled tokens, decode steps) when its first token came; the rows
+    copied; the steps run; and whether each returned what it returns alone."""
     s = Scheduler(model, max_batch=4, prefill_tokens=1000)
     copies = _counting_copies(s)
     seen = []
@@ -102,19 +100,40 @@ def test_first_token_comes_right_after_its_own_prefill(small_model_dir):
         reqs = []
         with s._cv:  # all three wait in the queue when the scheduler next looks
             for i in range(3):
-                req = Request(list(range(1 + i, 201 + i)), SamplingParams(temperature=0.0), 4)
-                req.sink = lambda ev, req=req: (seen.append((req, s.prefilled_tokens, s.steps))
+                req = Request(list(range(1 + i, prompt_len + 1 + i)), SamplingParams(temperature=0.0), 4)
+                req.sink = lambda ev, req=req: (seen.append((s.prefilled_tokens, s.steps))
                                                 if isinstance(ev, TokenEvent) and req.generated == 1 else None,
                                                 req.events.put(ev))
                 reqs.append(s.submit(req))
         got = [_collect(r) for r in reqs]
     finally:
         s.close()
-    assert [(r, done, steps) for r, done, steps in seen] == [(reqs[i], 200 * (i + 1), 0) for i in range(3)]
+    alone = [[(t, None) for t, _ in _alone(model, r.ids, SamplingParams(temperature=0.0), 4, 0)] for r in reqs]
+    return seen, copies, s.steps, got == alone
+
+
+def test_first_token_comes_right_after_its_own_prefill(small_model_dir):
+    """Short joiners prefilled in one iteration: each gets its first token
+    before the next one's prefill and before any decode step; prompts the
+    budget finishes go straight into live rows (no copies), and a row that
+    ended is never stepped."""
+    model = mambart.load(small_model_dir[0], threads=1)
+    seen, copies, steps, same = _three_joiners(model, 40)
+    assert seen == [(40, 0), (80, 0), (120, 0)]
     assert copies == []
-    assert s.steps == 3  # 4 tokens each: the 4th is sampled and the rows end unstepped
-    assert got == [[(t, None) for t, _ in _alone(model, r.ids, SamplingParams(temperature=0.0), 4, 0)]
-                   for r in reqs]
+    assert steps == 3  # 4 tokens each: the 4th is sampled and the rows end unstepped
+    assert same
+
+
+def test_long_joiners_each_get_a_step_before_the_next_prefill(small_model_dir):
+    """Past 128 prefilled tokens an iteration ends at the next prompt that
+    finishes: the live rows (and the one that just joined) take a step
+    before the next prompt's prefill, so they wait for one prompt at a time."""
+    model = mambart.load(small_model_dir[0], threads=1)
+    seen, copies, _, same = _three_joiners(model, 200)
+    assert seen == [(200, 0), (400, 1), (600, 2)]
+    assert all(src < 4 for src, _ in copies)  # every one prefilled in a live row (copies: rows that ended)
+    assert same
 
 
 def test_a_prompt_longer_than_the_budget_joins_from_a_prefill_row(small_model_dir):

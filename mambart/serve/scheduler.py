@@ -9,7 +9,9 @@ joining is prefilled (from its longest cache hit) within a budget: each
 iteration spends at most `prefill_tokens` prompt tokens over the requests
 being prefilled, oldest first, before one decode step of the live rows, so
 a long prompt never freezes the running streams and a burst of short ones
-is prefilled in few steps. A prompt that the iteration's budget finishes is
+is prefilled in few steps; once it has prefilled _STEP_AFTER tokens, the
+iteration ends at the next prompt that finishes, so the live rows wait for
+one such prompt at a time. A prompt that the iteration's budget finishes is
 prefilled straight into the next live row; a longer one in a prefill row
 (from max_batch on), copied into the live rows when done. Its first token is
 sampled as soon as its prefill ends (so it never waits for the other
@@ -42,6 +44,14 @@ import numpy as np
 
 from ..cache import CacheHit, PrefillRun, PromptCache
 from ..sampling import SamplingParams
+
+
+# Once an iteration has prefilled this many tokens, a prompt whose prefill
+# ends there is followed by the decode step, not by the next prompt's
+# prefill: the live rows (and the row that just joined, whose first token
+# often completes no text alone) wait for one prompt at a time, while a
+# burst of short prompts still shares one iteration.
+_STEP_AFTER = 128
 
 
 class QueueFull(Exception):
@@ -332,6 +342,8 @@ class Scheduler:
                 self._finish(req, "length")
                 continue
             self._join(p.run.row, req)
+            if self.prefill_tokens - budget >= _STEP_AFTER:
+                break  # the next prompt waits one step: the joined row's next token (often its first text) does not
 
     def _join(self, row: int, req: Request) -> None:
         """The prefilled request becomes live row n and gets its first token
