@@ -108,6 +108,24 @@ def test_save_load_continue(pair):
         assert restored.history(row) == whole.history(row)
 
 
+def test_prefill_runs_the_last_mlp_on_the_last_row_alone(pair):
+    """A prefill runs the blocks after the last one with state (the last layer's MLP or experts) on
+    its last row alone, and not at all in the chunks before it (600 tokens: three chunks): the same
+    logits, to the bit, as a prefill that takes every row through every block (all_logits), and the
+    same state after it."""
+    model, _ = pair
+    ids = random_ids(model, 600, 5)
+    d = model.decoder(1)
+    d.prefill([ids])
+    whole = model.decoder(1)
+    whole.prefill([ids], all_logits=True)
+    np.testing.assert_array_equal(d.logits(), whole.logits())
+    step = random_ids(model, 1, 6)
+    d.step(step)
+    whole.step(step)
+    np.testing.assert_array_equal(d.logits(), whole.logits())
+
+
 def test_scalar_path_matches_too(pair):
     model, hf = pair
     ids = random_ids(model, 70, 8)

@@ -9,7 +9,7 @@ import mambart
 from models import hf_logits, load_pair, make_granite_hybrid, make_nemotron_h, random_ids, rel_err, stepwise_logits
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
-    test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
+    test_prefill_runs_the_last_mlp_on_the_last_row_alone, test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
 
 SHAPES = {
     # 8 experts, top 2, rope, GQA with 2 KV heads.

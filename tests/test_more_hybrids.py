@@ -6,7 +6,7 @@ import mambart
 from models import load_pair, make_falcon_h1, make_jamba, make_zamba2
 from test_hybrids import (  # noqa: F401  (collected here)
     test_batch_of_mixed_lengths_equals_single_sequences, test_decode_steps, test_greedy_matches_transformers_generate,
-    test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
+    test_prefill_runs_the_last_mlp_on_the_last_row_alone, test_prompt_logits, test_save_load_continue, test_scalar_path_matches_too, test_state_without_kv_is_refused)
 
 # Falcon-H1-0.5B's µP multipliers (its config.json).
 FALCON_H1_05B = dict(embedding_multiplier=5.656854249492381, lm_head_multiplier=0.0390625, key_multiplier=0.390625,

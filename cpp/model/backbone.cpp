@@ -154,6 +154,22 @@ void Model::load_blocks(WeightTable& w) {
       blocks_.push_back(std::move(b));
     }
   }
+  stateless_tail_ = blocks_.size();
+  while (stateless_tail_ > 0 && (blocks_[stateless_tail_ - 1].kind == 'F' || blocks_[stateless_tail_ - 1].kind == 'E'))
+    --stateless_tail_;
+}
+
+void Model::keep_last_rows(int64_t keep, int64_t& n, Workspace& ws) const {
+  const int64_t D = config_.d_model, shift = (n - keep) * D;
+  float* residual = ws.residual.data<float>();
+  float* mixed = ws.mixed.data<float>();
+  // Forward in pieces of at most `shift` floats, so that no copy overlaps itself.
+  for (int64_t at = 0; shift > 0 && at < keep * D; at += shift) {
+    const int64_t len = std::min(shift, keep * D - at);
+    backend_->copy(residual + at + shift, residual + at, len);
+    backend_->copy(mixed + at + shift, mixed + at, len);
+  }
+  n = keep;
 }
 
 Workspace Model::make_workspace(int64_t rows) const {
@@ -208,10 +224,12 @@ Workspace Model::make_workspace(int64_t rows) const {
   return ws;
 }
 
-void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::vector<LayerState>& states,
-                    Workspace& ws, const std::function<void()>& between_blocks) const {
+void Model::forward(const int32_t* tokens, int64_t n, int64_t keep, bool prefill,
+                    const std::vector<LayerState>& states, Workspace& ws,
+                    const std::function<void()>& between_blocks) const {
   const ModelConfig& c = config_;
   MAMBART_CHECK(n > 0 && n <= ws.rows, "[forward] ", n, " rows for a workspace of ", ws.rows);
+  MAMBART_CHECK(keep >= 0 && keep <= n, "[forward] keeps ", keep, " of ", n, " rows");
   MAMBART_CHECK(static_cast<int64_t>(states.size()) == c.n_layer, "[forward] states for ", states.size(),
                 " layers, model has ", c.n_layer);
   for (int64_t i = 0; i < n; ++i)
@@ -237,8 +255,14 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
 
   // r += m * block(norm(r)), with the add fused into the next norm: each
   // block adds the previous block's output before normalising.
+  // The blocks after the last one with state (the last layer's MLP or
+  // experts) change no state: they run on the kept rows alone, or not at all.
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (between_blocks) between_blocks();
+    if (i == stateless_tail_ && keep < n) {
+      if (keep == 0) return;
+      keep_last_rows(keep, n, ws);
+    }
     const Block& b = blocks_[i];
     const LayerState& state = states[static_cast<size_t>(b.layer)];
     if (b.kind == 'S') {  // Zamba2: its output joins the next block's input, not the residual
@@ -271,6 +295,8 @@ void Model::forward(const int32_t* tokens, int64_t n, bool prefill, const std::v
     }
     if (c.residual_multiplier != 1.0f) be.scale(mixed, c.residual_multiplier, n * D);
   }
+  if (keep == 0) return;
+  if (keep < n) keep_last_rows(keep, n, ws);
   // normed = norm_f(r + last block's output)
   be.rmsnorm({mixed, residual, norm_f_.data<float>(), ws.normed.data<float>(), n, D, c.eps});
 }

@@ -180,15 +180,17 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
     const int64_t n = std::min(kPrefillChunk, len - t0);
     reserve_kv(b, n);  // (a cache that grows moves: the states are taken after)
     const std::vector<LayerState> states = row_states(b);
+    const bool last = t0 + n == len;
+    const int64_t keep = all ? n : last ? 1 : 0;  // the rows whose logits are read
     if (!progress) {
-      model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_);
+      model_->forward(p.data() + t0, n, keep, /*prefill=*/true, states, ws_);
     } else {
       // A stop between blocks leaves the Mamba states of the blocks before
       // it advanced: they go back to the chunk's start (the KV entries past
       // the context are never read, and the next tokens overwrite them).
       keep_row_states(states, /*save=*/true);
       try {
-        model_->forward(p.data() + t0, n, /*prefill=*/true, states, ws_, [&] { progress(done, total); });
+        model_->forward(p.data() + t0, n, keep, /*prefill=*/true, states, ws_, [&] { progress(done, total); });
       } catch (...) {
         keep_row_states(states, /*save=*/false);
         throw;
@@ -196,8 +198,8 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
     }
     ctx_[static_cast<size_t>(b)] += n;
     if (all) model_->head(ws_, 0, n, all + t0 * V);
-    if (t0 + n == len) {
-      model_->head(ws_, n - 1, 1, logits_dev_.data<float>() + b * V);
+    if (last) {
+      model_->head(ws_, keep - 1, 1, logits_dev_.data<float>() + b * V);
       row_logits_[static_cast<size_t>(b)] = 1;
     }
     // The history grows with the state, chunk by chunk, so that an
@@ -255,7 +257,7 @@ void Decoder::step(const std::vector<int32_t>& tokens) {
   // logits every step of that size.
   for (int64_t b = 0; b < n; ++b) reserve_kv(b, 1);
   model_->backend().run_step(step_rec_[static_cast<size_t>(n - 1)], tokens.data(), n, [&] {
-    model_->forward(tokens.data(), n, /*prefill=*/false, row_states(-1), ws_);
+    model_->forward(tokens.data(), n, n, /*prefill=*/false, row_states(-1), ws_);
     model_->head(ws_, 0, n, logits_dev_.data<float>());
   });
   for (int64_t b = 0; b < n; ++b) {

@@ -280,13 +280,15 @@ class Model {
   Workspace make_workspace(int64_t rows) const;
 
   // Runs `n` rows through the backbone and leaves the final normed hidden
-  // states in ws.normed. Two shapes of call:
+  // states of the last `keep` of them (0 <= keep <= n) in ws.normed rows
+  // [0, keep). Two shapes of call:
   //   prefill: one sequence, n consecutive tokens (batch 1, seqlen n);
   //   step:    n sequences, one token each (batch n, seqlen 1).
-  // states[l] holds layer l's state for the rows' sequences. `between_blocks`,
-  // when given, is called before each residual block and may throw to stop
-  // the forward there (the states are then partly advanced: the caller's to undo).
-  void forward(const int32_t* tokens, int64_t n, bool prefill, const std::vector<LayerState>& states,
+  // states[l] holds layer l's state for the rows' sequences; every row
+  // advances it, kept or not. `between_blocks`, when given, is called before
+  // each residual block and may throw to stop the forward there (the states
+  // are then partly advanced: the caller's to undo).
+  void forward(const int32_t* tokens, int64_t n, int64_t keep, bool prefill, const std::vector<LayerState>& states,
                Workspace& ws, const std::function<void()>& between_blocks = nullptr) const;
 
   // logits (rows, V) = head · ws.normed[rows of `first`, `first + rows`).
@@ -322,6 +324,9 @@ class Model {
   MlpLayer load_mlp(WeightTable& w, const std::string& name, int64_t inner, int64_t width = 0);
   MoeLayer load_moe(WeightTable& w, const std::string& p);
   void load_blocks(WeightTable& w);
+  // Moves the last `keep` of the n rows of the residual and of the last
+  // block's output to the front; n becomes keep.
+  void keep_last_rows(int64_t keep, int64_t& n, Workspace& ws) const;
   void load_shared_blocks(WeightTable& w);
   SharedUse load_shared_use(WeightTable& w, const std::string& p, size_t application);
 
@@ -333,6 +338,7 @@ class Model {
   Tensor ones_;       // (max(R, N)) the weight of a weightless norm (dt_bc_norm)
   size_t weight_bytes_ = 0;
   std::vector<Block> blocks_;          // every layer's blocks, in order
+  size_t stateless_tail_ = 0;          // the first of the blocks after the last one with state
   std::vector<Mamba1Layer> mamba1_;    // the blocks' weights by kind
   std::vector<Mamba2Layer> mamba2_;
   std::vector<AttentionLayer> attn_;
