@@ -7,7 +7,7 @@ Measures, in one run so that the ratios share the machine's state:
     bound: tokens/s <= bandwidth / bytes read per token (the weights, and an
     attention hybrid's KV cache of the context);
   - mambart, for each weight type: load time, prefill tokens/s (prompts of
-    128, 512, 2048), decode tokens/s (batch 1 and 8), peak RSS, and the
+    128, 512, 2048; the best of up to 3 runs, for transformers too), decode tokens/s (batch 1 and 8), peak RSS, and the
     mean KL divergence of its next-token distributions from f32's over a
     fixed text;
   - transformers (when installed, f32): the same prefill and decode figures.
@@ -65,10 +65,7 @@ def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decod
     out["prefill"] = {}
     for n in prompt_lengths:
         ids = rng.integers(0, V, n).tolist()
-        dec = model.decoder(1)
-        t = time.perf_counter()
-        dec.prefill([ids])
-        out["prefill"][n] = n / (time.perf_counter() - t)
+        out["prefill"][n] = prefill_rate(lambda: model.decoder(1).prefill([ids]), n)
     out["decode"] = {}
     for b in batches:
         dec = greedy_decoder(model, [rng.integers(0, V, 8).tolist() for _ in range(b)])
@@ -79,6 +76,20 @@ def bench_mambart(model_dir: str, threads: int, prompt_lengths: list[int], decod
     if len(batches) > 1:
         out["decode_batch_over_b1"] = batch_over_b1(model, batches[-1], decode_tokens)
     return out
+
+
+def prefill_rate(run, n: int, budget_s: float = 10.0, tries: int = 3) -> float:
+    """Tokens/s of the fastest of up to `tries` prefills of n tokens (`run` does one), as many as fit
+    in budget_s after the first: a shared machine only ever slows a run down."""
+    best, spent = 0.0, 0.0
+    for _ in range(tries):
+        t = time.perf_counter()
+        run()
+        dt = time.perf_counter() - t
+        best, spent = max(best, n / dt), spent + dt
+        if spent > budget_s:
+            break
+    return best
 
 
 def greedy_decoder(model, prompts: list[list[int]]):
@@ -149,9 +160,7 @@ def bench_transformers(model_dir: str, threads: int, prompt_lengths: list[int], 
         model(torch.randint(0, V, (1, 16), generator=g))
         for n in prompt_lengths:
             ids = torch.randint(0, V, (1, n), generator=g)
-            t = time.perf_counter()
-            model(ids)
-            out["prefill"][n] = n / (time.perf_counter() - t)
+            out["prefill"][n] = prefill_rate(lambda: model(ids), n)
         for b in batches:
             ids = torch.randint(0, V, (b, 8), generator=g)
             t = time.perf_counter()
