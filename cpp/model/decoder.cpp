@@ -176,6 +176,7 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
   const int64_t len = static_cast<int64_t>(p.size());
   row_logits_[static_cast<size_t>(b)] = 0;  // until the last chunk: an interrupt leaves none
   has_logits_ = false;
+  reserve_kv(b, len);  // at once: a cache grown chunk by chunk is copied at every block
   for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
     const int64_t n = std::min(kPrefillChunk, len - t0);
     reserve_kv(b, n);  // (a cache that grows moves: the states are taken after)
