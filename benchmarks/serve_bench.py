@@ -9,11 +9,16 @@ template (needs the [test] extra: torch and transformers make it).
 
 1. Streaming: clients stream 128 tokens each from 256-token prompts (random
    ids, so no prompt is cached) at concurrency 1, 4, 16 and 32, in a closed
-   loop (each client sends its next request when one ends), on a server
+   loop (each client sends its next request when one ends; 6 requests
+   each, so that the steady part holds several prefills per client), on a server
    with the cache off, so every prompt is prefilled. Client starts
    are spread over one idle prefill each, as independent users arrive, not
    as one burst. Reports aggregate generated tokens/s (every token the
-   server generated, from each stream's usage chunk), time to first token
+   server generated, from each stream's usage chunk) over the whole run
+   and over its steady part, while all the clients are connected (from
+   the last one's first request to the first one's end: the server's
+   mambart_generated_tokens counter at both; the whole run also holds the
+   ramp-up and the tail, with fewer clients), time to first token
    (TTFT) and inter-token latency (ITL), p50 and p99, and TTFT of an idle
    server for the same prompt length. TTFT and ITL are those of the text a
    client sees (chunks are sent when a token completes text; a random
@@ -67,22 +72,46 @@ def stream_request(url: str, body: dict) -> tuple[float, list[float], int]:
     return (times[0] - t0 if times else float("nan")), gaps, tokens
 
 
+def generated_tokens(url: str) -> float:
+    """The server's count of generated tokens (its /metrics)."""
+    for line in httpx.get(url + "/metrics", timeout=60).text.splitlines():
+        if line.startswith("mambart_generated_tokens_total "):
+            return float(line.split()[1])
+    raise RuntimeError("no mambart_generated_tokens_total in /metrics")
+
+
 def load_test(url: str, model: str, concurrency: int, requests_each: int, prompt_len: int, gen: int,
               stagger: float, vocab: int) -> dict:
     ttfts, gaps, tokens = [], [], [0]
     lock = threading.Lock()
+    # The steady window: from the moment the last client sends its first
+    # request to the moment the first client is done, all `concurrency` of
+    # them are connected; the server's own counter gives the tokens generated
+    # in it (the ramp-up and the tail, with fewer clients, fall outside).
+    started, finished, window = [0], [0], {}
+
+    def mark(edge: str) -> None:
+        window[edge] = (time.perf_counter(), generated_tokens(url))
     rng = np.random.default_rng(1000 + concurrency)  # prompts of their own: no run reuses another's
     prompts = [[rng.integers(1, vocab, prompt_len).tolist() for _ in range(requests_each)]
                for _ in range(concurrency)]
 
     def client(i):
         time.sleep(i * stagger)
+        with lock:
+            started[0] += 1
+            if started[0] == concurrency:
+                mark("start")
         for p in prompts[i]:
             t, g, n = stream_request(url, {"model": model, "prompt": p, "max_tokens": gen, "temperature": 0})
             with lock:
                 ttfts.append(t)
                 gaps.extend(g)
                 tokens[0] += n
+        with lock:
+            finished[0] += 1
+            if finished[0] == 1:
+                mark("end")
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
@@ -91,8 +120,11 @@ def load_test(url: str, model: str, concurrency: int, requests_each: int, prompt
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    (ta, na), (tb, nb) = window["start"], window["end"]
+    steady = (nb - na) / (tb - ta) if tb > ta else float("nan")  # none if the first client ended before the last began
     return {"concurrency": concurrency, "requests": concurrency * requests_each, "tokens": tokens[0],
-            "wall_s": wall, "tok_s": tokens[0] / wall, "ttft_p50": pct(ttfts, 50), "ttft_p99": pct(ttfts, 99),
+            "wall_s": wall, "tok_s": tokens[0] / wall, "steady_s": tb - ta, "steady_tok_s": steady,
+            "ttft_p50": pct(ttfts, 50), "ttft_p99": pct(ttfts, 99),
             "itl_p50": pct(gaps, 50), "itl_p99": pct(gaps, 99)}
 
 
@@ -129,7 +161,7 @@ def main() -> None:
     p.add_argument("--model", help="model directory (default: a random 130m-shaped model)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
-    p.add_argument("--requests-each", type=int, default=2, help="requests per client at each concurrency")
+    p.add_argument("--requests-each", type=int, default=6, help="requests per client at each concurrency")
     p.add_argument("--prompt-len", type=int, default=256)
     p.add_argument("--gen", type=int, default=128)
     p.add_argument("--turns", type=int, default=8)
@@ -157,7 +189,7 @@ def main() -> None:
                 r = load_test(s.url, name, c, args.requests_each, args.prompt_len, args.gen,
                               stagger=results["idle_ttft"], vocab=vocab)
                 results["load"].append(r)
-                print(f"concurrency {c}: {r['tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50']:.3f} p99 "
+                print(f"concurrency {c}: {r['tok_s']:.1f} tok/s ({r['steady_tok_s']:.1f} steady), TTFT p50 {r['ttft_p50']:.3f} p99 "
                       f"{r['ttft_p99']:.3f} s, ITL p50 {r['itl_p50'] * 1e3:.0f} p99 {r['itl_p99'] * 1e3:.0f} ms",
                       file=sys.stderr, flush=True)
         for label, extra in (("no cache", ["--cache-mb", "0"]), ("cache", [])):
@@ -171,13 +203,15 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    base = r["load"][0]["tok_s"] if r["load"] else float("nan")
+    base = r["load"][0]["steady_tok_s"] if r["load"] else float("nan")
     print(f"\nmambart serve, {r['threads']} threads, {r['gen']} tokens from {r['prompt_len']}-token prompts; "
           f"idle-server TTFT: {r['idle_ttft']:.3f} s\n")
-    print("| clients | tok/s | × 1 client | TTFT p50 (s) | TTFT p99 (s) | p99 / idle | ITL p50 (ms) | ITL p99 (ms) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| clients | tok/s, whole run | tok/s, steady | steady × 1 client | TTFT p50 (s) | TTFT p99 (s) | "
+          "p99 / idle | ITL p50 (ms) | ITL p99 (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for x in r["load"]:
-        print(f"| {x['concurrency']} | {x['tok_s']:.1f} | {x['tok_s'] / base:.2f} | {x['ttft_p50']:.3f} | "
+        print(f"| {x['concurrency']} | {x['tok_s']:.1f} | {x['steady_tok_s']:.1f} | {x['steady_tok_s'] / base:.2f} | "
+              f"{x['ttft_p50']:.3f} | "
               f"{x['ttft_p99']:.3f} | {x['ttft_p99'] / r['idle_ttft']:.2f} | {x['itl_p50'] * 1e3:.0f} | "
               f"{x['itl_p99'] * 1e3:.0f} |")
     print("\nChat, time to first token per turn (s):\n")
