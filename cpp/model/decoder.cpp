@@ -176,10 +176,11 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
   const int64_t len = static_cast<int64_t>(p.size());
   row_logits_[static_cast<size_t>(b)] = 0;  // until the last chunk: an interrupt leaves none
   has_logits_ = false;
-  reserve_kv(b, len);  // at once: a cache grown chunk by chunk is copied at every block
+  // The KV cache grows for the whole prompt at once (one growing chunk by
+  // chunk was copied at every block); it moves, so the states come after.
+  reserve_kv(b, len);
   for (int64_t t0 = 0; t0 < len; t0 += kPrefillChunk) {
     const int64_t n = std::min(kPrefillChunk, len - t0);
-    reserve_kv(b, n);  // (a cache that grows moves: the states are taken after)
     const std::vector<LayerState> states = row_states(b);
     const bool last = t0 + n == len;
     const int64_t keep = all ? n : last ? 1 : 0;  // the rows whose logits are read
