@@ -51,10 +51,14 @@ def make(name: str, out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
-    p.add_argument("names", nargs="*", default=["granite_micro", "zamba2", "falcon_h1", "jamba"],
-                   choices=["granite_micro", "zamba2", "falcon_h1", "jamba"])
+    names = ["granite_micro", "zamba2", "falcon_h1", "jamba"]
+    # Checked here, not by choices=: argparse (3.11) refuses an empty nargs="*" list against choices.
+    p.add_argument("names", nargs="*", help=f"of {', '.join(names)} (default: all four)")
     args = p.parse_args()
     for name in args.names:
+        if name not in names:
+            p.error(f"unknown model {name!r}: choose from {', '.join(names)}")
+    for name in args.names or names:
         make(name, args.out / name)
 
 
