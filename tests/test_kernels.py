@@ -521,6 +521,28 @@ def test_scan_softplus_threshold(isa):
     assert_close(state, want_state)
 
 
+def test_scan_decay_range(isa):
+    """exp(delta A) over its whole range: 1 (A = 0), values near 1, the edge where exp(x) turns
+    subnormal (x around -87.3 to -88.7), full decay (x down to -1e5: the state becomes the input
+    term), and a NaN in A, which must reach the output and the state, not vanish."""
+    rng = np.random.default_rng(8)
+    E, N = 3, 16
+    a = scan_inputs(rng, 3, E, N)
+    a["dt_bias"] = np.zeros(E, np.float32)
+    a["dt"] = np.full((3, E), 20.5, np.float32)  # softplus is the identity here: delta = 20.5
+    x = np.concatenate([[0.0, -1e-6, -0.01, -1.0], -np.linspace(87.0, 89.0, 8), [-150.0, -1e3, -1e4, -1e5]])
+    a["A"] = np.stack([x, x[::-1], x]).astype(np.float32) / 20.5
+    state = rand(rng, E, N)
+    want, want_state = ref.scan_prefill(**a, state=state)
+    got = K_.scan_prefill(**a, state=state)
+    assert_close(got, want)
+    assert_close(state, want_state)
+    a["A"][2, 5] = np.nan
+    state = rand(rng, E, N)
+    got = K_.scan_prefill(**a, state=state)
+    assert np.isnan(got[:, 2]).all() and np.isnan(state[2, 5]) and np.isfinite(got[:, :2]).all()
+
+
 def test_scan_shape_errors():
     rng = np.random.default_rng(6)
     a = scan_inputs(rng, 2, 8, 16)

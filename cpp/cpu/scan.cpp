@@ -83,9 +83,29 @@ MAMBART_AVX2_BEGIN
 namespace mambart {
 namespace avx2 {
 
-// h = exp(delta A) h + (delta x) B on 8 state entries of one channel.
-inline __m256 state_update(__m256 delta, __m256 dx, __m256 A, __m256 B, __m256 h) {
-  return _mm256_fmadd_ps(exp(_mm256_mul_ps(delta, A)), h, _mm256_mul_ps(dx, B));
+// 2^y as avx512::pow2 (below), with 2^n built in the exponent field: 0
+// for y < -126.5 (exp(x) for x below about -87.7, a factor no state entry
+// can tell from 0 beside its input term), inf from y >= 127.5 (exponent
+// field 255). 15 instructions where exp took 22; the clamp passes NaN.
+inline __m256 pow2(__m256 y) {
+  y = _mm256_min_ps(_mm256_set1_ps(128.0f), _mm256_max_ps(_mm256_set1_ps(-127.0f), y));
+  const __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(y, n);
+  __m256 q = _mm256_set1_ps(1.534581242594868e-4f);
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(1.3399930903688073e-3f));
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(9.618489071726799e-3f));
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(5.550328642129898e-2f));
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(2.4022646248340607e-1f));
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(6.931471824645996e-1f));
+  q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
+}
+
+// h = 2^(dl2 A) h + (delta x) B on 8 state entries of one channel, dl2 =
+// delta log2 e.
+inline __m256 state_update(__m256 dl2, __m256 dx, __m256 A, __m256 B, __m256 h) {
+  return _mm256_fmadd_ps(pow2(_mm256_mul_ps(dl2, A)), h, _mm256_mul_ps(dx, B));
 }
 
 // One token row r for channels [e, e + ne), ne <= 8, with h the (ne, N)
@@ -105,8 +125,8 @@ inline void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, floa
   const __m256 x = load_n(p.x + r * p.ldx + e, ne);
   const __m256 dt = _mm256_add_ps(load_n(p.dt + r * p.lddt + e, ne), load_n(p.dt_bias + e, ne));
   const __m256 delta = softplus(dt);
-  alignas(32) float delta_s[8], dx_s[8];  // per channel: delta and delta * x
-  _mm256_store_ps(delta_s, delta);
+  alignas(32) float dl2_s[8], dx_s[8];  // per channel: delta log2 e and delta * x
+  _mm256_store_ps(dl2_s, _mm256_mul_ps(delta, _mm256_set1_ps(1.44269504088896341f)));
   _mm256_store_ps(dx_s, _mm256_mul_ps(delta, x));
 
   const float* B = p.B + r * p.ldb;
@@ -117,7 +137,7 @@ inline void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, floa
   for (int64_t i = 0; i < 8; ++i) {
     yc[i] = _mm256_setzero_ps();
     if (i >= ne) continue;
-    const __m256 d = _mm256_set1_ps(delta_s[i]), dx = _mm256_set1_ps(dx_s[i]);
+    const __m256 d = _mm256_set1_ps(dl2_s[i]), dx = _mm256_set1_ps(dx_s[i]);
     const float* A = p.A + (e + i) * N;
     float* hi = h + i * N;
     int64_t n = 0;
@@ -274,9 +294,26 @@ namespace mambart {
 namespace neon {
 namespace {
 
-// h = exp(delta A) h + (delta x) B on 4 state entries of one channel.
-inline float32x4_t state_update(float32x4_t delta, float32x4_t dx, float32x4_t A, float32x4_t B, float32x4_t h) {
-  return vfmaq_f32(vmulq_f32(dx, B), exp(vmulq_f32(delta, A)), h);
+// 2^y as avx2::pow2: 0 for y < -126.5, inf from 127.5, NaN passes.
+inline float32x4_t pow2(float32x4_t y) {
+  y = vminq_f32(vdupq_n_f32(128.0f), vmaxq_f32(vdupq_n_f32(-127.0f), y));
+  const float32x4_t n = vrndnq_f32(y);
+  const float32x4_t f = vsubq_f32(y, n);
+  float32x4_t q = vdupq_n_f32(1.534581242594868e-4f);
+  q = vfmaq_f32(vdupq_n_f32(1.3399930903688073e-3f), q, f);
+  q = vfmaq_f32(vdupq_n_f32(9.618489071726799e-3f), q, f);
+  q = vfmaq_f32(vdupq_n_f32(5.550328642129898e-2f), q, f);
+  q = vfmaq_f32(vdupq_n_f32(2.4022646248340607e-1f), q, f);
+  q = vfmaq_f32(vdupq_n_f32(6.931471824645996e-1f), q, f);
+  q = vfmaq_f32(vdupq_n_f32(1.0f), q, f);
+  const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);  // NaN: q carries it
+  return vmulq_f32(q, vreinterpretq_f32_s32(e));
+}
+
+// h = 2^(dl2 A) h + (delta x) B on 4 state entries of one channel, dl2 =
+// delta log2 e.
+inline float32x4_t state_update(float32x4_t dl2, float32x4_t dx, float32x4_t A, float32x4_t B, float32x4_t h) {
+  return vfmaq_f32(vmulq_f32(dx, B), pow2(vmulq_f32(dl2, A)), h);
 }
 
 // Token row r for channels [e, e + ne), ne <= 4; h holds their (ne, N) states.
@@ -284,8 +321,8 @@ void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, float* h) {
   const int64_t N = p.N, N4 = N / 4 * 4;
   const float32x4_t x = load_n(p.x + r * p.ldx + e, ne);
   const float32x4_t delta = softplus(vaddq_f32(load_n(p.dt + r * p.lddt + e, ne), load_n(p.dt_bias + e, ne)));
-  float delta_s[4], dx_s[4];  // per channel: delta and delta * x
-  vst1q_f32(delta_s, delta);
+  float dl2_s[4], dx_s[4];  // per channel: delta log2 e and delta * x
+  vst1q_f32(dl2_s, vmulq_f32(delta, vdupq_n_f32(1.44269504088896341f)));
   vst1q_f32(dx_s, vmulq_f32(delta, x));
 
   const float* B = p.B + r * p.ldb;
@@ -294,7 +331,7 @@ void scan_row(const ScanParams& p, int64_t e, int64_t ne, int64_t r, float* h) {
   for (int64_t i = 0; i < 4; ++i) {
     yc[i] = vdupq_n_f32(0.0f);
     if (i >= ne) continue;
-    const float32x4_t d = vdupq_n_f32(delta_s[i]), dx = vdupq_n_f32(dx_s[i]);
+    const float32x4_t d = vdupq_n_f32(dl2_s[i]), dx = vdupq_n_f32(dx_s[i]);
     const float* A = p.A + (e + i) * N;
     float* hi = h + i * N;
     int64_t n = 0;

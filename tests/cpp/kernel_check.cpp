@@ -103,36 +103,41 @@ void split(void (*kernel)(const P&, int64_t, int64_t), const P& p, int64_t n) {
 
 // Mamba-1 scan: prefill over two calls (the state carried from the first to
 // the second) and two decode steps of a batch; E not a multiple of the
-// vector width, N = 16 (real models) and others, z present and absent.
+// vector width, N = 16 (real models) and others, z present and absent; and
+// for N = 16 a spread of A wide enough that exp(delta A) runs from 1 to
+// full decay (past the subnormal edge).
 void check_scan(std::mt19937& rng, const std::string& isa, int& failures) {
   Family f{"scan"};
   for (int64_t E : {1, 5, 13, 24})
     for (int64_t N : {16, 13, 4, 1})
       for (bool gate : {true, false})
         for (int64_t batch : {1, 3})
-          for (int64_t seqlen : {1, 7}) {
-            const bool step = batch > 1 || seqlen == 1;  // batch > 1 only steps
-            if (batch > 1 && seqlen > 1) continue;
-            const int64_t rows = batch * seqlen, ld = E + 3;  // rows wider than E, as slices of xz
-            const auto x = randn(rng, 2 * rows * ld), dt = randn(rng, 2 * rows * ld, 1.0f, -1.0f),
-                       z = randn(rng, 2 * rows * ld, 2.0f), B = randn(rng, 2 * rows * N), C = randn(rng, 2 * rows * N),
-                       D = randn(rng, E), dt_bias = randn(rng, E, 0.5f), state0 = randn(rng, batch * E * N);
-            std::vector<float> A = randn(rng, E * N);
-            for (float& a : A) a = -std::exp(a);
-            compare(f, failures, isa, sizes({{"E", E}, {"N", N}, {"batch", batch}, {"seqlen", seqlen}, {"z", gate}}),
-                    [&] {
-                      std::vector<float> state = state0, y(static_cast<size_t>(2 * rows * ld), 0.0f);
-                      for (int64_t call = 0; call < 2; ++call) {
-                        const int64_t o = call * rows;
-                        const ScanParams p{x.data() + o * ld, dt.data() + o * ld, dt_bias.data(), A.data(),
-                                           B.data() + o * N, C.data() + o * N, D.data(),
-                                           gate ? z.data() + o * ld : nullptr, state.data(), y.data() + o * ld,
-                                           batch, seqlen, E, N, ld, ld, N, N, ld, ld};
-                        split(step ? cpu_kernels().scan_step : cpu_kernels().scan_prefill, p, E);
-                      }
-                      return Outputs{y, state};
-                    });
-          }
+          for (int64_t seqlen : {1, 7})
+            for (float spread : {1.0f, 5.0f}) {
+              const bool step = batch > 1 || seqlen == 1;  // batch > 1 only steps
+              if ((batch > 1 && seqlen > 1) || (spread > 1.0f && N != 16)) continue;
+              const int64_t rows = batch * seqlen, ld = E + 3;  // rows wider than E, as slices of xz
+              const auto x = randn(rng, 2 * rows * ld), dt = randn(rng, 2 * rows * ld, 1.0f, -1.0f),
+                         z = randn(rng, 2 * rows * ld, 2.0f), B = randn(rng, 2 * rows * N), C = randn(rng, 2 * rows * N),
+                         D = randn(rng, E), dt_bias = randn(rng, E, 0.5f), state0 = randn(rng, batch * E * N);
+              std::vector<float> A = randn(rng, E * N, spread);
+              for (float& a : A) a = -std::exp(a);
+              compare(f, failures, isa,
+                      sizes({{"E", E}, {"N", N}, {"batch", batch}, {"seqlen", seqlen}, {"z", gate}}) +
+                          (spread > 1.0f ? " wide A" : ""),
+                      [&] {
+                        std::vector<float> state = state0, y(static_cast<size_t>(2 * rows * ld), 0.0f);
+                        for (int64_t call = 0; call < 2; ++call) {
+                          const int64_t o = call * rows;
+                          const ScanParams p{x.data() + o * ld, dt.data() + o * ld, dt_bias.data(), A.data(),
+                                             B.data() + o * N, C.data() + o * N, D.data(),
+                                             gate ? z.data() + o * ld : nullptr, state.data(), y.data() + o * ld,
+                                             batch, seqlen, E, N, ld, ld, N, N, ld, ld};
+                          split(step ? cpu_kernels().scan_step : cpu_kernels().scan_prefill, p, E);
+                        }
+                        return Outputs{y, state};
+                      });
+            }
   report(isa, f);
 }
 
