@@ -522,25 +522,51 @@ def test_scan_softplus_threshold(isa):
 
 
 def test_scan_decay_range(isa):
-    """exp(delta A) over its whole range: 1 (A = 0), values near 1, the edge where exp(x) turns
-    subnormal (x around -87.3 to -88.7), full decay (x down to -1e5: the state becomes the input
-    term), and a NaN in A, which must reach the output and the state, not vanish."""
+    """exp(delta A) over its whole range, one token with B = 0 so that the state is exp(delta A) h
+    alone, checked per element: 1 (A = 0), values near 1, the edge where exp turns subnormal
+    (x = delta A around -87.3 to -88.7: below 2^-126.5 a kernel may give 0), and full decay
+    (x down to -1e5). Then a NaN in A, which must reach the output and the state."""
     rng = np.random.default_rng(8)
     E, N = 3, 16
-    a = scan_inputs(rng, 3, E, N)
+    a = scan_inputs(rng, 1, E, N)
+    a["B"] = np.zeros((1, N), np.float32)
     a["dt_bias"] = np.zeros(E, np.float32)
-    a["dt"] = np.full((3, E), 20.5, np.float32)  # softplus is the identity here: delta = 20.5
-    x = np.concatenate([[0.0, -1e-6, -0.01, -1.0], -np.linspace(87.0, 89.0, 8), [-150.0, -1e3, -1e4, -1e5]])
-    a["A"] = np.stack([x, x[::-1], x]).astype(np.float32) / 20.5
+    a["dt"] = np.full((1, E), 20.5, np.float32)  # softplus is the identity here: delta = 20.5
+    x = np.concatenate([[0.0, -1e-6, -0.01, -1.0], -np.linspace(20.0, 87.0, 4), -np.linspace(87.5, 89.0, 4),
+                        [-150.0, -1e3, -1e4, -1e5]])
+    a["A"] = np.stack([x, x[::-1], x]).astype(np.float32) / np.float32(20.5)
     state = rand(rng, E, N)
+    h = state.astype(np.float64).copy()
     want, want_state = ref.scan_prefill(**a, state=state)
-    got = K_.scan_prefill(**a, state=state)
-    assert_close(got, want)
-    assert_close(state, want_state)
+    assert_close(K_.scan_prefill(**a, state=state), want)
+    decay = np.exp(20.5 * a["A"].astype(np.float64))
+    normal = decay >= 2.0 ** -126
+    assert_close(state[normal], want_state[normal], per_element=True)
+    assert np.all(np.abs(state[~normal]) <= 2.0 ** -126 * np.abs(h[~normal]))  # subnormal or 0
     a["A"][2, 5] = np.nan
     state = rand(rng, E, N)
     got = K_.scan_prefill(**a, state=state)
     assert np.isnan(got[:, 2]).all() and np.isnan(state[2, 5]) and np.isfinite(got[:, :2]).all()
+
+
+@pytest.mark.parametrize("N", (13, 16))
+def test_scan_huge_delta(isa, N):
+    """delta near FLT_MAX (dt + dt_bias of 3e38): exp(delta A) is 0 for every A < 0 and 1 where A
+    is 0 (an A_log below about -103 rounds A to -0), and the masked tail lanes of N = 13 add
+    nothing, as in float64."""
+    rng = np.random.default_rng(9)
+    E = 4
+    a = scan_inputs(rng, 2, E, N)
+    a["dt"] = np.full((2, E), 3e38, np.float32)
+    a["dt_bias"] = np.zeros(E, np.float32)
+    a["x"] = np.full((2, E), 1e-30, np.float32)
+    a["A"][1, 3] = -0.0
+    state = rand(rng, E, N)
+    want, want_state = ref.scan_prefill(**a, state=state)
+    got = K_.scan_prefill(**a, state=state)
+    assert np.isfinite(got).all() and np.isfinite(state).all()
+    assert_close(got, want)
+    assert_close(state, want_state)
 
 
 def test_scan_shape_errors():

@@ -82,6 +82,39 @@ def test_a_long_prefill_does_not_stop_the_streams(small_model_dir):
         s.close()
 
 
+def test_a_prompt_never_shares_a_row_with_an_unfinished_prefill(small_model_dir):
+    """A prompt given a live row that its iteration leaves unfinished (a longer one joined first,
+    past _STEP_AFTER) keeps that row while a live row before it ends; a prompt admitted next must
+    not be given the same row. The iterations run by hand, so the order is exact."""
+    model = mambart.load(small_model_dir[0], threads=1)
+    s = Scheduler(model, max_batch=4, prefill_tokens=512, max_prefill=3)
+    with s._cv:  # stop the scheduler's thread: this test runs its iterations
+        s._stop = True
+        s._cv.notify()
+    s._thread.join(timeout=30)
+    s._stop = False
+    g = SamplingParams(temperature=0.0)
+    reqs = [s.submit(Request([1, 2, 3], g, 50, logprobs=0)), s.submit(Request([4, 5, 6], g, 3, logprobs=0))]
+    s._iteration()  # both live (rows 0, 1), one step
+    reqs += [s.submit(Request(list(range(10, 210)), g, 30, logprobs=0)),  # joins, past _STEP_AFTER
+             s.submit(Request(list(range(20, 60)), g, 5, logprobs=0))]   # given live row 3, left unfinished
+    s._iteration()  # the 3-token request ends at this step: live rows 0-1, the unfinished prefill in row 3
+    assert len(s._live) == 2 and [p.run.row for p in s._prefilling] == [3], "the scenario did not arise"
+    reqs.append(s.submit(Request(list(range(100, 140)), g, 5, logprobs=0)))
+    s._admit()
+    rows = [p.run.row for p in s._prefilling]
+    assert len(set(rows)) == len(rows) and min(rows) >= len(s._live), rows
+    while s.busy:
+        s._iteration()
+    for r in reqs:
+        got = []
+        while not r.events.empty():
+            ev = r.events.get()
+            if isinstance(ev, TokenEvent):
+                got.append((ev.token, ev.logprob))
+        assert got == _alone(model, r.ids, r.params, r.max_tokens, 0)
+
+
 def _counting_copies(s):
     calls = []
     copy = s.decoder.copy_row

@@ -127,7 +127,7 @@ class _Live:
     request: Request
     sampler: object  # _core.Sampler
     out: list[int] = field(default_factory=list)
-    pending: int | None = None   # sampled and sent, fed at the next step
+    pending: int = 0   # the token sampled and sent last, fed at the next step
 
 
 @dataclass
@@ -303,7 +303,7 @@ class Scheduler:
     def _row_for(self, req: Request | None, remaining: int) -> int:
         """The next live row, when this iteration's budget finishes this
         prompt and every prefill before it (they all join before it, in
-        order); else a prefill row."""
+        order) and one is left below max_batch; else a prefill row."""
         if req is not None:
             ahead = sum(p.run.remaining for p in self._prefilling)
             if ahead + remaining <= self.prefill_tokens:
@@ -398,8 +398,8 @@ class Scheduler:
     def _decode_step(self) -> None:
         """Feeds every live row its pending token, then samples and sends each
         row's next one from the step's logits at once: a token never waits
-        for the next iteration's prefills (0.3 s for a 256-token prompt of a
-        130m model), and a row that ends leaves before the next step."""
+        for the next iteration's prefills, and a row that ends leaves before
+        the next step."""
         live = self._live
         self.decoder.step([x.pending for x in live])
         self.steps += 1
