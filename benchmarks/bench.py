@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from probe import build_probe, read_bandwidth
+from probe import build_probe, cpu_name, read_bandwidth
 
 
 def peak_rss_mb() -> float:
@@ -216,7 +216,7 @@ def main() -> None:
 
     import tempfile
 
-    results = {"model": args.model, "threads": args.threads}
+    results = {"model": args.model, "threads": args.threads, "cpu": cpu_name()}
     results["bandwidth_gbs"] = read_bandwidth(build_probe(), args.threads)
     results["mambart"] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,6 +247,7 @@ def print_table(r: dict) -> None:
     """One column per mambart weight type, then transformers; ratios against transformers and the bound."""
     runs, hf = r["mambart"], r["transformers"]
     bw = r["bandwidth_gbs"]
+    print(f"cpu: {r.get('cpu', '?')}")
     print(f"memory read bandwidth: {bw:.1f} GB/s ({r['threads']} threads); it drifts on a shared machine, so\n"
           "'decode b1 / bound' is the median of rounds each measured between two probes")
     if not runs:

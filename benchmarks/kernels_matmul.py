@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from mambart import _core
-from probe import build_probe, parallel, read_bandwidth, split
+from probe import build_probe, cpu_name, parallel, read_bandwidth, split
 
 K_ = _core.kernels
 
@@ -110,6 +110,7 @@ def main():
     probe = build_probe()
     bw = read_bandwidth(probe, args.threads)
     peak = args.peak or (max(probe.fma_peak(2_000_000) for _ in range(30)) if probe else 0.0)
+    print(f"cpu: {cpu_name()}")
     print(f"ISA {_core.isa()}; read bandwidth with {args.threads} threads {bw:.1f} GB/s "
           f"({'C probe' if probe else 'numpy max'}); peak FMA one core {peak:.1f} GFLOP/s")
 

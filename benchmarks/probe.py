@@ -1,4 +1,4 @@
-"""Machine probes shared by the benchmarks: memory read bandwidth and peak FMA rate.
+"""Machine probes shared by the benchmarks: the CPU, memory read bandwidth and peak FMA rate.
 
 The probes are a few lines of C built with `cc` when there is one (-mavx2
 -mfma): a read at the memory's pace needs several independent vector
@@ -49,6 +49,30 @@ double fma_peak(long iters) {
   return iters * 10.0 * 16.0 / t / 1e9;
 }
 """
+
+
+def cpu_name() -> str:
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers where it gives them
+    (AMD's "AMD EPYC" is every generation alike: family 25 is Zen 3 / Zen 4, 26 is Zen 5, whose
+    FMA rates differ by 2x), and the ISA mambart runs on it."""
+    from mambart import _core
+
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    import platform
+
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return f"{name}, mambart ISA {_core.isa()}"
 
 
 def build_probe():

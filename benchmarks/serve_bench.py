@@ -168,6 +168,7 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
 
+    from probe import cpu_name
     from serve_util import Server, make_chat_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,8 +178,8 @@ def main() -> None:
         cfg = json.loads((model_dir / "config.json").read_text())
         vocab = min(cfg.get("vocab_size", 50280), 50000)
         name = str(model_dir)
-        results: dict = {"threads": args.threads, "prompt_len": args.prompt_len, "gen": args.gen, "load": [],
-                         "chat": {}}
+        results: dict = {"cpu": cpu_name(), "threads": args.threads, "prompt_len": args.prompt_len, "gen": args.gen,
+                         "load": [], "chat": {}}
         # The cache off: every prompt is prefilled, as for new users.
         with Server(model_dir, "--max-batch", "32", "--cache-mb", "0", threads=args.threads, startup_s=300) as s:
             rng = np.random.default_rng(1)
@@ -204,8 +205,8 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     base = r["load"][0]["steady_tok_s"] if r["load"] else float("nan")
-    print(f"\nmambart serve, {r['threads']} threads, {r['gen']} tokens from {r['prompt_len']}-token prompts; "
-          f"idle-server TTFT: {r['idle_ttft']:.3f} s\n")
+    print(f"\nmambart serve on {r['cpu']}, {r['threads']} threads, {r['gen']} tokens from {r['prompt_len']}-token "
+          f"prompts; idle-server TTFT: {r['idle_ttft']:.3f} s\n")
     print("| clients | tok/s, whole run | tok/s, steady | steady × 1 client | TTFT p50 (s) | TTFT p99 (s) | "
           "p99 / idle | ITL p50 (ms) | ITL p99 (ms) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -222,7 +223,7 @@ def print_table(r: dict) -> None:
     for k in range(turns):
         print(f"| {k + 1} | " + " | ".join(f"{r['chat'][lab][k]:.3f}" for lab in labels) + " |")
     if turns:
-        print("| turn 8 / turn 1 | " + " | ".join(f"{r['chat'][lab][-1] / r['chat'][lab][0]:.2f}" for lab in labels)
+        print(f"| turn {turns} / turn 1 | " + " | ".join(f"{r['chat'][lab][-1] / r['chat'][lab][0]:.2f}" for lab in labels)
               + " |")
 
 
