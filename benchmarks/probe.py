@@ -7,6 +7,7 @@ numpy's max (a vectorised read that releases the GIL) gives the bandwidth.
 """
 import ctypes
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -67,8 +68,6 @@ def cpu_name() -> str:
                 fields[key.strip()] = value.strip()
     except OSError:
         pass
-    import platform
-
     name = fields.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']}, model {fields['model']})"
