@@ -4,8 +4,9 @@
 // carried in the state buffer. Per chunk, phase 1 fills shared memory with
 // delta, a = delta A and the masked C_i·B_j products (shared by every
 // row of the head); phase 2 gives each thread rows pp of the head: their
-// outputs, then their (N) slice of the state. Same sums, same order as the
-// CPU's scalar block form, so only exp rounding separates them.
+// outputs, then their (N) slice of the state. The CPU runs the token-by-token
+// recurrence instead, so the two differ in rounding (tests compare them
+// within tolerance, as against transformers).
 // Step: one thread per (row, head, pp), the CPU loop.
 #pragma once
 #include "compat.cuh"
