@@ -33,7 +33,7 @@ def pair(request, tmp_path_factory):
 
 
 
-@pytest.mark.parametrize("length", [1, 41, 64, 150])  # the CPU prefill chunk is 64 tokens
+@pytest.mark.parametrize("length", [1, 41, 64, 150])  # around 64, the CUDA prefill chunk
 def test_prompt_logits(pair, length):
     model, hf = pair
     ids = random_ids(model, length, length)
