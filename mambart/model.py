@@ -242,8 +242,8 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
 
     device: "cpu", "cuda" or "cuda:N" (a build with CUDA and a GPU; else
     ValueError saying which is missing). threads: worker threads (default: the physical cores).
-    dtype: the type of the big matrices (in_proj, x_proj, dt_proj, out_proj,
-    embedding / lm_head): "f32", "f16", "bf16", "q8" (int8, blocks of 32
+    dtype: the type of the big matrices (the Mamba, attention, MLP and expert
+    projections, embedding / lm_head): "f32", "f16", "bf16", "q8" (int8, blocks of 32
     with a scale) or "q4" (4-bit, blocks of 32 with a scale and a minimum),
     converted once here; None keeps them as stored. Everything else is f32.
     tokenizer: a directory, tokenizer.json path or hub id; default: the
@@ -351,5 +351,5 @@ def _core_config(config: ModelConfig) -> "_core.ModelConfig":
         if config.rope_dim:
             inv_freq, c.rope_scale = rope.frequencies(config.rope_dim, config.rope_theta, config.rope_scaling)
             c.rope_inv_freq = inv_freq.tolist()
-    # c.chunk_size stays the CPU's own: the chunk length changes rounding only.
+    # c.chunk_size stays 64, CUDA's prefill chunk (the CPU runs token by token).
     return c

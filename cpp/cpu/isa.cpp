@@ -121,7 +121,7 @@ bool has_avx512_vnni() {
 }
 
 // The avx2 table with q4's and q8's decode matmuls in VNNI, the dense
-// types' decode with 32 registers (the avx2 bits), every type's prefill
+// types' decode in 16 lanes and 32 registers, every type's prefill
 // GEMM in 512-bit tiles (cpu/matmul_avx512.cpp), the Mamba-1 scan 16
 // state entries at a time, and attention 16 dims at a time; the rest had no measured gain from 512-bit
 // versions, or none was written.
@@ -147,7 +147,8 @@ const CpuKernels kAvx512 = avx512_table();
 // Every AArch64 CPU has NEON, and every kernel family has a NEON version:
 // matmul, scan, SSD, conv1d, rmsnorm, activations, attention. Built on the
 // scalar table so that a family without one would fall back to scalar (rope,
-// a few sin/cos per row and head pair, and MoE routing, per token not per weight).
+// a few sin/cos per row and head pair, MoE routing, per token not per weight,
+// and gelu's gate).
 CpuKernels neon_table() {
   CpuKernels t = kScalar;
   t.isa = "neon";

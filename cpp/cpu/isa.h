@@ -1,8 +1,8 @@
 // The one CPU dispatch point. isa.cpp detects the instruction set once
 // (cpuid + XGETBV), fills this table, and nothing else branches on the ISA.
 // MAMBART_CPU_ISA=scalar|avx2|avx512|neon in the environment, or set_isa(),
-// overrides it. avx512 (AVX-512 F/BW/VL + VNNI) is the avx2 table with q4's
-// decode matmul in VNNI and q8's in 512-bit floats.
+// overrides it. avx512 (AVX-512 F/BW/VL + VNNI) is the avx2 table with its
+// own matmuls, Mamba-1 scan and attention (isa.cpp's avx512_table says which).
 #pragma once
 #include <string>
 #include <vector>

@@ -77,7 +77,7 @@ void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_f32p(const MatmulParams& p, int64_t n0, int64_t n1);
 }
-namespace avx512 {  // x86-64: every type's GEMM and decode (f32 / f16 / bf16: the avx2 arithmetic, 32 registers)
+namespace avx512 {  // x86-64: every type's GEMM and decode (f32 / f16 / bf16 decode in 16 lanes: not avx2's bits)
 void matmul_f32(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_f16(const MatmulParams& p, int64_t n0, int64_t n1);
 void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1);

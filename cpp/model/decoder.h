@@ -1,6 +1,7 @@
 // Decoder: the recurrent state of `batch` sequences over one Model, and the
 // generation primitives. A Mamba's whole context is its fixed-size state
-// (conv and ssm per layer), so a decoder never grows with the text.
+// (conv and ssm per layer), so a pure Mamba decoder never grows with the
+// text; a hybrid's KV caches do, in blocks of positions.
 //
 //   prefill(prompts)  runs each row's prompt (lengths may differ), leaving
 //                     the last position's logits of every row;

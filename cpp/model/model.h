@@ -256,9 +256,9 @@ class Model {
  public:
   // weights: internal names (mambart/weights.py) -> f32 host tensors.
   // Validates every name and shape; throws mambart::Error naming the tensor.
-  // The big matrices (in_proj, x_proj, dt_proj, out_proj, embedding /
-  // lm_head) may come in any weight type and are used as given; everything
-  // else is f32.
+  // The big matrices (mambart/weights.py's MATRICES: the Mamba, attention,
+  // MLP, expert, adapter and latent projections, embedding / lm_head) may
+  // come in any weight type and are used as given; everything else is f32.
   Model(const ModelConfig& config, const std::map<std::string, Tensor>& weights, std::unique_ptr<Backend> backend);
 
   const ModelConfig& config() const { return config_; }
