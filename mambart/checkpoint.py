@@ -74,28 +74,27 @@ class RawTensor:
         return out.reshape(self.shape)
 
 
-@dataclass(frozen=True)
 class MappedFile:
     """A file mapped by a reader, with its size and modification time at mapping.
 
     Reading a mapped page past a file's new end kills the process (SIGBUS), so
     users of the mapping call `check()` first: a file truncated or rewritten
-    since it was mapped is then a clear error instead.
+    since it was mapped is then a clear error instead. It holds the mapped
+    file open and checks that file, not whatever its path names now: a new
+    file renamed into place (or the path deleted) leaves the mapping intact.
     """
 
-    path: str
-    size: int
-    mtime_ns: int
+    def __init__(self, f) -> None:
+        self.path = os.path.abspath(f.name)
+        self._fd = os.dup(f.fileno())
+        weakref.finalize(self, os.close, self._fd)
+        st = os.fstat(self._fd)
+        self.size, self.mtime_ns = st.st_size, st.st_mtime_ns
 
     def check(self) -> None:
-        try:
-            st = os.stat(self.path)
-            now = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            now = None
-        if now != (self.size, self.mtime_ns):
-            was = f"{self.size} bytes" if now is None or now[0] == self.size else \
-                f"{self.size} bytes, now {now[0]}"
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
+            was = f"{self.size} bytes" if st.st_size == self.size else f"{self.size} bytes, now {st.st_size}"
             raise ValueError(f"{self.path}: changed on disk since it was mapped ({was}); "
                              "load the model again")
 
@@ -105,9 +104,9 @@ _MAPPED: "weakref.WeakKeyDictionary[mmap.mmap, MappedFile]" = weakref.WeakKeyDic
 
 def map_file(f) -> mmap.mmap:
     """A read-only mapping of the open file `f`, recorded for `mapped_files`."""
-    st = os.fstat(f.fileno())
+    mapped = MappedFile(f)  # the size before the mapping: never a mapping past the size checked
     mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    _MAPPED[mm] = MappedFile(os.path.abspath(f.name), st.st_size, st.st_mtime_ns)
+    _MAPPED[mm] = mapped
     return mm
 
 

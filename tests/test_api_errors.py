@@ -1,8 +1,10 @@
 """Misuse of the Python API gets a ValueError / TypeError naming the argument, never an internal message."""
+import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tokenizers
 from tokenizers import Regex, models, pre_tokenizers
@@ -76,3 +78,19 @@ def test_file_truncated_while_mapped(tmp_path, small_model_dir):
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and all("model.safetensors: changed on disk since it was mapped" in x for x in lines)
     assert "now 4096" in lines[0]
+
+
+def test_file_renamed_over_while_mapped(tmp_path, small_model_dir):
+    # A new file renamed into place, or the path deleted, leaves the mapped
+    # file intact: the loaded model goes on with it, unchanged.
+    d = tmp_path / "m"
+    shutil.copytree(small_model_dir[0], d)
+    weights = d / "model.safetensors"
+    model = mambart.load(d, threads=1)
+    want = model.logits([1, 2, 3])
+    shutil.copy(weights, tmp_path / "new")
+    os.truncate(tmp_path / "new", 4096)  # not the mapped file: no effect on the model
+    os.replace(tmp_path / "new", weights)
+    np.testing.assert_array_equal(model.logits([1, 2, 3]), want)
+    os.unlink(weights)
+    np.testing.assert_array_equal(model.logits([1, 2, 3]), want)
