@@ -258,6 +258,8 @@ class App:
             ch = _Choice(self.model.tokenizer, gen.stop)
             async for ev in self._events(req, q, request):
                 if isinstance(ev, TokenEvent):
+                    if ch.stopped:
+                        continue  # sampled before the cancel took effect: past the stop string
                     ch.push(ev)
                     if ch.stopped:
                         self.scheduler.cancel(req)

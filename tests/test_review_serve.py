@@ -1,0 +1,72 @@
+"""`mambart serve` and `mambart chat` held to what a client relies on: stop
+strings end the text they are in, a client that goes away frees its rows,
+text that is not Unicode is a 400, and the chat keeps its conversation
+through an interrupted prefill or a failed /load."""
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+pytest.importorskip("starlette")
+openai = pytest.importorskip("openai")
+
+import mambart  # noqa: E402
+from mambart.sampling import SamplingParams  # noqa: E402
+from mambart.serve.chat import Chat  # noqa: E402
+from mambart.serve.template import ChatTemplate  # noqa: E402
+from serve_util import Server, make_chat_model  # noqa: E402
+from test_serve import reference, text  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    return make_chat_model(tmp_path_factory.mktemp("chat-model"))
+
+
+@pytest.fixture(scope="module")
+def local(chat_dir):
+    return mambart.load(chat_dir, threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(chat_dir):
+    with Server(chat_dir, "--max-tokens", "10000000") as s:
+        yield s
+
+
+def _sampled_stop(local, ids):
+    """(seed, its text, a 2-character stop string met early in it, the tokens
+    up to the one that completes it): a seeded text that goes on well past
+    its stop string."""
+    for seed in range(50):
+        out = reference(local, ids, 40, SamplingParams(temperature=1.0, seed=seed))
+        full = text(local, out)
+        for a in range(3, 12):
+            stop = full[a:a + 2]
+            at = full.find(stop)
+            if stop.isascii() and stop.isprintable() and 3 <= at and len(full) > at + 12:
+                used = next(k for k in range(1, len(out) + 1) if stop in text(local, out[:k]))
+                return seed, full, stop, used
+    raise AssertionError("no seed gives a usable stop string")
+
+
+def test_a_stop_string_ends_the_text_of_every_choice(server, local, chat_dir):
+    """Tokens the scheduler sampled before a stop string's cancel reached it
+    are past the end of the choice: not in its text, not in its usage."""
+    ids = local.tokenizer.encode("Mamba is")
+    seed, full, stop, used = _sampled_stop(local, ids)
+    want = full[: full.find(stop)]
+    # four equal prompts: each a choice with the same seed, whose tokens are
+    # all waiting by the time the handler reads it
+    body = {"model": str(chat_dir), "prompt": [ids] * 4, "max_tokens": 40, "temperature": 1.0, "seed": seed,
+            "stop": stop}
+    r = server.client.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert [c["text"] for c in r.json()["choices"]] == [want] * 4
+    assert [c["finish_reason"] for c in r.json()["choices"]] == ["stop"] * 4
+    assert r.json()["usage"]["completion_tokens"] == 4 * used
