@@ -70,3 +70,23 @@ def test_a_stop_string_ends_the_text_of_every_choice(server, local, chat_dir):
     assert [c["text"] for c in r.json()["choices"]] == [want] * 4
     assert [c["finish_reason"] for c in r.json()["choices"]] == ["stop"] * 4
     assert r.json()["usage"]["completion_tokens"] == 4 * used
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_client_that_leaves_a_long_completion_frees_its_rows(server, chat_dir, n):
+    """Not streamed: tokens keep coming, yet the client's going away is seen
+    and every one of its choices leaves the batch."""
+    body = json.dumps({"model": str(chat_dir), "prompt": "def fib", "max_tokens": 5_000_000, "temperature": 0,
+                       "n": n}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        deadline = time.monotonic() + 20
+        while server.client.get("/health").json()["running"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.client.get("/health").json()["running"] == n
+    deadline = time.monotonic() + 10
+    while server.client.get("/health").json()["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.client.get("/health").json() == {"status": "ok", "queue": 0, "running": 0}

@@ -226,14 +226,21 @@ class App:
         return await self._complete(rid, gen, chat, choices, prompt_texts, request)
 
     async def _events(self, req: GenRequest, q: asyncio.Queue, request: Request) -> AsyncIterator[object]:
-        """A request's events; cancels it if the client goes away meanwhile."""
+        """A request's events; cancels it if the client goes away meanwhile
+        (looked at every half second, also while events keep coming: a long
+        generation may never leave the queue empty that long)."""
+        checked = time.monotonic()
         while True:
             try:
                 ev = await asyncio.wait_for(q.get(), timeout=0.5)
             except asyncio.TimeoutError:
+                ev = None
+            if time.monotonic() - checked >= 0.5:
+                checked = time.monotonic()
                 if await request.is_disconnected():
                     self.scheduler.cancel(req)
                     return
+            if ev is None:
                 continue
             yield ev
             if isinstance(ev, DoneEvent):
@@ -272,6 +279,8 @@ class App:
                     if ch.finish_reason is None:
                         ch.finish_reason = "length" if ev.reason == "length" else "stop"
             if request is not None and req.cancelled and not ch.stopped:
+                for other, _ in choices:  # the client is gone: none of its choices keeps a row
+                    self.scheduler.cancel(other)
                 return Response(status_code=499)
             ch.flush()
             results.append(ch)
