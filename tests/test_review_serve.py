@@ -90,3 +90,20 @@ def test_a_client_that_leaves_a_long_completion_frees_its_rows(server, chat_dir,
     while server.client.get("/health").json()["running"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.client.get("/health").json() == {"status": "ok", "queue": 0, "running": 0}
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/completions", b'{"model": "M", "prompt": "a \\ud800 b"}'),
+    ("/v1/completions", b'{"model": "M", "prompt": ["ok", "\\udc80"]}'),
+    ("/v1/chat/completions", b'{"model": "M", "messages": [{"role": "user", "content": "\\ud83d"}]}'),
+])
+def test_text_that_is_not_unicode_is_a_400(server, chat_dir, path, body):
+    """JSON can spell a lone surrogate, which no tokenizer takes: the
+    request's fault, in OpenAI's error shape, not a 500."""
+    r = server.client.post(path, content=body.replace(b'"M"', json.dumps(str(chat_dir)).encode()),
+                           headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error"
+    assert "surrogate" in err["message"] or "UTF-8" in err["message"]
+    assert err["param"] == ("messages" if "chat" in path else "prompt")

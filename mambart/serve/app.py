@@ -170,7 +170,11 @@ class App:
             prompts = gen.prompts
         out = []
         for i, p in enumerate(prompts):
-            ids = tok.encode(p) if isinstance(p, str) else list(p)
+            try:
+                ids = tok.encode(p) if isinstance(p, str) else list(p)
+            except ValueError as e:  # not valid Unicode (a lone surrogate \ud800 in the JSON), or the tokenizer failed
+                raise APIError(400, f"the prompt cannot be tokenized: {e}", "messages" if chat else "prompt",
+                               "invalid_value") from None
             if not ids:
                 raise APIError(400, "the prompt encodes to no tokens", "prompt", "invalid_value")
             bad = [t for t in ids if not 0 <= t < self.model.config.vocab_size]
