@@ -35,9 +35,10 @@ class Chat:
         self._fed_end_of_turn = False    # the last reply ended with the template's end-of-turn token
 
     def load(self, path: str) -> None:
-        self.decoder = self.model.load_state(path)
-        if self.decoder.batch != 1:
-            raise ValueError(f"{path} holds {self.decoder.batch} sequences, a chat needs 1")
+        decoder = self.model.load_state(path)
+        if decoder.batch != 1:  # refused before it replaces the conversation's decoder
+            raise ValueError(f"{path} holds {decoder.batch} sequences, a chat needs 1")
+        self.decoder = decoder
         self.messages = []
         self.prefix_ids = self.decoder.history(0)
 
