@@ -107,3 +107,42 @@ def test_text_that_is_not_unicode_is_a_400(server, chat_dir, path, body):
     assert err["type"] == "invalid_request_error"
     assert "surrogate" in err["message"] or "UTF-8" in err["message"]
     assert err["param"] == ("messages" if "chat" in path else "prompt")
+
+
+# ---- mambart chat --------------------------------------------------------------------
+
+def _chat(local, chat_dir, max_tokens=5):
+    tpl = ChatTemplate.for_model(chat_dir, local.tokenizer)
+    return Chat(local, tpl, SamplingParams(temperature=0.0), max_tokens, "You write Python.", out=io.StringIO()), tpl
+
+
+def test_the_turn_after_an_interrupted_prefill_has_the_whole_conversation(local, chat_dir):
+    """Ctrl-C in a later turn's prefill drops the state; the next turn then
+    prefills the whole conversation, not only its own message."""
+    chat, tpl = _chat(local, chat_dir)
+    chat.turn("hello there")
+    chat.turn("and again")
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        chat.turn("a long message " * 40, progress=interrupt)
+    reply = chat.turn("short one")
+    ids = local.tokenizer.encode(tpl.render(chat.messages[:-1], add_generation_prompt=True))
+    assert chat.decoder.history(0)[: len(ids)] == ids and chat.prefilled == len(ids)
+    assert reply == text(local, reference(local, ids, 5, stop_ids=tpl.stop_ids))
+
+
+def test_a_refused_load_keeps_the_conversation(local, chat_dir, tmp_path):
+    chat, _ = _chat(local, chat_dir)
+    chat.turn("hello there")
+    before, history = list(chat.messages), chat.decoder.history(0)
+    two = local.decoder(2)
+    two.prefill([[1, 2], [3, 4]])
+    two.save_state(tmp_path / "two.state")
+    with pytest.raises(ValueError, match="2 sequences"):
+        chat.load(str(tmp_path / "two.state"))
+    assert chat.messages == before and chat.decoder.batch == 1 and chat.decoder.history(0) == history
+    chat.turn("and again")  # the conversation goes on
+    assert chat.prefilled < 40

@@ -57,6 +57,8 @@ class Chat:
         if not before or before[-1]["role"] != "assistant":
             # the first turn (or the first after /load): everything rendered is new
             return self.model.tokenizer.encode(full) if self.decoder.history(0) == self.prefix_ids else None
+        if self.decoder.history(0) == self.prefix_ids:
+            return None  # the state holds none of the conversation (a prefill was interrupted): all of it again
         prev = self.template.render(before, add_generation_prompt=False)
         if not full.startswith(prev):
             return None  # the template rewrites earlier turns
