@@ -146,3 +146,15 @@ def test_a_refused_load_keeps_the_conversation(local, chat_dir, tmp_path):
     assert chat.messages == before and chat.decoder.batch == 1 and chat.decoder.history(0) == history
     chat.turn("and again")  # the conversation goes on
     assert chat.prefilled < 40
+
+
+def test_a_request_larger_than_the_queue_is_a_400_not_a_503(chat_dir):
+    """503 with Retry-After says "later"; a request with more sequences than
+    the queue holds never fits, so a client that retries would loop."""
+    with Server(chat_dir, "--max-queue", "8", "--max-batch", "4") as s:
+        body = {"model": str(chat_dir), "prompt": ["x"] * 3, "n": 3, "max_tokens": 2}
+        r = s.client.post("/v1/completions", json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "n" and "retry-after" not in r.headers
+        assert s.client.post("/v1/completions", json={**body, "n": 2}).status_code == 200  # 6 fit
+        assert s.client.get("/health").json() == {"status": "ok", "queue": 0, "running": 0}

@@ -198,6 +198,11 @@ class App:
                 raise APIError(404, f"the model '{gen.model}' does not exist (this server runs "
                                     f"'{self.config.model_name}')", "model", "model_not_found")
             prompt_ids = self._prompt_ids(gen, chat)
+            if len(prompt_ids) * gen.n > self.scheduler.max_queue:
+                # Never fits, however long the client waits: not a 503 with Retry-After.
+                raise APIError(400, f"the request asks for {len(prompt_ids) * gen.n} sequences (prompts times n), "
+                                    f"more than this server queues ({self.scheduler.max_queue})", "n",
+                               "invalid_value")
             stop_ids = self.template.stop_ids if chat and self.template else frozenset()
             max_tokens = gen.max_tokens if gen.max_tokens is not None else self.config.limits.max_tokens
             loop = asyncio.get_running_loop()
