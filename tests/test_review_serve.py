@@ -158,3 +158,20 @@ def test_a_request_larger_than_the_queue_is_a_400_not_a_503(chat_dir):
         assert r.json()["error"]["param"] == "n" and "retry-after" not in r.headers
         assert s.client.post("/v1/completions", json={**body, "n": 2}).status_code == 200  # 6 fit
         assert s.client.get("/health").json() == {"status": "ok", "queue": 0, "running": 0}
+
+
+def test_streamed_logprobs_are_the_non_streamed_ones(server, chat_dir):
+    """Chunk by chunk, a streamed completion's logprobs add up to the
+    response's: text_offset counts on across chunks (it restarted at 0 in
+    every chunk)."""
+    body = {"model": str(chat_dir), "prompt": ["def fib(n):", "import numpy"], "n": 2, "max_tokens": 8,
+            "temperature": 1.0, "seed": 5, "logprobs": 2, "echo": True}
+    whole = server.client.post("/v1/completions", json=body).json()["choices"]
+    got = [{"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []} for _ in whole]
+    with server.client.stream("POST", "/v1/completions", json={**body, "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                (c,) = json.loads(line[len("data: "):])["choices"]
+                for key, v in (c["logprobs"] or {}).items():
+                    got[c["index"]][key] += v
+    assert got == [c["logprobs"] for c in whole]

@@ -350,10 +350,10 @@ class App:
         return {"content": [dict(entry(e.token, e.logprob), top_logprobs=[entry(t, lp) for t, lp in e.top or []])
                             for e in evs]}
 
-    def _completion_logprobs(self, evs: list[TokenEvent]) -> dict:
-        """OpenAI's legacy logprobs; an echoed prompt's first token has none."""
+    def _completion_logprobs(self, evs: list[TokenEvent], pos: int = 0) -> dict:
+        """OpenAI's legacy logprobs; an echoed prompt's first token has none.
+        pos: the text_offset of the first (a stream's chunk goes on from the last)."""
         tokens, lps, tops, offsets = [], [], [], []
-        pos = 0
         for e in evs:
             s = self._piece(e.token)
             tokens.append(s)
@@ -367,6 +367,7 @@ class App:
         created = int(time.time())
         obj = "chat.completion.chunk" if chat else "text_completion"
         usage_field = {"usage": None} if gen.include_usage else {}
+        offsets = [0] * len(choices)  # each choice's text_offset so far
 
         def chunk(k, text=None, finish=None, role=False, evs=None):
             if chat:
@@ -381,7 +382,8 @@ class App:
             else:
                 c = {"index": k, "text": text or "", "logprobs": None, "finish_reason": finish}
                 if evs and gen.logprobs is not None:
-                    c["logprobs"] = self._completion_logprobs(evs)
+                    c["logprobs"] = self._completion_logprobs(evs, offsets[k])
+                    offsets[k] += sum(len(t) for t in c["logprobs"]["tokens"])
             data = {"id": rid, "object": obj, "created": created, "model": self.config.model_name,
                     "choices": [c], **usage_field}
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
