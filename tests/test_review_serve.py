@@ -175,3 +175,15 @@ def test_streamed_logprobs_are_the_non_streamed_ones(server, chat_dir):
                 for key, v in (c["logprobs"] or {}).items():
                     got[c["index"]][key] += v
     assert got == [c["logprobs"] for c in whole]
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p", "presence_penalty", "repetition_penalty"])
+def test_a_number_past_floats_range_is_a_400(server, chat_dir, name):
+    """JSON integers have any number of digits; float() of one past 1e308
+    overflows, which was a 500."""
+    for digits in (b"1" + b"0" * 400, b"-1" + b"0" * 400):
+        body = b'{"model": %s, "prompt": "hi", "%s": %s}' % (json.dumps(str(chat_dir)).encode(), name.encode(),
+                                                            digits)
+        r = server.client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == name
