@@ -187,3 +187,17 @@ def test_a_number_past_floats_range_is_a_400(server, chat_dir, name):
         r = server.client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == name
+
+
+def test_a_message_that_cannot_be_tokenized_leaves_the_chat_usable(local, chat_dir):
+    """Undecodable bytes from the terminal reach the chat as lone surrogates:
+    that turn is an error, and the conversation goes on without it (it was
+    kept, and every later turn failed on it)."""
+    chat, _ = _chat(local, chat_dir)
+    chat.turn("hello there")
+    before, history = list(chat.messages), chat.decoder.history(0)
+    with pytest.raises(ValueError, match="UTF-8"):
+        chat.turn("bad \udcff byte")
+    assert chat.messages == before and chat.decoder.history(0) == history
+    chat.turn("and again")
+    assert chat.prefilled < 40  # only the new message: the state was kept

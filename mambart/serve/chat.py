@@ -74,11 +74,20 @@ class Chat:
         KeyboardInterrupt stops it: the reply so far is kept (and the state
         holds exactly the tokens fed), so the conversation goes on."""
         self.messages.append({"role": "user", "content": user_text})
-        new = self._new_tokens()
-        if not new:
+        try:
+            new = self._new_tokens()
+            fresh = not new
+            if fresh:
+                new = self.model.tokenizer.encode(self.template.render(self.messages, add_generation_prompt=True))
+        except ValueError:
+            # The template refuses the message, or the tokenizer cannot take it
+            # (undecodable bytes from the terminal): without it, the
+            # conversation and its state go on as they were.
+            self.messages.pop()
+            raise
+        if fresh:
             self.decoder = self.model.decoder(1)
             self.prefix_ids = []
-            new = self.model.tokenizer.encode(self.template.render(self.messages, add_generation_prompt=True))
         self.prefilled = len(new)
         if announce is not None:
             announce(len(new))
