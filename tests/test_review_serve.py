@@ -1,7 +1,9 @@
 """`mambart serve` and `mambart chat` held to what a client relies on: stop
 strings end the text they are in, a client that goes away frees its rows,
-text that is not Unicode is a 400, and the chat keeps its conversation
-through an interrupted prefill or a failed /load."""
+text that is not Unicode and numbers past float's range are 400s, a request
+that can never fit the queue is no 503, streamed logprobs add up to the
+response's, and the chat keeps its conversation through an interrupted
+prefill, a failed /load or a message it cannot take."""
 from __future__ import annotations
 
 import io
@@ -9,7 +11,6 @@ import json
 import socket
 import time
 
-import httpx
 import pytest
 
 pytest.importorskip("starlette")
