@@ -170,7 +170,11 @@ class App:
             prompts = gen.prompts
         out = []
         for i, p in enumerate(prompts):
-            ids = tok.encode(p) if isinstance(p, str) else list(p)
+            try:
+                ids = tok.encode(p) if isinstance(p, str) else list(p)
+            except ValueError as e:  # not valid Unicode (a lone surrogate \ud800 in the JSON), or the tokenizer failed
+                raise APIError(400, f"the prompt cannot be tokenized: {e}", "messages" if chat else "prompt",
+                               "invalid_value") from None
             if not ids:
                 raise APIError(400, "the prompt encodes to no tokens", "prompt", "invalid_value")
             bad = [t for t in ids if not 0 <= t < self.model.config.vocab_size]
@@ -194,6 +198,11 @@ class App:
                 raise APIError(404, f"the model '{gen.model}' does not exist (this server runs "
                                     f"'{self.config.model_name}')", "model", "model_not_found")
             prompt_ids = self._prompt_ids(gen, chat)
+            if len(prompt_ids) * gen.n > self.scheduler.max_queue:
+                # Never fits, however long the client waits: not a 503 with Retry-After.
+                raise APIError(400, f"the request asks for {len(prompt_ids) * gen.n} sequences (prompts times n), "
+                                    f"more than this server queues ({self.scheduler.max_queue})", "n",
+                               "invalid_value")
             stop_ids = self.template.stop_ids if chat and self.template else frozenset()
             max_tokens = gen.max_tokens if gen.max_tokens is not None else self.config.limits.max_tokens
             loop = asyncio.get_running_loop()
@@ -226,14 +235,21 @@ class App:
         return await self._complete(rid, gen, chat, choices, prompt_texts, request)
 
     async def _events(self, req: GenRequest, q: asyncio.Queue, request: Request) -> AsyncIterator[object]:
-        """A request's events; cancels it if the client goes away meanwhile."""
+        """A request's events; cancels it if the client goes away meanwhile
+        (looked at every half second, also while events keep coming: a long
+        generation may never leave the queue empty that long)."""
+        checked = time.monotonic()
         while True:
             try:
                 ev = await asyncio.wait_for(q.get(), timeout=0.5)
             except asyncio.TimeoutError:
+                ev = None
+            if time.monotonic() - checked >= 0.5:
+                checked = time.monotonic()
                 if await request.is_disconnected():
                     self.scheduler.cancel(req)
                     return
+            if ev is None:
                 continue
             yield ev
             if isinstance(ev, DoneEvent):
@@ -258,6 +274,8 @@ class App:
             ch = _Choice(self.model.tokenizer, gen.stop)
             async for ev in self._events(req, q, request):
                 if isinstance(ev, TokenEvent):
+                    if ch.stopped:
+                        continue  # sampled before the cancel took effect: past the stop string
                     ch.push(ev)
                     if ch.stopped:
                         self.scheduler.cancel(req)
@@ -270,6 +288,8 @@ class App:
                     if ch.finish_reason is None:
                         ch.finish_reason = "length" if ev.reason == "length" else "stop"
             if request is not None and req.cancelled and not ch.stopped:
+                for other, _ in choices:  # the client is gone: none of its choices keeps a row
+                    self.scheduler.cancel(other)
                 return Response(status_code=499)
             ch.flush()
             results.append(ch)
@@ -330,10 +350,10 @@ class App:
         return {"content": [dict(entry(e.token, e.logprob), top_logprobs=[entry(t, lp) for t, lp in e.top or []])
                             for e in evs]}
 
-    def _completion_logprobs(self, evs: list[TokenEvent]) -> dict:
-        """OpenAI's legacy logprobs; an echoed prompt's first token has none."""
+    def _completion_logprobs(self, evs: list[TokenEvent], pos: int = 0) -> dict:
+        """OpenAI's legacy logprobs; an echoed prompt's first token has none.
+        pos: the text_offset of the first (a stream's chunk goes on from the last)."""
         tokens, lps, tops, offsets = [], [], [], []
-        pos = 0
         for e in evs:
             s = self._piece(e.token)
             tokens.append(s)
@@ -347,6 +367,7 @@ class App:
         created = int(time.time())
         obj = "chat.completion.chunk" if chat else "text_completion"
         usage_field = {"usage": None} if gen.include_usage else {}
+        offsets = [0] * len(choices)  # each choice's text_offset so far
 
         def chunk(k, text=None, finish=None, role=False, evs=None):
             if chat:
@@ -361,7 +382,8 @@ class App:
             else:
                 c = {"index": k, "text": text or "", "logprobs": None, "finish_reason": finish}
                 if evs and gen.logprobs is not None:
-                    c["logprobs"] = self._completion_logprobs(evs)
+                    c["logprobs"] = self._completion_logprobs(evs, offsets[k])
+                    offsets[k] += sum(len(t) for t in c["logprobs"]["tokens"])
             data = {"id": rid, "object": obj, "created": created, "model": self.config.model_name,
                     "choices": [c], **usage_field}
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()

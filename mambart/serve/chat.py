@@ -35,9 +35,10 @@ class Chat:
         self._fed_end_of_turn = False    # the last reply ended with the template's end-of-turn token
 
     def load(self, path: str) -> None:
-        self.decoder = self.model.load_state(path)
-        if self.decoder.batch != 1:
-            raise ValueError(f"{path} holds {self.decoder.batch} sequences, a chat needs 1")
+        decoder = self.model.load_state(path)
+        if decoder.batch != 1:  # refused before it replaces the conversation's decoder
+            raise ValueError(f"{path} holds {decoder.batch} sequences, a chat needs 1")
+        self.decoder = decoder
         self.messages = []
         self.prefix_ids = self.decoder.history(0)
 
@@ -56,6 +57,8 @@ class Chat:
         if not before or before[-1]["role"] != "assistant":
             # the first turn (or the first after /load): everything rendered is new
             return self.model.tokenizer.encode(full) if self.decoder.history(0) == self.prefix_ids else None
+        if self.decoder.history(0) == self.prefix_ids:
+            return None  # the state holds none of the conversation (a prefill was interrupted): all of it again
         prev = self.template.render(before, add_generation_prompt=False)
         if not full.startswith(prev):
             return None  # the template rewrites earlier turns
@@ -71,11 +74,20 @@ class Chat:
         KeyboardInterrupt stops it: the reply so far is kept (and the state
         holds exactly the tokens fed), so the conversation goes on."""
         self.messages.append({"role": "user", "content": user_text})
-        new = self._new_tokens()
-        if not new:
+        try:
+            new = self._new_tokens()
+            fresh = not new
+            if fresh:
+                new = self.model.tokenizer.encode(self.template.render(self.messages, add_generation_prompt=True))
+        except ValueError:
+            # The template refuses the message, or the tokenizer cannot take it
+            # (undecodable bytes from the terminal): without it, the
+            # conversation and its state go on as they were.
+            self.messages.pop()
+            raise
+        if fresh:
             self.decoder = self.model.decoder(1)
             self.prefix_ids = []
-            new = self.model.tokenizer.encode(self.template.render(self.messages, add_generation_prompt=True))
         self.prefilled = len(new)
         if announce is not None:
             announce(len(new))

@@ -56,9 +56,14 @@ def _get_number(body: dict, name: str, default: float, lo: float, hi: float, *, 
     v = body.get(name)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise _bad(f"'{name}' must be a number, got {v!r}", name, "invalid_type")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an integer past float's range: JSON numbers may have any number of digits
+        v = math.inf if v > 0 else -math.inf
+    if not math.isfinite(v):
+        raise _bad(f"'{name}' must be a number, got {v!r}", name, "invalid_type")
     if v < lo or v > hi or (lo_open and v == lo):
         rng = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
         raise _bad(f"'{name}' must be in {rng}, got {v}", name)
