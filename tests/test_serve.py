@@ -418,8 +418,8 @@ def test_api_key(chat_dir):
             r = s.client.post("/v1/completions", json=body, headers=headers)
             assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
         assert s.client.get("/v1/models").status_code == 401
-        assert s.client.post("/v1/completions", json=body,
-                             headers={"Authorization": "Bearer sekret"}).status_code == 200
+        for auth in ("Bearer sekret", "bearer sekret", "BEARER  sekret"):
+            assert s.client.post("/v1/completions", json=body, headers={"Authorization": auth}).status_code == 200
         with openai.OpenAI(base_url=s.url + "/v1", api_key="sekret", max_retries=0) as c:
             assert c.models.list().data[0].id == name(chat_dir)
         with openai.OpenAI(base_url=s.url + "/v1", api_key="nope", max_retries=0) as c:

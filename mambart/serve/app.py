@@ -10,6 +10,7 @@ a stop string cancels the request in the scheduler at once.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 import uuid
@@ -460,10 +461,9 @@ class _AuthMiddleware:
     async def __call__(self, scope, receive, send) -> None:
         if self.api_key and scope["type"] == "http" and scope.get("path") != "/health":
             headers = dict(scope.get("headers") or [])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            import hmac
-
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+            # The scheme is case-insensitive (RFC 9110); the key is compared as the bytes sent.
+            scheme, _, key = headers.get(b"authorization", b"").partition(b" ")
+            if not (scheme.lower() == b"bearer" and hmac.compare_digest(key.strip(), self.api_key.encode())):
                 e = APIError(401, "a valid API key is required (Authorization: Bearer KEY)", None,
                              "invalid_api_key", type="authentication_error")
                 await error_response(e)(scope, receive, send)
