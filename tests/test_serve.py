@@ -85,6 +85,9 @@ def chat_ids(model, chat_dir, messages):
 
 def test_models_health_and_metrics(server, client, chat_dir):
     assert [m.id for m in client.models.list().data] == [name(chat_dir)]
+    assert client.models.retrieve(name(chat_dir)).id == name(chat_dir)
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such/model")
     assert server.client.get("/health").json()["status"] == "ok"
     r = server.client.get("/metrics")
     assert r.status_code == 200 and "mambart_generated_tokens_total" in r.text

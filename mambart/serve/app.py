@@ -92,6 +92,7 @@ class App:
         self.created = int(time.time())
         routes = [
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model_card, methods=["GET"]),  # a hub id has a slash
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
@@ -122,9 +123,18 @@ class App:
         return JSONResponse({"status": "ok", "queue": self.scheduler.queue_length,
                              "running": self.scheduler.live_rows})
 
+    def _card(self) -> dict:
+        return {"id": self.config.model_name, "object": "model", "created": self.created, "owned_by": "mambart"}
+
     async def models(self, request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [
-            {"id": self.config.model_name, "object": "model", "created": self.created, "owned_by": "mambart"}]})
+        return JSONResponse({"object": "list", "data": [self._card()]})
+
+    async def model_card(self, request: Request) -> JSONResponse:
+        model = request.path_params["model"]
+        if model != self.config.model_name:
+            return error_response(APIError(404, f"the model '{model}' does not exist (this server runs "
+                                                f"'{self.config.model_name}')", "model", "model_not_found"))
+        return JSONResponse(self._card())
 
     async def metrics_endpoint(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
