@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import tokenizers
@@ -61,6 +61,16 @@ class Tokenizer:
         """
         check_text(text, "text")
         return _call(self._tok.encode, text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's `encode`, with Python's GIL released while the library
+        works: other threads run meanwhile (a server's event loop, while a
+        long prompt is tokenized). The library may use its own thread pool
+        for several texts, unless TOKENIZERS_PARALLELISM=false.
+        """
+        for t in texts:
+            check_text(t, "text")
+        return [e.ids for e in _call(self._tok.encode_batch, list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Text of `ids`; special tokens are written out unless skipped.

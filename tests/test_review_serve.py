@@ -3,7 +3,8 @@ strings end the text they are in, a client that goes away frees its rows,
 text that is not Unicode and numbers past float's range are 400s, a request
 that can never fit the queue is no 503, streamed logprobs add up to the
 response's, and the chat keeps its conversation through an interrupted
-prefill, a failed /load or a message it cannot take."""
+prefill, a failed /load or a message it cannot take, and a long prompt is
+tokenized while the server goes on answering."""
 from __future__ import annotations
 
 import io
@@ -202,3 +203,27 @@ def test_a_message_that_cannot_be_tokenized_leaves_the_chat_usable(local, chat_d
     assert chat.messages == before and chat.decoder.history(0) == history
     chat.turn("and again")
     assert chat.prefilled < 40  # only the new message: the state was kept
+
+
+def test_a_long_prompt_is_tokenized_beside_the_event_loop(server, chat_dir):
+    # Tokenizing a body-sized prompt takes seconds; meanwhile the server answers.
+    import threading
+
+    prompt = "def f(x):\n    return x + 1\n" * 140_000  # 3.9 MB, under the body limit
+    done = threading.Event()
+    status = []
+
+    def long_request():
+        r = server.client.post("/v1/completions", json={"model": str(chat_dir), "prompt": prompt, "max_tokens": 1},
+                               timeout=120)
+        status.append(r.status_code)
+        done.set()
+
+    t = threading.Thread(target=long_request)
+    t.start()
+    time.sleep(0.3)  # the body is sent and being tokenized
+    health = server.client.get("/health", timeout=60)
+    answered_first = not done.is_set()
+    t.join()
+    assert health.status_code == 200 and status == [400]  # over the prompt-token limit
+    assert answered_first

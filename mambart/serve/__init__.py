@@ -45,9 +45,15 @@ def run(args) -> int:
         import uvicorn
     except ImportError:
         raise ValueError("mambart serve needs the [serve] extra: pip install 'mambart[serve]'") from None
+    import os
+
     import mambart
 
     from .schemas import Limits
+
+    # The tokenizer runs beside the model (app.py tokenizes in a thread): its
+    # own thread pool would only take cores from the model's threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     if args.chat_template is not None:
         with open(args.chat_template, encoding="utf-8"):

@@ -182,7 +182,7 @@ class App:
         out = []
         for i, p in enumerate(prompts):
             try:
-                ids = tok.encode(p) if isinstance(p, str) else list(p)
+                ids = tok.encode_batch([p])[0] if isinstance(p, str) else list(p)  # releases the GIL
             except ValueError as e:  # not valid Unicode (a lone surrogate \ud800 in the JSON), or the tokenizer failed
                 raise APIError(400, f"the prompt cannot be tokenized: {e}", "messages" if chat else "prompt",
                                "invalid_value") from None
@@ -208,7 +208,9 @@ class App:
             if gen.model != self.config.model_name:
                 raise APIError(404, f"the model '{gen.model}' does not exist (this server runs "
                                     f"'{self.config.model_name}')", "model", "model_not_found")
-            prompt_ids = self._prompt_ids(gen, chat)
+            # In a thread: a multi-megabyte prompt takes seconds to tokenize,
+            # which would hold up every stream and /health.
+            prompt_ids = await asyncio.to_thread(self._prompt_ids, gen, chat)
             if len(prompt_ids) * gen.n > self.scheduler.max_queue:
                 # Never fits, however long the client waits: not a 503 with Retry-After.
                 raise APIError(400, f"the request asks for {len(prompt_ids) * gen.n} sequences (prompts times n), "
