@@ -4,6 +4,7 @@ import os
 import pytest
 
 import mambart
+from mambart.sampling import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +33,10 @@ def test_int_save_state_path_is_not_a_file_descriptor(model, path):
     with pytest.raises(TypeError, match="path must be a str, an os.PathLike or None, got"):
         dec.save_state(path)
     os.fstat(1)
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty",
+                                  "frequency_penalty"])
+def test_int_beyond_float_range(name):
+    with pytest.raises(ValueError, match=f"^{name} must be finite, got a number beyond float range$"):
+        SamplingParams(**{name: 10**400})
