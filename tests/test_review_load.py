@@ -1,5 +1,6 @@
 """Loading, saved states and the Python API given odd values: a clear error, nothing else touched."""
 import os
+import shutil
 
 import pytest
 
@@ -40,3 +41,20 @@ def test_int_save_state_path_is_not_a_file_descriptor(model, path):
 def test_int_beyond_float_range(name):
     with pytest.raises(ValueError, match=f"^{name} must be finite, got a number beyond float range$"):
         SamplingParams(**{name: 10**400})
+
+
+def test_convert_without_a_tokenizer_writes_nothing(tmp_path, small_model_dir):
+    # The tokenizer was looked for after the weights were written: the half-made
+    # directory then refused the retry with --tokenizer.
+    from mambart.convert import convert
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(small_model_dir[0] / name, src / name)
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="tokenizer path"):
+        convert(src, out, "q8", tokenizer=str(tmp_path / "nowhere" / "tokenizer.json"))
+    assert not out.exists()
+    convert(src, out, "q8", tokenizer=str(small_model_dir[0]))
+    assert (out / "tokenizer.json").is_file()
