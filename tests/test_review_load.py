@@ -1,10 +1,15 @@
 """Loading, saved states and the Python API given odd values: a clear error, nothing else touched."""
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
+import child
 import mambart
+from mambart.config import load_config
 from mambart.sampling import SamplingParams
 
 
@@ -58,3 +63,40 @@ def test_convert_without_a_tokenizer_writes_nothing(tmp_path, small_model_dir):
     assert not out.exists()
     convert(src, out, "q8", tokenizer=str(small_model_dir[0]))
     assert (out / "tokenizer.json").is_file()
+
+
+_HUGE = 10**400  # a JSON integer beyond float range: float() of it raises OverflowError
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"model_type": "mamba", "layer_norm_epsilon": _HUGE}, "'layer_norm_epsilon' must be a positive number"),
+    ({"model_type": "mamba", "expand": _HUGE}, "'expand' must be a positive number with expand x d_model"),
+    ({"model_type": "mamba2", "time_step_limit": [0, _HUGE]}, "'time_step_limit' must be a pair of numbers in float"),
+    ({"model_type": "nemotron_h", "time_step_min": _HUGE}, "'time_step_min' must be a non-negative number"),
+    ({"model_type": "zamba2", "time_step_min": _HUGE}, "'time_step_min' must be a positive number"),
+    ({"model_type": "falcon_h1", "ssm_multipliers": [_HUGE] * 5}, "'ssm_multipliers' must be a positive number"),
+    ({"model_type": "granitemoehybrid", "position_embedding_type": "rope", "rope_theta": _HUGE},
+     "'rope_theta' must be a positive number"),
+    ({"model_type": "granitemoehybrid", "position_embedding_type": "rope",
+      "rope_parameters": {"rope_type": "linear", "factor": _HUGE}}, "rope_type 'linear' needs 'factor' a positive"),
+    ({"model_type": "granitemoehybrid", "position_embedding_type": "rope", "max_position_embeddings": _HUGE,
+      "rope_parameters": {"rope_type": "yarn", "original_max_position_embeddings": 4096}},
+     "rope_type 'yarn' needs 'max_position_embeddings' a positive integer"),
+    ({"model_type": "mamba", "layer_norm_epsilon": {"__float__": _HUGE}}, "invalid __float__ value"),
+])
+def test_config_int_beyond_float_range(tmp_path, raw, match):
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=match):
+        load_config(tmp_path)
+
+
+def test_cli_config_int_beyond_float_range(tmp_path, small_model_dir):
+    d = tmp_path / "m"
+    shutil.copytree(small_model_dir[0], d)
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps(dict(config, layer_norm_epsilon=_HUGE)))
+    for args in (["info", str(d)], ["generate", "-m", str(d), "-p", "x", "-n", "1"]):
+        r = subprocess.run([sys.executable, "-m", "mambart", *args], capture_output=True, text=True, timeout=120,
+                           env=child.env(), cwd=child.CWD)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"mambart: error: {d / 'config.json'}: 'layer_norm_epsilon' must be a positive")
