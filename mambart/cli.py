@@ -295,6 +295,12 @@ COMMANDS = {"generate": (_generate_parser, _run_generate), "info": (_info_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A stream closed at start (`2>&-`) is None in Python: every write to it failed,
+    # and print(file=None) writes to stdout. Discard what goes there instead; the
+    # descriptor /dev/null takes is then not one the state file could get.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     try:
         parser = _Parser(prog="mambart", description="Fast Mamba inference without PyTorch.")
         parser.add_argument("--version", action="version", version=f"mambart {__version__}")
