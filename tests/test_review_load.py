@@ -100,3 +100,20 @@ def test_cli_config_int_beyond_float_range(tmp_path, small_model_dir):
                            env=child.env(), cwd=child.CWD)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
         assert r.stderr.startswith(f"mambart: error: {d / 'config.json'}: 'layer_norm_epsilon' must be a positive")
+
+
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json", "model.safetensors"])
+def test_json_integer_too_long_names_the_file(tmp_path, small_model_dir, name):
+    # Python's int() refuses over 4300 digits with a message that named no file.
+    d = tmp_path / "m"
+    shutil.copytree(small_model_dir[0], d)
+    if name == "model.safetensors":
+        raw = (d / name).read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        head = raw[8:8 + n].rstrip(b" ")[:-1] + b',"__metadata__":{"x":' + b"1" * 5000 + b"}}"
+        (d / name).write_bytes(len(head).to_bytes(8, "little") + head + raw[8 + n:])
+    else:
+        raw = json.loads((d / name).read_text())
+        (d / name).write_text(json.dumps(raw)[:-1] + ', "x": ' + "1" * 5000 + "}")
+    with pytest.raises(ValueError, match=rf"{name}: (header: )?not valid JSON \(an integer of 5000 digits, too long"):
+        mambart.load(d)
