@@ -91,14 +91,20 @@ def _run_generate(args: argparse.Namespace) -> int:
     stop = [unescape(s) for s in args.stop]
     created = _claim_output(args.save_state) if args.save_state else False
     try:
-        return _generate(args, stop)
+        summary = _generate(args, stop)
     except BaseException:
         if created:  # nothing was written: leave no empty file behind
             os.unlink(args.save_state)
         raise
+    # Printed once the state is saved: stderr may be a closed pipe too, and
+    # that error must not remove the state just written.
+    if summary:
+        print("\n".join(summary), file=sys.stderr)
+    return 0
 
 
-def _generate(args: argparse.Namespace, stop: list[str]) -> int:
+def _generate(args: argparse.Namespace, stop: list[str]) -> list[str]:
+    """Streams the text; returns the summary lines (none once the reader has gone)."""
     from .tokenizer import decode_text
 
     if args.prompt_file is not None:
@@ -124,7 +130,7 @@ def _generate(args: argparse.Namespace, stop: list[str]) -> int:
             # Once the reader is gone (`| head`), stop, unless the state after the
             # whole generation was asked for: then finish it without output.
             if not out.write(piece) and not args.save_state:
-                return 0
+                return []
     finally:
         if bar:
             bar.clear()  # Ctrl-C during the prefill
@@ -132,9 +138,7 @@ def _generate(args: argparse.Namespace, stop: list[str]) -> int:
         out.write("\n")
     if args.save_state:
         stream.decoder.save_state(args.save_state)
-    lines = [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
-    print("\n".join(lines), file=sys.stderr)
-    return 0
+    return [f"load: {model.load_seconds:.2f} s"] + stream.stats.summary_lines()
 
 
 class _Output:
@@ -291,6 +295,12 @@ COMMANDS = {"generate": (_generate_parser, _run_generate), "info": (_info_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A stream closed at start (`2>&-`) is None in Python: every write to it failed,
+    # and print(file=None) writes to stdout. Discard what goes there instead; the
+    # descriptor /dev/null takes is then not one the state file could get.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     try:
         parser = _Parser(prog="mambart", description="Fast Mamba inference without PyTorch.")
         parser.add_argument("--version", action="version", version=f"mambart {__version__}")

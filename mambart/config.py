@@ -61,7 +61,7 @@ def _float_hook(name: str) -> Callable[[dict], Any]:
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                     raise ValueError
                 return float(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise ValueError(f"{name}: invalid __float__ value {value!r}") from None
         return obj
     return hook
@@ -615,7 +615,7 @@ def _parse_nemotron_h(raw: dict[str, Any]) -> ModelConfig:
     n_groups = _size(raw, key("n_groups", "mamba_n_groups"), 8)
     _check_groups(n_heads, n_groups, "mamba_num_heads", "n_groups")
     dt_min = raw.get(key("time_step_min", "mamba_dt_min"), 0.001)
-    if isinstance(dt_min, bool) or not isinstance(dt_min, (int, float)) or not 0 <= dt_min < math.inf:
+    if isinstance(dt_min, bool) or not isinstance(dt_min, (int, float)) or not _finite(dt_min) or dt_min < 0:
         raise ValueError(f"'time_step_min' must be a non-negative number, got {_short(dt_min)}")
     attn_heads = _size(raw, "num_attention_heads", 32)
     kv_heads = attn_heads if raw.get("num_key_value_heads", 8) is None else _size(raw, "num_key_value_heads", 8)
@@ -847,7 +847,7 @@ def _padded_vocab(raw: dict[str, Any], default: int, multiple_default: int) -> i
 def _inner(raw: dict[str, Any], key: str, default: float, d_model: int) -> int:
     expand = raw.get(key, default)
     if isinstance(expand, bool) or not isinstance(expand, (int, float)) \
-            or not math.isfinite(expand) or not 0 < expand * d_model <= MAX_SIZE \
+            or not _finite(expand) or not 0 < expand * d_model <= MAX_SIZE \
             or int(expand * d_model) <= 0:
         raise ValueError(f"'{key}' must be a positive number with {key} x d_model at most "
                          f"{MAX_SIZE}, got {_short(expand)}")
@@ -862,9 +862,17 @@ def _dt_rank(raw: dict[str, Any], key: str, d_model: int) -> int:
 
 def _number(raw: dict[str, Any], key: str, default: float) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value <= 0:
         raise ValueError(f"'{key}' must be a positive number, got {value!r}")
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite, but False for an int beyond float range (there it raises OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _eps(raw: dict[str, Any], key: str, default: float) -> float:
@@ -890,7 +898,10 @@ def _dt_limit(raw: dict[str, Any], key: str) -> tuple[float, float]:
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise ValueError(f"'{key}' must be a pair of numbers, got {value!r}")
-    low, high = float(value[0]), float(value[1])
+    try:
+        low, high = float(value[0]), float(value[1])
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"'{key}' must be a pair of numbers in float range, got {_short(value)}") from None
     if math.isnan(low) or math.isnan(high) or low < 0 or high < low or math.isinf(low):
         raise ValueError(f"'{key}' must satisfy 0 <= low <= high, got {value!r}")
     return low, high

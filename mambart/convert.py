@@ -72,6 +72,9 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
         raise ValueError(f"{config_file}: {e}") from None
     if config.quantized:
         raise ValueError(f"{src} is already converted to {config.quantized}: convert the original checkpoint")
+    # Before anything is written: a missing tokenizer would leave a directory that
+    # blocks the retry (with --tokenizer) after the whole conversion.
+    tok_dir = resolve_tokenizer(src, tokenizer)
     weights = load_weights(read_checkpoint(src), config)
     check_unchanged(weight_arrays(weights))
     weights = convert_matrices(weights, dtype)
@@ -91,7 +94,6 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
         raw_config[QUANTIZED_KEY] = dtype
     (out / config_file.name).write_text(json.dumps(raw_config, indent=2) + "\n")
     write_safetensors(out / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
-    tok_dir = resolve_tokenizer(src, tokenizer)
     for folder, names in ((tok_dir, _TOKENIZER_FILES), (src, ("generation_config.json",))):
         for name in names:
             if (folder / name).is_file():

@@ -238,6 +238,9 @@ class Decoder:
         One consistent snapshot: no other thread can change the decoder meanwhile."""
         from .state import dump
 
+        # open() takes an int (a bool too) as a file descriptor, and closes it after.
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str, an os.PathLike or None, got {type(path).__name__}")
         data = dump(self)
         if path is not None:
             with open(path, "wb") as f:

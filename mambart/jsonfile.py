@@ -29,11 +29,13 @@ def loads(text: str | bytes, name: str, *, max_depth: int = MAX_DEPTH,
         except UnicodeDecodeError as e:
             raise ValueError(f"{name}: not valid UTF-8 (byte {e.start})") from None
     try:
-        value = json.loads(text, object_hook=object_hook, object_pairs_hook=object_pairs_hook)
+        value = json.loads(text, object_hook=object_hook, object_pairs_hook=object_pairs_hook, parse_int=_int)
     except json.JSONDecodeError as e:
         raise ValueError(f"{name}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except RecursionError:
         raise ValueError(f"{name}: JSON nests deeper than {max_depth} levels") from None
+    except _LongInt as e:
+        raise ValueError(f"{name}: not valid JSON (an integer of {e.args[0]} digits, too long to read)") from None
     _check_depth(value, name, max_depth)
     return value
 
@@ -54,6 +56,19 @@ def read(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES, name: str | Non
     if len(raw) > max_bytes:
         raise ValueError(f"{name}: over the {max_bytes}-byte limit for a JSON file")
     return loads(raw, name, **kwargs)
+
+
+class _LongInt(Exception):
+    """An integer literal longer than Python converts (not a ValueError: hooks' errors pass through)."""
+
+
+def _int(text: str) -> int:
+    # int() refuses more than 4300 digits (Python's default limit) with a ValueError
+    # that names no file and points at sys.set_int_max_str_digits().
+    try:
+        return int(text)
+    except ValueError:
+        raise _LongInt(len(text.lstrip("-"))) from None
 
 
 def _check_depth(value: Any, name: str, max_depth: int) -> None:

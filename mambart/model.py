@@ -74,6 +74,9 @@ class Model:
 
         if isinstance(state, (bytes, bytearray, memoryview)):
             return load(self, bytes(state))
+        # open() takes an int (a bool too) as a file descriptor, and closes it after.
+        if not isinstance(state, (str, os.PathLike)):
+            raise TypeError(f"state must be a Decoder, bytes or a path, got {type(state).__name__}")
         return load_file(self, state)
 
     def _decoder_for(self, state, batch: int) -> Decoder:

@@ -42,7 +42,8 @@ def parse(params: dict[str, Any], max_positions: int) -> tuple[tuple[str, Any], 
         raise ValueError(f"rope_type {kind!r} is not supported (supported: {', '.join(SUPPORTED)})")
     if kind == "linear":
         return (("rope_type", kind), ("factor", _positive(params, "factor", None)))
-    if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0:
+    if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0 \
+            or not _finite(max_positions):  # YaRN divides it by the original length
         raise ValueError(f"rope_type {kind!r} needs 'max_position_embeddings' a positive integer, "
                          f"got {max_positions!r}")
     original = _positive(params, "original_max_position_embeddings", max_positions)
@@ -142,7 +143,15 @@ def _mscale(factor: float, mscale: float) -> float:
 
 def _positive(params: dict[str, Any], key: str, default: float | None) -> float:
     value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value <= 0:
         kind = params.get("rope_type", params.get("type"))
         raise ValueError(f"rope_type {kind!r} needs '{key}' a positive number, got {value!r}")
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite, but False for an int beyond float range (there it raises OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

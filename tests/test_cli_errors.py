@@ -104,6 +104,40 @@ def test_closed_stdout_still_saves_the_state(tmp_path):
     assert (tmp_path / "cut.state").read_bytes() == (tmp_path / "full.state").read_bytes()
 
 
+def test_closed_stderr_still_saves_the_state(tmp_path):
+    # `2>&1 | head`: the summary after the save fails too. That error removed
+    # the state just written (the clean-up of a failed start), with status 0.
+    args = ["generate", "--prompt", "def f(x):", "--max-new-tokens", "30", "--seed", "5"]
+    p = subprocess.Popen([sys.executable, "-m", "mambart", *args, "--save-state", str(tmp_path / "cut.state")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+    p.stdout.close()
+    assert p.wait(timeout=120) == 0
+    full = run(*args, "--save-state", str(tmp_path / "full.state"))
+    assert full.returncode == 0, full.stderr
+    assert (tmp_path / "cut.state").read_bytes() == (tmp_path / "full.state").read_bytes()
+
+
+def test_closed_standard_streams(tmp_path):
+    # `2>&-` / `>&-`: Python's sys.stderr / sys.stdout are then None. The first
+    # write failed (exit 1, no text at all), and print(file=None) writes to stdout.
+    args = ["generate", "--prompt", "def f(x):", "--max-new-tokens", "20", "--seed", "5"]
+
+    def closed(redirect, *more):
+        return subprocess.run(["sh", "-c", f'exec "$0" -m mambart "$@" {redirect}', sys.executable, *args, *more],
+                              capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+
+    full = run(*args, "--save-state", str(tmp_path / "full.state"))
+    assert full.returncode == 0 and full.stdout, full.stderr
+    r = closed("2>&-")
+    assert r.returncode == 0 and r.stdout == full.stdout
+    r = closed(">&-", "--save-state", str(tmp_path / "cut.state"))
+    assert r.returncode == 0 and r.stdout == "" and r.stderr.startswith("load: "), r.stderr
+    assert (tmp_path / "cut.state").read_bytes() == (tmp_path / "full.state").read_bytes()
+    r = subprocess.run(["sh", "-c", 'exec "$0" -m mambart generate --prompt "" 2>&-', sys.executable],
+                       capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+    assert r.returncode == 1 and r.stdout == ""  # the error is not written to stdout
+
+
 def test_ctrl_c_during_start_up_is_quiet(tmp_path):
     # A KeyboardInterrupt while the runtime is being imported, as Ctrl-C right
     # after starting the command gives: status 130 and no traceback.
