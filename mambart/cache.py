@@ -13,7 +13,9 @@ order of sums whatever the number of rows, and the scans run token by
 token), so the state after prefilling ids[:k] and then ids[k:] is
 bit-identical to the state after prefilling ids at once: every prefilled
 state is an exact start for any extension, and results are identical with
-and without the cache. Decode steps round differently, so the state at the
+and without the cache (a cache is bound to the model that first uses it:
+other weights, another dtype or device would compute other bits). Decode
+steps round differently, so the state at the
 end of a completion is stored after prefilling the completion's tokens
 again (`PrefillRun` from the end-of-prompt state; the server does it for
 chat replies, whose next turn extends them). On CUDA (cuBLAS), hits are
@@ -60,7 +62,8 @@ class PromptCache:
     Pass one to `Model.generate(..., cache=)` / `Model.stream(..., cache=)`, or
     share it with `mambart serve`'s scheduler. Counters: `hits`, `misses`,
     `hit_tokens` (prompt tokens not prefilled thanks to a hit), `evictions`,
-    `nbytes`, `len()`.
+    `nbytes`, `len()`. It serves one model (weights, dtype and device): the
+    first that uses it; `clear()` frees it for another.
     """
 
     def __init__(self, max_bytes: int = 512 << 20) -> None:
@@ -72,6 +75,18 @@ class PromptCache:
         self._lock = threading.Lock()
         self.nbytes = 0
         self.hits = self.misses = self.hit_tokens = self.evictions = 0
+        self._model: tuple[str, str] | None = None  # (run_fingerprint, name) of the model it serves
+
+    def bind(self, model) -> None:
+        """Marks the cache as serving `model`; ValueError if it already holds
+        states of another model (or of the same checkpoint in another dtype or
+        on another device), which would start a prompt from wrong states."""
+        with self._lock:
+            if self._model is None:
+                self._model = (model.run_fingerprint, model.name)
+            elif self._model[0] != model.run_fingerprint:
+                raise ValueError(f"this PromptCache holds states of another model ({self._model[1]}, "
+                                 f"{self._model[0]}); use one cache per model, dtype and device, or clear() it")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -124,7 +139,9 @@ class PromptCache:
             del self._lengths[n]
 
     def clear(self) -> None:
+        """Forgets every entry, and the model served."""
         with self._lock:
+            self._model = None
             self._entries.clear()
             self._lengths.clear()
             self.nbytes = 0
@@ -135,6 +152,8 @@ def cached_prefill(decoder, row: int, ids: Sequence[int], cache: PromptCache | N
     row's state is replaced), storing checkpoints and the end state. Returns
     the tokens the hit covered."""
     ids = list(ids)
+    if cache is not None:
+        cache.bind(decoder.model)
     hit = cache.lookup(ids) if cache is not None else CacheHit(0, None)
     run = PrefillRun(decoder, row, ids, hit, cache)
     while not run.done:
@@ -152,6 +171,8 @@ class PrefillRun:
     def __init__(self, decoder, row: int, ids: list[int], hit: CacheHit, cache: PromptCache | None,
                  marks: Sequence[int] = ()) -> None:
         """Puts hit's state into the row (zeros for no hit)."""
+        if cache is not None:
+            cache.bind(decoder.model)
         self.decoder, self.row, self.ids, self.cache = decoder, row, ids, cache
         self.start = self.pos = hit.length
         self.marks = sorted(m for m in marks if hit.length < m < len(ids))

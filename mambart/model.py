@@ -32,14 +32,17 @@ class Model:
     """
 
     def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path, *,
-                 name: str, fingerprint: str, mapped: Sequence[MappedFile] = (), weight_bytes_per_token: int = 0,
-                 load_seconds: float = 0.0) -> None:
+                 name: str, fingerprint: str, weights_fingerprint: str = "", mapped: Sequence[MappedFile] = (),
+                 weight_bytes_per_token: int = 0, load_seconds: float = 0.0) -> None:
         self._core = core
         self.config = config
         self.tokenizer = tokenizer
         self.path = path
         self.name = name                # as given to load(): hub id or path
         self.fingerprint = fingerprint  # identifies the weights in saved states
+        # The weights as run (after a dtype conversion) and their device: what
+        # the bits of a state depend on, so what a PromptCache is bound to.
+        self.run_fingerprint = f"{weights_fingerprint or fingerprint}@{core.device}"
         self.weight_bytes_per_token = weight_bytes_per_token  # bytes a decode step reads (batch 1)
         self.load_seconds = load_seconds
         self._mapped = list(mapped)     # files the CPU reads the weights from, in place
@@ -270,13 +273,15 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
     if dtype is not None:
         weights = convert_matrices(weights, dtype)
     mapped = check_unchanged(weight_arrays(weights))
+    weights_fingerprint = _fingerprint(config, weights) if dtype is not None else fingerprint
     core = _core.Model(_core_config(config), {k: _core_weight(w) for k, w in weights.items()}, threads or 0,
                        cuda_device)
     if cuda_device >= 0:
         # The device holds its own copy now.
         release_pages(weight_arrays(weights))
         mapped = []
-    return Model(core, config, tok, path, name=str(model), fingerprint=fingerprint, mapped=mapped,
+    return Model(core, config, tok, path, name=str(model), fingerprint=fingerprint,
+                 weights_fingerprint=weights_fingerprint, mapped=mapped,
                  weight_bytes_per_token=core.step_bytes, load_seconds=time.perf_counter() - start)
 
 

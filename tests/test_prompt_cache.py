@@ -74,6 +74,25 @@ def test_generate_with_cache_equals_without(small_mamba2_dir):
         model.generate(prompt, 2, cache={})
 
 
+def test_a_cache_serves_one_model(small_model_dir):
+    """States are exact only for the weights, dtype and device that computed
+    them: a cache shared with other weights would start prompts from wrong
+    states, so it refuses; the same checkpoint loaded again shares it."""
+    path = small_model_dir[0]
+    f32, again, q8 = (mambart.load(path, threads=1, dtype=t) for t in ("f32", "f32", "q8"))
+    prompt = "def fibonacci(n):\n" * 20
+    cache = mambart.PromptCache()
+    want = f32.generate(prompt, 8, temperature=0, cache=cache)
+    s = again.stream(prompt, 8, temperature=0, cache=cache)
+    assert "".join(s) == want and s.stats.cached_tokens > 0
+    with pytest.raises(ValueError, match="another model"):
+        q8.generate(prompt, 8, temperature=0, cache=cache)
+    with pytest.raises(ValueError, match="another model"):
+        PrefillRun(q8.decoder(1), 0, [1, 2], CacheHit(0, None), cache)
+    cache.clear()
+    assert q8.generate(prompt, 8, temperature=0, cache=cache) == q8.generate(prompt, 8, temperature=0)
+
+
 def test_longest_prefix_wins():
     c = mambart.PromptCache(1 << 20)
     c.store([1, 2], b"two")

@@ -153,6 +153,8 @@ class Scheduler:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.cache = cache
+        if cache is not None:
+            cache.bind(model)  # states of another model would be wrong starts
         self.prefill_tokens = prefill_tokens
         self.max_prefill = max_prefill
         self.observer = observer or Observer()
