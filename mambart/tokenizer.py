@@ -94,6 +94,23 @@ class Tokenizer:
         added = self._tok.get_added_tokens_decoder().get(int(token_id))
         return bool(added is not None and added.special)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes a token stands for, which may be part of a UTF-8 character
+        (OpenAI's logprobs `bytes`): read through byte-level BPE's alphabet, or a
+        byte-fallback token's <0xNN>; else the UTF-8 of its decoded text."""
+        token_id = int(token_id)
+        piece = self._tok.id_to_token(token_id)
+        if piece is not None and not self.is_special(token_id):
+            if isinstance(self._tok.decoder, tokenizers.decoders.ByteLevel) and all(c in _BYTE_OF for c in piece):
+                return bytes(_BYTE_OF[c] for c in piece)
+            if getattr(self._tok.model, "byte_fallback", False) and len(piece) == 6 and piece.startswith("<0x") \
+                    and piece.endswith(">"):
+                try:
+                    return bytes([int(piece[3:5], 16)])
+                except ValueError:
+                    pass
+        return self.decode([token_id]).encode("utf-8")
+
     def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
         """An incremental decoder whose output concatenates to `decode(all ids)`."""
         return StreamDecoder(lambda ids: self.decode(ids, skip_special_tokens))
@@ -160,6 +177,24 @@ class StreamDecoder:
             if head.startswith(self._read_text) and head + self._decode(ids[j:]) == text:
                 return self._advance(j, head)
         return ""
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's character for each byte, inverted: the printable
+    Latin-1 bytes stand for themselves, the other 68 take U+0100 on, in byte
+    order."""
+    printable = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+    out, extra = {}, 0x100
+    for b in range(256):
+        if b in printable:
+            out[chr(b)] = b
+        else:
+            out[chr(extra)] = b
+            extra += 1
+    return out
+
+
+_BYTE_OF = _byte_level_alphabet()
 
 
 def check_text(text: str, what: str) -> None:

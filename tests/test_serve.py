@@ -157,6 +157,7 @@ def test_logprobs_are_the_log_softmax_of_the_logits(client, local, chat_dir):
     content = r.choices[0].logprobs.content
     assert [c.logprob for c in content] == pytest.approx([lps[i][t] for i, t in enumerate(want)], abs=1e-9)
     assert all(len(c.top_logprobs) == 2 for c in content)
+    assert [c.bytes for c in content] == [list(local.tokenizer.token_bytes(t)) for t in want]
 
 
 def test_echo_with_logprobs_scores_the_prompt(server, client, local, chat_dir):

@@ -76,6 +76,21 @@ def test_round_trip_and_no_special_tokens_added(tok):
     assert tok.encode("") == []
 
 
+def test_token_bytes_are_the_bytes_tokens_stand_for(tok):
+    # Byte-level BPE: a token may be part of a character; its bytes still add up.
+    for text in CORPUS:
+        assert b"".join(tok.token_bytes(i) for i in tok.encode(text)) == text.encode("utf-8")
+    assert [tok.token_bytes(i) for i in byte_ids(tok, "é".encode())] == [b"\xc3", b"\xa9"]
+    assert tok.token_bytes(tok.eos_token_id) == b"<|endoftext|>"
+    # Byte fallback (sentencepiece-style vocabularies): <0xNN> is that byte.
+    vocab = {f"<0x{b:02X}>": b for b in range(256)} | {"a": 256, "<unk>": 257}
+    fallback = HFTokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    fallback.decoder = decoders.ByteFallback()
+    t = Tokenizer(fallback)
+    ids = t.encode("aé")
+    assert ids == [256, 0xC3, 0xA9] and [t.token_bytes(i) for i in ids] == [b"a", b"\xc3", b"\xa9"]
+
+
 def test_vocab_and_eos(tok):
     assert tok.vocab_size == 420
     assert tok.eos_token_id == tok.token_to_id("<|endoftext|>") == 0

@@ -358,8 +358,7 @@ class App:
 
     def _chat_logprobs(self, evs: list[TokenEvent]) -> dict:
         def entry(t, lp):
-            s = self._piece(t)
-            return {"token": s, "logprob": lp, "bytes": list(s.encode("utf-8"))}
+            return {"token": self._piece(t), "logprob": lp, "bytes": list(self.model.tokenizer.token_bytes(t))}
         return {"content": [dict(entry(e.token, e.logprob), top_logprobs=[entry(t, lp) for t, lp in e.top or []])
                             for e in evs]}
 
