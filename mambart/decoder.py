@@ -122,21 +122,21 @@ class Decoder:
         """
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
-        return self._core.prefill([_ids(p) for p in prompts], all_logits, progress=progress)
+        return self._core.prefill([token_id_list(p) for p in prompts], all_logits, progress=progress)
 
     @_exclusive
     def prefill_logits_device(self, prompt: Sequence[int]):
         """Feed one prompt (batch 1, CUDA) and return the logits of every position,
         (len, vocab_size), in device memory without a copy: an object with
         `__cuda_array_interface__` (e.g. `cupy.asarray(...)`) that owns its memory."""
-        interface, owner = self._core.prefill([_ids(prompt)], on_device=True)
+        interface, owner = self._core.prefill([token_id_list(prompt)], on_device=True)
         return _DeviceArray(interface, owner)
 
     @_exclusive
     def step(self, tokens: Sequence[int]) -> None:
         """Feed one token to each of the first len(tokens) rows (all rows when
         len(tokens) == batch; the other rows are left as they are)."""
-        self._core.step(_ids(tokens))
+        self._core.step(token_id_list(tokens))
 
     # ---- one row at a time: continuous batching keeps live rows in [0, n) ----
 
@@ -149,7 +149,7 @@ class Decoder:
     @_exclusive
     def prefill_row(self, row: int, tokens: Sequence[int]) -> None:
         """Feed tokens to one row, continuing its state; the other rows are untouched."""
-        self._core.prefill_row(row, _ids(tokens))
+        self._core.prefill_row(row, token_id_list(tokens))
 
     @_exclusive
     def reset_row(self, row: int) -> None:
@@ -269,12 +269,18 @@ class _DeviceArray:
         self._owner = owner
 
 
-def _ids(tokens: Sequence[int]) -> list[int]:
+def token_id_list(tokens: Sequence[int]) -> list[int]:
+    """Token ids (a sequence, or a NumPy or CuPy array, of integers) as Python
+    ints, for the core; ValueError unless 1-D integers within int32, naming
+    the first id out of it (as the ids were given: a cast would wrap it)."""
     arr = np.asarray(tokens.get() if hasattr(tokens, "__cuda_array_interface__") else tokens)
     if arr.ndim != 1:
         raise ValueError(f"token ids must be 1-D, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"token ids must be integers, got {arr.dtype}")
-    if arr.size and (arr.min() < -2**31 or arr.max() >= 2**31):
-        raise ValueError("token id out of range")
-    return arr.astype(np.int64).tolist()
+    ids = arr.tolist()
+    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
+            arr.dtype == object and all(isinstance(t, int) and not isinstance(t, bool) for t in ids)):
+        raise ValueError(f"token ids must be integers, got {arr.dtype}")  # (object: Python ints past int64)
+    bad = next((t for t in ids if not -2**31 <= t < 2**31), None)
+    if bad is not None:
+        raise ValueError(f"token id {bad} is out of range")
+    return ids

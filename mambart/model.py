@@ -13,7 +13,7 @@ import numpy as np
 from . import _core, rope
 from .checkpoint import MappedFile, check_unchanged, read_checkpoint, release_pages
 from .config import ModelConfig, load_config
-from .decoder import Decoder
+from .decoder import Decoder, token_id_list
 from .generate import GenerationStats, TextStream, generate_ids
 from .hub import resolve, resolve_tokenizer
 from .sampling import SamplingParams
@@ -206,14 +206,10 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def _as_id_list(token_ids: Sequence[int]) -> list[int]:
-    if hasattr(token_ids, "__cuda_array_interface__"):  # a CuPy array: ids are few, copy them
-        token_ids = token_ids.get()
-    ids = np.asarray(token_ids)
-    if ids.ndim != 1 or ids.size == 0:
-        raise ValueError(f"token_ids must be a non-empty 1-D sequence, got shape {ids.shape}")
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"token_ids must be integers, got {ids.dtype}")
-    return ids.astype(np.int64).tolist()
+    ids = token_id_list(token_ids)  # a CuPy array too: ids are few, copied
+    if not ids:
+        raise ValueError("token_ids must not be empty")
+    return ids
 
 
 def _check_max_new_tokens(n: int) -> None:

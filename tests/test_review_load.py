@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import child
@@ -117,3 +118,15 @@ def test_json_integer_too_long_names_the_file(tmp_path, small_model_dir, name):
         (d / name).write_text(json.dumps(raw)[:-1] + ', "x": ' + "1" * 5000 + "}")
     with pytest.raises(ValueError, match=rf"{name}: (header: )?not valid JSON \(an integer of 5000 digits, too long"):
         mambart.load(d)
+
+
+@pytest.mark.parametrize("ids, bad", [
+    (np.array([1, 2**64 - 1], dtype=np.uint64), 2**64 - 1),  # a cast to int64 made it -1
+    (np.array([2**40], dtype=np.int64), 2**40),
+    ([1, 2**70], 2**70),  # an object array of Python ints
+])
+def test_token_ids_out_of_range_are_named_as_given(model, ids, bad):
+    with pytest.raises(ValueError, match=f"^token id {bad} is out of range"):
+        model.logits(ids)
+    with pytest.raises(ValueError, match=f"^token id {bad} is out of range"):
+        model.decoder(1).prefill([ids])
