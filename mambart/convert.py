@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +90,23 @@ def convert(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str, *,
             tensors[spec.source] = RawTensor(spec.source, _STORED[dtype], shape, w.data.reshape(shape))
         else:
             tensors[spec.source] = np.asarray(w).reshape(spec.stored)
-    out.mkdir(parents=True, exist_ok=True)
     if dtype in QUANTIZED_TYPES:
         raw_config[QUANTIZED_KEY] = dtype
-    (out / config_file.name).write_text(json.dumps(raw_config, indent=2) + "\n")
-    write_safetensors(out / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
-    for folder, names in ((tok_dir, _TOKENIZER_FILES), (src, ("generation_config.json",))):
-        for name in names:
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, out / name)
+    # Written beside out_dir and renamed into place when complete: a full disk
+    # or a Ctrl-C leaves no half-written model behind (nor one that blocks a retry).
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        (work / config_file.name).write_text(json.dumps(raw_config, indent=2) + "\n")
+        write_safetensors(work / "model.safetensors", tensors, metadata={"format": "pt", "mambart_dtype": dtype})
+        for folder, names in ((tok_dir, _TOKENIZER_FILES), (src, ("generation_config.json",))):
+            for name in names:
+                if (folder / name).is_file():
+                    shutil.copyfile(folder / name, work / name)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return out

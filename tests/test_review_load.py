@@ -66,6 +66,26 @@ def test_convert_without_a_tokenizer_writes_nothing(tmp_path, small_model_dir):
     assert (out / "tokenizer.json").is_file()
 
 
+def test_convert_that_fails_while_writing_leaves_nothing(tmp_path, small_model_dir, monkeypatch):
+    # A full disk (or a Ctrl-C) during the write left a half-written model dir.
+    from mambart import convert as convert_module
+
+    def full_disk(path, *args, **kwargs):
+        path.write_bytes(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(convert_module, "write_safetensors", full_disk)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        convert_module.convert(small_model_dir[0], out, "q8")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    out.mkdir()  # an empty directory is a fine target
+    convert_module.convert(small_model_dir[0], out, "q8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert mambart.load(out, threads=1).generate("x", 2, temperature=0)
+
+
 _HUGE = 10**400  # a JSON integer beyond float range: float() of it raises OverflowError
 
 
