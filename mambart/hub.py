@@ -44,13 +44,17 @@ def resolve(model: str, *, revision: str | None = None) -> Path:
     "state-spaces/mamba-130m-hf", downloaded (or, offline, looked up in the
     cache) at `revision` (branch, tag or commit; default "main"), or
     "builtin": the small model shipped inside the package (a directory of
-    that name is "./builtin").
+    that name is "./builtin"). A revision with a local model is a ValueError:
+    there is nothing it could select.
     """
+    path = Path(model).expanduser()
+    if revision is not None and (model == BUILTIN_NAME or path.is_dir()):
+        raise ValueError(f"a revision ({revision!r}) selects a version of a Hugging Face hub repo; "
+                         f"'{model}' is a local model")
     if model == BUILTIN_NAME:
         if not (BUILTIN_DIR / "config.json").is_file():
             raise FileNotFoundError(f"the built-in model is missing from this installation ({BUILTIN_DIR})")
         return BUILTIN_DIR
-    path = Path(model).expanduser()
     if path.is_dir():
         return path
     if path.exists():

@@ -31,6 +31,14 @@ def test_local_directory_returned_as_is(tmp_path):
     assert hub.resolve(str(tmp_path)) == tmp_path
 
 
+def test_revision_with_a_local_model_is_an_error(tmp_path):
+    # It was ignored: the directory's files ran, whatever revision was asked for.
+    for model in (str(tmp_path), "builtin"):
+        with pytest.raises(ValueError, match=f"'{model}' is a local model"):
+            hub.resolve(model, revision="v2")
+    assert hub.resolve(str(tmp_path), revision=None) == tmp_path
+
+
 def test_home_relative_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "m").mkdir()
