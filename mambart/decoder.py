@@ -115,7 +115,8 @@ class Decoder:
         With all_logits (batch 1) return the logits of every position, (len, vocab_size).
         progress(done, total), if given, is called after each chunk of the
         prompts (tokens fed so far, tokens in all); an exception from it stops
-        the prefill at that chunk. Ctrl-C (KeyboardInterrupt) stops it between
+        the prefill at that chunk; it may read the decoder, not change it
+        (RuntimeError). Ctrl-C (KeyboardInterrupt) stops it between
         two layers, the chunk it was in undone. Either way each row's state
         and history() then cover exactly the whole chunks fed, and there are
         no logits until the next prefill or step.
