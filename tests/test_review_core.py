@@ -79,3 +79,13 @@ def test_signal_handler_cannot_change_the_decoder_mid_prefill(small_granite_dir)
                        timeout=300, env=child.env(), cwd=child.CWD)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.startswith("ok"), r.stdout
+
+
+def test_core_decoder_of_none_is_an_error():
+    # pybind11 passes None for the model as a null pointer: the decoder dereferenced it (SIGSEGV).
+    code = ("from mambart import _core\n"
+            "try:\n    _core.Decoder(None, 1)\nexcept ValueError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=child.env(),
+                       cwd=child.CWD)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip() == "[decoder] model must be a Model, got None"

@@ -33,6 +33,7 @@ static void check_batch_fits(const ModelConfig& c, int64_t batch) {
 }
 
 Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std::move(model)), batch_(batch) {
+  MAMBART_CHECK(model_, "[decoder] model must be a Model, got None");  // pybind11 passes None as a null pointer
   const ModelConfig& c = model_->config();
   check_batch_fits(c, batch);
   Backend& be = model_->backend();
