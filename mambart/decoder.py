@@ -254,9 +254,12 @@ class Decoder:
             return list(self._rng_states)
         return [s.rng_state for s in self._samplers] if self._samplers else None
 
+    @_exclusive
     def penalty_counts(self) -> list[dict[int, int]] | None:
         """Per row, the tokens sampled so far -> times, as the presence and
-        frequency penalties count them (empty without those penalties)."""
+        frequency penalties count them (empty without those penalties).
+        Held like every call: a sample() on another thread (the GIL released)
+        adds to the counts it copies."""
         if self._counts is not None:
             return [dict(c) for c in self._counts]
         return [s.counts for s in self._samplers] if self._samplers else None

@@ -89,3 +89,30 @@ def test_core_decoder_of_none_is_an_error():
                        cwd=child.CWD)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.strip() == "[decoder] model must be a Model, got None"
+
+
+def test_penalty_counts_is_refused_while_another_thread_holds_the_decoder(small_model_dir):
+    # It read the samplers' counts while the holder's sample() (GIL released) added to them.
+    import threading
+
+    import mambart
+    from mambart.decoder import BUSY
+
+    model = mambart.load(small_model_dir[0], threads=1)
+    dec = model.decoder(1)
+    stream = model.stream("Mamba is", 20, temperature=1.0, frequency_penalty=0.5, seed=3, state=dec)
+    next(iter(stream))
+    out = []
+    t = threading.Thread(target=lambda: out.append(_call(dec.penalty_counts)))
+    t.start()
+    t.join()
+    assert isinstance(out[0], RuntimeError) and str(out[0]) == BUSY
+    assert sum(dec.penalty_counts()[0].values()) >= 1  # the holder's own thread may look
+    stream.close()
+
+
+def _call(fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - handed back to the test
+        return e
