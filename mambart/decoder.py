@@ -115,7 +115,8 @@ class Decoder:
         With all_logits (batch 1) return the logits of every position, (len, vocab_size).
         progress(done, total), if given, is called after each chunk of the
         prompts (tokens fed so far, tokens in all); an exception from it stops
-        the prefill at that chunk. Ctrl-C (KeyboardInterrupt) stops it between
+        the prefill at that chunk; it may read the decoder, not change it
+        (RuntimeError). Ctrl-C (KeyboardInterrupt) stops it between
         two layers, the chunk it was in undone. Either way each row's state
         and history() then cover exactly the whole chunks fed, and there are
         no logits until the next prefill or step.
@@ -253,9 +254,12 @@ class Decoder:
             return list(self._rng_states)
         return [s.rng_state for s in self._samplers] if self._samplers else None
 
+    @_exclusive
     def penalty_counts(self) -> list[dict[int, int]] | None:
         """Per row, the tokens sampled so far -> times, as the presence and
-        frequency penalties count them (empty without those penalties)."""
+        frequency penalties count them (empty without those penalties).
+        Held like every call: a sample() on another thread (the GIL released)
+        adds to the counts it copies."""
         if self._counts is not None:
             return [dict(c) for c in self._counts]
         return [s.counts for s in self._samplers] if self._samplers else None

@@ -33,6 +33,7 @@ static void check_batch_fits(const ModelConfig& c, int64_t batch) {
 }
 
 Decoder::Decoder(std::shared_ptr<const Model> model, int64_t batch) : model_(std::move(model)), batch_(batch) {
+  MAMBART_CHECK(model_, "[decoder] model must be a Model, got None");  // pybind11 passes None as a null pointer
   const ModelConfig& c = model_->config();
   check_batch_fits(c, batch);
   Backend& be = model_->backend();
@@ -100,6 +101,7 @@ void Decoder::kv_from_host(int64_t row, const float* src, int64_t ctx) {
 
 void Decoder::reset() {
   const auto hold = use_.hold();
+  check_not_feeding("reset");
   const ModelConfig& c = model_->config();
   Backend& be = model_->backend();
   conv_ = be.zeros({c.mamba_layers(), batch_, c.conv_channels(), c.d_conv});
@@ -113,6 +115,12 @@ void Decoder::reset() {
 
 void Decoder::check_row(const char* what, int64_t row) const {
   MAMBART_CHECK(row >= 0 && row < batch_, "[", what, "] row ", row, " is outside [0, ", batch_, ")");
+}
+
+void Decoder::check_not_feeding(const char* what) const {
+  if (feeding_)
+    throw InUse(detail::concat("[", what, "] this Decoder is in the middle of a prefill (called from its progress "
+                               "callback or a signal handler): it cannot be changed until the prefill returns"));
 }
 
 void Decoder::update_has_logits() {
@@ -147,6 +155,7 @@ std::vector<LayerState> Decoder::row_states(int64_t row) const {
 Tensor Decoder::prefill(const std::vector<std::vector<int32_t>>& prompts, bool all_logits,
                         const PrefillProgress& progress) {
   const auto hold = use_.hold();
+  check_not_feeding("prefill");
   const ModelConfig& c = model_->config();
   const int64_t V = c.vocab_size;
   MAMBART_CHECK(static_cast<int64_t>(prompts.size()) == batch_, "[prefill] ", prompts.size(),
@@ -174,6 +183,13 @@ void Decoder::prefill_one(int64_t b, const std::vector<int32_t>& p, float* all, 
   const int64_t V = model_->config().vocab_size;
   std::vector<int32_t>& h = history_[static_cast<size_t>(b)];
   const int64_t len = static_cast<int64_t>(p.size());
+  // The chunks below hold pointers into this row's states and KV caches
+  // (sized once for the whole prompt), and the callbacks run Python.
+  feeding_ = true;
+  struct Fed {
+    bool& flag;
+    ~Fed() { flag = false; }
+  } fed{feeding_};
   row_logits_[static_cast<size_t>(b)] = 0;  // until the last chunk: an interrupt leaves none
   has_logits_ = false;
   // The KV cache grows for the whole prompt at once (one growing chunk by
@@ -235,6 +251,7 @@ void Decoder::keep_row_states(const std::vector<LayerState>& states, bool save) 
 
 void Decoder::prefill_row(int64_t row, const std::vector<int32_t>& tokens, const PrefillProgress& progress) {
   const auto hold = use_.hold();
+  check_not_feeding("prefill_row");
   const int64_t V = model_->config().vocab_size;
   check_row("prefill_row", row);
   MAMBART_CHECK(!tokens.empty(), "[prefill_row] tokens are empty");
@@ -246,6 +263,7 @@ void Decoder::prefill_row(int64_t row, const std::vector<int32_t>& tokens, const
 
 void Decoder::step(const std::vector<int32_t>& tokens) {
   const auto hold = use_.hold();
+  check_not_feeding("step");
   const int64_t n = static_cast<int64_t>(tokens.size());
   MAMBART_CHECK(n >= 1 && n <= batch_, "[step] ", n, " tokens for a decoder of batch ", batch_,
                 " (expected 1 to ", batch_, ")");
@@ -351,6 +369,7 @@ std::vector<float> Decoder::kv_state() const {
 void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
                       const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv_saved) {
   const auto hold = use_.hold();
+  check_not_feeding("restore");
   const int64_t V = model_->config().vocab_size;
   MAMBART_CHECK(static_cast<int64_t>(conv.size()) == conv_.numel(), "[restore] conv state has ", conv.size(),
                 " values, expected ", conv_.numel(), " ", shape_str(conv_.shape()));
@@ -386,6 +405,7 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
 
 void Decoder::reset_row(int64_t row) {
   const auto hold = use_.hold();
+  check_not_feeding("reset_row");
   check_row("reset_row", row);
   const ModelConfig& c = model_->config();
   const std::vector<float> zeros(static_cast<size_t>(std::max(c.conv_channels() * c.d_conv, c.ssm_state_size())), 0.0f);
@@ -405,6 +425,7 @@ void Decoder::reset_row(int64_t row) {
 // a few MB at most, and rows move once per finished sequence, not per step.
 void Decoder::copy_row(int64_t from, int64_t to) {
   const auto hold = use_.hold();
+  check_not_feeding("copy_row");
   check_row("copy_row", from);
   check_row("copy_row", to);
   if (from == to) return;
@@ -465,6 +486,7 @@ std::string Decoder::export_row(int64_t row) const {
 
 void Decoder::import_row(int64_t row, const std::string& blob) {
   const auto hold = use_.hold();
+  check_not_feeding("import_row");
   check_row("import_row", row);
   const ModelConfig& c = model_->config();
   const int64_t conv_row = c.conv_channels() * c.d_conv, ssm_row = c.ssm_state_size(), V = c.vocab_size;

@@ -131,6 +131,7 @@ class Decoder {
   void kv_to_host(int64_t row, std::vector<float>& out) const;
   void kv_from_host(int64_t row, const float* src, int64_t ctx);
   void check_row(const char* what, int64_t row) const;
+  void check_not_feeding(const char* what) const;
   void prefill_one(int64_t row, const std::vector<int32_t>& p, float* all, int64_t& done, int64_t total,
                    const PrefillProgress& progress);
   void update_has_logits();
@@ -153,6 +154,10 @@ class Decoder {
   std::vector<std::vector<int32_t>> history_;
   std::vector<char> row_logits_;  // per row: has logits
   bool has_logits_ = false;       // every row has logits
+  // A prefill is feeding a row: Python may run inside it (its progress
+  // callback, a signal handler between two layers) on the thread that holds
+  // the decoder, and must not change the states, caches or workspace in use.
+  bool feeding_ = false;
   // Attention hybrids: the attention layers' indices, their caches
   // (n_attention x batch) and each row's context length.
   std::vector<int64_t> attn_layers_;
