@@ -331,6 +331,13 @@ void Sampler::note(int32_t id) {
   if (counts_tokens()) ++counts_[id];
 }
 
+void Sampler::set_counts(std::unordered_map<int32_t, int32_t> counts) {
+  for (const auto& [id, n] : counts)
+    MAMBART_CHECK(id >= 0 && n >= 1 && n <= (1 << 30), "[sampler] token ", id, " has count ", n,
+                  ": counts are of sampled tokens, in [1, 2^30]");
+  counts_ = std::move(counts);
+}
+
 void Sampler::penalties(std::vector<int32_t>& ids, std::vector<float>& amounts) const {
   for (const auto& [id, count] : counts_) {
     ids.push_back(id);

@@ -68,7 +68,8 @@ class Sampler {
   // distinct, in no particular order).
   void penalties(std::vector<int32_t>& ids, std::vector<float>& amounts) const;
   const std::unordered_map<int32_t, int32_t>& counts() const { return counts_; }
-  void set_counts(std::unordered_map<int32_t, int32_t> counts) { counts_ = std::move(counts); }
+  // Each count in [1, 2^30]: sampling adds to them in int32.
+  void set_counts(std::unordered_map<int32_t, int32_t> counts);
 
   // The RNG state as bytes, so that a saved decoder continues the same stream.
   std::string rng_state() const;

@@ -183,7 +183,7 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
             raise ValueError("state file header is corrupt: bad RNG state") from None
         if len(states) != batch or any(len(s) != 32 for s in states):
             raise ValueError("state file header is corrupt: bad RNG state")
-    counts = _counts(header.get("counts"), batch, vocab)
+    counts = _counts(header.get("counts"), history, vocab)
     arrays, offset = {}, 0
     for name, nbytes in zip(expected, sizes):
         arrays[name] = np.frombuffer(body, dtype="<f4", count=nbytes // 4, offset=offset).astype(np.float32)
@@ -196,15 +196,17 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
     return decoder
 
 
-def _counts(raw, batch: int, vocab: int) -> list[dict[int, int]] | None:
-    """The penalties' token counts of a header (absent in files written before they were kept)."""
+def _counts(raw, history: list[list[int]], vocab: int) -> list[dict[int, int]] | None:
+    """The penalties' token counts of a header (absent in files written before they were kept).
+    A row's counts add up to at most its history's length: the tokens sampled
+    are in it (and a count near 2**31 would overflow the sampler's int32)."""
     if raw is None:
         return None
     bad = ValueError("state file header is corrupt: bad penalty counts")
-    if not isinstance(raw, list) or len(raw) != batch:
+    if not isinstance(raw, list) or len(raw) != len(history):
         raise bad
     out = []
-    for row in raw:
+    for row, seen in zip(raw, history):
         if not isinstance(row, list):
             raise bad
         c = {}
@@ -213,6 +215,8 @@ def _counts(raw, batch: int, vocab: int) -> list[dict[int, int]] | None:
                     or not 0 <= pair[0] < vocab or not 0 < pair[1] < 2**31 or pair[0] in c):
                 raise bad
             c[pair[0]] = pair[1]
+        if sum(c.values()) > len(seen):
+            raise bad
         out.append(c)
     return out
 

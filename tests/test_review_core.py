@@ -5,6 +5,7 @@ import sys
 import pytest
 
 import child
+import mambart
 
 # A prefill's progress callback (or a signal handler between two layers)
 # runs Python on the thread that holds the decoder: a call there that
@@ -116,3 +117,35 @@ def _call(fn):
         return fn()
     except Exception as e:  # noqa: BLE001 - handed back to the test
         return e
+
+
+def _resign(data: bytes, edit) -> bytes:
+    """A state file with its header changed by `edit` and a valid checksum again."""
+    import hashlib
+    import json
+
+    from mambart.state import _HEAD, FORMAT, MAGIC
+
+    _, _, n, m, _ = _HEAD.unpack_from(data)
+    head = json.loads(data[_HEAD.size:_HEAD.size + n])
+    edit(head)
+    head = json.dumps(head, separators=(",", ":")).encode()
+    body = data[_HEAD.size + n:]
+    return _HEAD.pack(MAGIC, FORMAT, len(head), m, hashlib.sha256(head + body).digest()) + head + body
+
+
+def test_penalty_counts_beyond_the_history_are_refused(small_model_dir):
+    # A count near 2**31 overflowed the sampler's int32 on the next draw; the
+    # counts of sampled tokens cannot add up to more than the row's history.
+    model = mambart.load(small_model_dir[0], threads=1)
+    s = model.stream("def f():", 4, temperature=1.0, seed=1, presence_penalty=0.5)
+    "".join(s)
+    data = s.decoder.save_state()
+    assert mambart.load(small_model_dir[0], threads=1).load_state(data).penalty_counts()  # it round-trips
+    for count in (2**31 - 1, 10**4):
+        def edit(h, count=count):
+            h["counts"][0][0][1] = count
+        with pytest.raises(ValueError, match="bad penalty counts"):
+            model.load_state(_resign(data, edit))
+    with pytest.raises(ValueError, match="count"):
+        mambart._core.Sampler().counts = {5: 2**31 - 1}
