@@ -197,7 +197,7 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--dtypes", nargs="+", default=["f32", "bf16", "f16", "q8", "q4"],
-                   choices=["f32", "bf16", "f16", "q8", "q4"], help="mambart weight types to measure")
+                   choices=["f32", "bf16", "f16", "q8", "q4"], help="mambart weight types to measure (f32 runs too: the KL reference)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--device", default="cpu", help="cpu, or cuda (e.g. with --batches 1 64 --no-transformers)")
     p.add_argument("--no-transformers", action="store_true")
@@ -210,7 +210,9 @@ def main() -> None:
                                        args.batches, args.dtypes[0], args.logits_out, args.device)))
         return
     if args.only == "transformers":
-        print(json.dumps(bench_transformers(args.model, args.threads, args.prompt_lengths, args.decode_tokens,
+        from mambart.hub import resolve  # "builtin" or a hub id: the directory transformers reads
+
+        print(json.dumps(bench_transformers(str(resolve(args.model)), args.threads, args.prompt_lengths, args.decode_tokens,
                                             args.batches)))
         return
 

@@ -102,3 +102,12 @@ def test_chat_without_template_is_an_error(tmp_path):
                        capture_output=True, timeout=120, env=child.env(), cwd=child.CWD)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("mambart: error:")
     assert "chat template" in r.stderr
+
+
+def test_bare_chat_says_the_builtin_model_is_no_chat_model():
+    r = subprocess.run([sys.executable, "-m", "mambart", "chat"], input="hi\n", capture_output=True, text=True,
+                       env=child.env(), cwd=child.CWD, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == ("mambart: error: the built-in model completes Python code and has "
+                                                 "no chat template: give --model a chat model (or --chat-template "
+                                                 "FILE)")

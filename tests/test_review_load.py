@@ -150,3 +150,16 @@ def test_token_ids_out_of_range_are_named_as_given(model, ids, bad):
         model.logits(ids)
     with pytest.raises(ValueError, match=f"^token id {bad} is out of range"):
         model.decoder(1).prefill([ids])
+
+
+def test_an_unbuilt_source_tree_says_why_it_has_no_core(tmp_path):
+    # Python run from a clone's root imports its mambart/, not the installed one.
+    src = tmp_path / "clone"
+    shutil.copytree(os.path.dirname(mambart.__file__), src / "mambart",
+                    ignore=shutil.ignore_patterns("_core*", "builtin", "__pycache__"))
+    (src / "pyproject.toml").write_text("")
+    r = subprocess.run([sys.executable, "-c", "import mambart; mambart.load('builtin')"], cwd=src,
+                       capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
+                                                                          if k != "PYTHONPATH"})
+    assert r.returncode == 1
+    assert "mambart's C++ core is not built in" in r.stderr and "run from another directory" in r.stderr

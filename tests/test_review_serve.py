@@ -227,3 +227,22 @@ def test_a_long_prompt_is_tokenized_beside_the_event_loop(server, chat_dir):
     t.join()
     assert health.status_code == 200 and status == [400]  # over the prompt-token limit
     assert answered_first
+
+
+def test_a_seeded_chat_draws_each_reply_from_its_own_stream(local, chat_dir, monkeypatch):
+    # Every reply drew from seed itself: the same numbers turn after turn.
+    tpl = ChatTemplate.for_model(chat_dir, local.tokenizer)
+    rows = []
+    make = SamplingParams.make_sampler
+    monkeypatch.setattr(SamplingParams, "make_sampler", lambda self, row=0: rows.append(row) or make(self, row))
+
+    def conversation():
+        chat = Chat(local, tpl, SamplingParams(temperature=1.5, seed=7), 6, out=io.StringIO())
+        return [chat.turn(m) for m in ("hello", "again", "more")], chat
+
+    first, chat = conversation()
+    assert rows == [0, 1, 2]
+    assert conversation()[0] == first  # a seeded conversation repeats
+    chat.reset()
+    chat.turn("hello")
+    assert rows[-1] == 0  # a reset conversation starts over

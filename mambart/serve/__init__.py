@@ -44,7 +44,8 @@ def run(args) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise ValueError("mambart serve needs the [serve] extra: pip install 'mambart[serve]'") from None
+        raise ValueError("mambart serve needs the serve extra: pip install '.[serve]' in mambart's source tree "
+                         "(starlette, uvicorn, jinja2, prometheus-client)") from None
     import os
 
     import mambart

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from ..sampling import SamplingParams
-from .template import ChatTemplate
+from .template import ChatTemplate, NoTemplate
 
 
 class Chat:
@@ -33,6 +33,7 @@ class Chat:
         self.prefix_ids: list[int] = []  # tokens of a loaded state, before the messages
         self.prefilled = 0               # tokens the last turn prefilled
         self._fed_end_of_turn = False    # the last reply ended with the template's end-of-turn token
+        self._replies = 0                # replies since the start: reply k draws with seed + k
 
     def load(self, path: str) -> None:
         decoder = self.model.load_state(path)
@@ -41,6 +42,7 @@ class Chat:
         self.decoder = decoder
         self.messages = []
         self.prefix_ids = self.decoder.history(0)
+        self._replies = 0
 
     def save(self, path: str) -> None:
         self.decoder.save_state(path)
@@ -99,7 +101,10 @@ class Chat:
             self.decoder = self.model.decoder(1)
             self.prefix_ids = []
             raise
-        sampler = self.params.make_sampler()
+        # With --seed, each reply its own stream (the same one for every reply
+        # drew the same numbers turn after turn), and a conversation repeats.
+        sampler = self.params.make_sampler(self._replies)
+        self._replies += 1
         detok = self.model.tokenizer.stream_decoder(skip_special_tokens=True)
         stop = self.template.stop_ids
         reply = ""
@@ -134,7 +139,13 @@ def run(args) -> int:
     if args.max_tokens < 1:
         raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype)
-    template = ChatTemplate.for_model(model.path, model.tokenizer, args.chat_template)
+    try:
+        template = ChatTemplate.for_model(model.path, model.tokenizer, args.chat_template)
+    except NoTemplate as e:
+        if args.model == "builtin":  # the default --model
+            raise ValueError("the built-in model completes Python code and has no chat template: give --model a "
+                             "chat model (or --chat-template FILE)") from None
+        raise e from None
     chat = Chat(model, template, params, args.max_tokens, args.system)
     if args.load_state:
         chat.load(args.load_state)
@@ -145,6 +156,8 @@ def run(args) -> int:
         try:
             line = input("> " if interactive else "")
         except EOFError:
+            if interactive:
+                print("", file=sys.stderr)  # Ctrl-D: the shell's prompt on a line of its own
             return 0
         except KeyboardInterrupt:
             print("", file=sys.stderr)

@@ -46,7 +46,9 @@ class ChatTemplate:
 
     def __init__(self, source: str, tokenizer: Tokenizer, bos_token: str = "", eos_token: str = "") -> None:
         if jinja2 is None:
-            raise ImportError("chat templates need jinja2: pip install 'mambart[serve]'")
+            # A ValueError: the CLI's one-line error, not a traceback.
+            raise ValueError("chat templates need jinja2, of the serve extra: pip install '.[serve]' in mambart's "
+                             "source tree, or pip install jinja2")
         # trim_blocks / lstrip_blocks: the whitespace handling chat templates are written for.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
