@@ -615,7 +615,7 @@ def _parse_nemotron_h(raw: dict[str, Any]) -> ModelConfig:
     n_groups = _size(raw, key("n_groups", "mamba_n_groups"), 8)
     _check_groups(n_heads, n_groups, "mamba_num_heads", "n_groups")
     dt_min = raw.get(key("time_step_min", "mamba_dt_min"), 0.001)
-    if isinstance(dt_min, bool) or not isinstance(dt_min, (int, float)) or not rope.finite(dt_min) or dt_min < 0:
+    if isinstance(dt_min, bool) or not isinstance(dt_min, (int, float)) or not jsonfile.finite(dt_min) or dt_min < 0:
         raise ValueError(f"'time_step_min' must be a non-negative number, got {_short(dt_min)}")
     attn_heads = _size(raw, "num_attention_heads", 32)
     kv_heads = attn_heads if raw.get("num_key_value_heads", 8) is None else _size(raw, "num_key_value_heads", 8)
@@ -847,7 +847,7 @@ def _padded_vocab(raw: dict[str, Any], default: int, multiple_default: int) -> i
 def _inner(raw: dict[str, Any], key: str, default: float, d_model: int) -> int:
     expand = raw.get(key, default)
     if isinstance(expand, bool) or not isinstance(expand, (int, float)) \
-            or not rope.finite(expand) or not 0 < expand * d_model <= MAX_SIZE \
+            or not jsonfile.finite(expand) or not 0 < expand * d_model <= MAX_SIZE \
             or int(expand * d_model) <= 0:
         raise ValueError(f"'{key}' must be a positive number with {key} x d_model at most "
                          f"{MAX_SIZE}, got {_short(expand)}")
@@ -862,7 +862,7 @@ def _dt_rank(raw: dict[str, Any], key: str, d_model: int) -> int:
 
 def _number(raw: dict[str, Any], key: str, default: float) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not rope.finite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not jsonfile.finite(value) or value <= 0:
         raise ValueError(f"'{key}' must be a positive number, got {value!r}")
     return float(value)
 

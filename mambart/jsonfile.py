@@ -9,6 +9,7 @@ as is a file larger than its limit, before it is read whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Callable
 
@@ -56,6 +57,15 @@ def read(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES, name: str | Non
     if len(raw) > max_bytes:
         raise ValueError(f"{name}: over the {max_bytes}-byte limit for a JSON file")
     return loads(raw, name, **kwargs)
+
+
+def finite(value: int | float) -> bool:
+    """math.isfinite for a JSON number, which may be an int past float range
+    (there math.isfinite raises OverflowError): False for it."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class _LongInt(Exception):

@@ -32,7 +32,7 @@ class Model:
     """
 
     def __init__(self, core: "_core.Model", config: ModelConfig, tokenizer: Tokenizer, path: Path, *,
-                 name: str, fingerprint: str, weights_fingerprint: str = "", mapped: Sequence[MappedFile] = (),
+                 name: str, fingerprint: str, weights_fingerprint: str, mapped: Sequence[MappedFile] = (),
                  weight_bytes_per_token: int = 0, load_seconds: float = 0.0) -> None:
         self._core = core
         self.config = config
@@ -42,7 +42,7 @@ class Model:
         self.fingerprint = fingerprint  # identifies the weights in saved states
         # The weights as run (after a dtype conversion) and their device: what
         # the bits of a state depend on, so what a PromptCache is bound to.
-        self.run_fingerprint = f"{weights_fingerprint or fingerprint}@{core.device}"
+        self.run_fingerprint = f"{weights_fingerprint}@{core.device}"
         self.weight_bytes_per_token = weight_bytes_per_token  # bytes a decode step reads (batch 1)
         self.load_seconds = load_seconds
         self._mapped = list(mapped)     # files the CPU reads the weights from, in place

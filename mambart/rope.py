@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonfile
+
 SUPPORTED = ("default", "linear", "llama3", "yarn")
 _LENGTH_DEPENDENT = ("dynamic", "longrope")
 
@@ -43,7 +45,7 @@ def parse(params: dict[str, Any], max_positions: int) -> tuple[tuple[str, Any], 
     if kind == "linear":
         return (("rope_type", kind), ("factor", _positive(params, "factor", None)))
     if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0 \
-            or not finite(max_positions):  # YaRN divides it by the original length
+            or not jsonfile.finite(max_positions):  # YaRN divides it by the original length
         raise ValueError(f"rope_type {kind!r} needs 'max_position_embeddings' a positive integer, "
                          f"got {max_positions!r}")
     original = _positive(params, "original_max_position_embeddings", max_positions)
@@ -143,15 +145,7 @@ def _mscale(factor: float, mscale: float) -> float:
 
 def _positive(params: dict[str, Any], key: str, default: float | None) -> float:
     value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not jsonfile.finite(value) or value <= 0:
         kind = params.get("rope_type", params.get("type"))
         raise ValueError(f"rope_type {kind!r} needs '{key}' a positive number, got {value!r}")
     return float(value)
-
-
-def finite(value: int | float) -> bool:
-    """math.isfinite, but False for an int beyond float range (there it raises OverflowError)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False

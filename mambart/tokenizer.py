@@ -7,6 +7,7 @@ of a UTF-8 character, so streamed text is held back until it is final.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -28,6 +29,10 @@ class Tokenizer:
         self._tok = tokenizer
         self.eos_token_id = eos_token_id
         self._n_ids = _call(tokenizer.get_vocab_size, True)
+        # Read once: the library builds these objects anew on every access.
+        self._special = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        self._byte_level = isinstance(tokenizer.decoder, tokenizers.decoders.ByteLevel)
+        self._byte_fallback = bool(getattr(tokenizer.model, "byte_fallback", False))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
@@ -91,8 +96,7 @@ class Tokenizer:
 
     def is_special(self, token_id: int) -> bool:
         """Whether the id is a special added token (`<|endoftext|>`, `<|im_end|>`, ...)."""
-        added = self._tok.get_added_tokens_decoder().get(int(token_id))
-        return bool(added is not None and added.special)
+        return int(token_id) in self._special
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes a token stands for, which may be part of a UTF-8 character
@@ -100,15 +104,12 @@ class Tokenizer:
         byte-fallback token's <0xNN>; else the UTF-8 of its decoded text."""
         token_id = int(token_id)
         piece = self._tok.id_to_token(token_id)
-        if piece is not None and not self.is_special(token_id):
-            if isinstance(self._tok.decoder, tokenizers.decoders.ByteLevel) and all(c in _BYTE_OF for c in piece):
+        if piece is not None and token_id not in self._special:
+            if self._byte_level and all(c in _BYTE_OF for c in piece):
                 return bytes(_BYTE_OF[c] for c in piece)
-            if getattr(self._tok.model, "byte_fallback", False) and len(piece) == 6 and piece.startswith("<0x") \
-                    and piece.endswith(">"):
-                try:
-                    return bytes([int(piece[3:5], 16)])
-                except ValueError:
-                    pass
+            fallback = self._byte_fallback and _BYTE_FALLBACK.fullmatch(piece)
+            if fallback:
+                return bytes([int(fallback[1], 16)])
         return self.decode([token_id]).encode("utf-8")
 
     def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
@@ -195,6 +196,7 @@ def _byte_level_alphabet() -> dict[str, int]:
 
 
 _BYTE_OF = _byte_level_alphabet()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # sentencepiece-style byte tokens
 
 
 def check_text(text: str, what: str) -> None:

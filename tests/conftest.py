@@ -29,6 +29,22 @@ def small_mamba2_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def chat_dir(tmp_path_factory):
+    """A tiny Mamba with a ChatML template and tokenizer (serve_util.make_chat_model)."""
+    from serve_util import make_chat_model
+
+    return make_chat_model(tmp_path_factory.mktemp("chat-model"))
+
+
+@pytest.fixture(scope="session")
+def local(chat_dir):
+    """The chat model, loaded in this process: the reference for what a server returns."""
+    import mambart
+
+    return mambart.load(chat_dir, threads=1)
+
+
+@pytest.fixture(scope="session")
 def small_falcon_mamba_dir(tmp_path_factory):
     """A small random Falcon-Mamba checkpoint (f32, tied) with a tokenizer: (path, hf_model)."""
     from models import make_mamba

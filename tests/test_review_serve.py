@@ -17,22 +17,11 @@ import pytest
 pytest.importorskip("starlette")
 openai = pytest.importorskip("openai")
 
-import mambart  # noqa: E402
 from mambart.sampling import SamplingParams  # noqa: E402
 from mambart.serve.chat import Chat  # noqa: E402
 from mambart.serve.template import ChatTemplate  # noqa: E402
-from serve_util import Server, make_chat_model  # noqa: E402
+from serve_util import Server  # noqa: E402
 from test_serve import reference, text  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return make_chat_model(tmp_path_factory.mktemp("chat-model"))
-
-
-@pytest.fixture(scope="module")
-def local(chat_dir):
-    return mambart.load(chat_dir, threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -24,16 +24,6 @@ from mambart.serve.template import ChatTemplate  # noqa: E402
 from serve_util import Server, make_chat_model  # noqa: E402
 
 @pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return make_chat_model(tmp_path_factory.mktemp("chat-model"))
-
-
-@pytest.fixture(scope="module")
-def local(chat_dir):
-    return mambart.load(chat_dir, threads=1)
-
-
-@pytest.fixture(scope="module")
 def server(chat_dir):
     with Server(chat_dir, "--max-batch", "16", "--cache-mb", "64") as s:
         yield s

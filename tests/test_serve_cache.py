@@ -29,11 +29,6 @@ def family_dir(request, tmp_path_factory):
     return make_chat_model(tmp_path_factory.mktemp(f"chat-{request.param}"), make=make, **kw)
 
 
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return make_chat_model(tmp_path_factory.mktemp("chat-model"))
-
-
 def _counter(server, metric: str) -> float:
     for line in server.client.get("/metrics").text.splitlines():
         if line.startswith(metric + " "):
