@@ -9,12 +9,14 @@ Layout (little-endian), format 2:
     n bytes   header, UTF-8 JSON: the model's name and fingerprint, batch,
               per-row token history, context length, RNG state and the
               presence / frequency penalties' token counts (null when none;
-              absent in older files), and the arrays that follow (name, shape)
+              absent in older files), the rows whose logits are saved
+              (logit_rows, only when some are not: a row reset after its
+              prefill), and the arrays that follow (name, shape)
     m bytes   float32 arrays in header order: conv (mamba_layers, batch,
               conv_channels, d_conv) and ssm (mamba_layers, batch,
               ssm_state_size), the Mamba layers only (in layer order; an
               attention layer holds no conv or SSM state), logits (batch,
-              vocab; if any), kv (attention hybrids, flat: per attention
+              vocab; if any row has them, zeros in the others), kv (attention hybrids, flat: per attention
               layer and row, the keys then the values of its context,
               (context, kv_heads * head_dim) each)
 
@@ -55,8 +57,11 @@ def dump(decoder: "Decoder") -> bytes:
     """The state file's bytes; the caller holds the decoder (one snapshot)."""
     model = decoder.model
     arrays = {"conv": decoder._core.conv_state(), "ssm": decoder._core.ssm_state()}
-    if decoder.has_logits:
-        arrays["logits"] = decoder.logits()
+    rows = [decoder.row_has_logits(r) for r in range(decoder.batch)]
+    if any(rows):
+        logits = np.array(decoder.logits())
+        logits[[not r for r in rows]] = 0  # a row without logits holds stale values: not saved
+        arrays["logits"] = logits
     if model.config.layers:  # an attention hybrid: its KV caches
         arrays["kv"] = decoder._core.kv_state()
     rng = decoder.rng_states()
@@ -69,6 +74,7 @@ def dump(decoder: "Decoder") -> bytes:
         "context": decoder._core.context(),
         "rng": [r.hex() for r in rng] if rng else None,
         "counts": [sorted(c.items()) for c in counts] if counts and any(counts) else None,
+        **({} if all(rows) or not any(rows) else {"logit_rows": rows}),
         "arrays": [[name, list(a.shape)] for name, a in arrays.items()],
     }
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -184,13 +190,19 @@ def read(model: "Model", f: IO[bytes], size: int | None) -> "Decoder":
         if len(states) != batch or any(len(s) != 32 for s in states):
             raise ValueError("state file header is corrupt: bad RNG state")
     counts = _counts(header.get("counts"), history, vocab)
+    logit_rows = header.get("logit_rows")
+    if logit_rows is not None and ("logits" not in names or not isinstance(logit_rows, list)
+                                   or len(logit_rows) != batch or not all(type(v) is bool for v in logit_rows)
+                                   or not any(logit_rows)):
+        raise ValueError("state file header is corrupt: bad logit_rows")
     arrays, offset = {}, 0
     for name, nbytes in zip(expected, sizes):
         arrays[name] = np.frombuffer(body, dtype="<f4", count=nbytes // 4, offset=offset).astype(np.float32)
         offset += nbytes
     decoder = Decoder(model, batch)
     empty = np.zeros(0, dtype=np.float32)
-    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history, arrays.get("kv"))
+    decoder._core.restore(arrays["conv"], arrays["ssm"], arrays.get("logits", empty), history, arrays.get("kv"),
+                          logit_rows or [])
     decoder._rng_states = states
     decoder._counts = counts
     return decoder

@@ -253,11 +253,13 @@ void bind_model(py::module_& m) {
       .def(
           "restore",
           [](Decoder& d, const F32Array& conv, const F32Array& ssm, const F32Array& logits,
-             const std::vector<std::vector<int32_t>>& history, const std::optional<F32Array>& kv) {
+             const std::vector<std::vector<int32_t>>& history, const std::optional<F32Array>& kv,
+             const std::vector<bool>& logit_rows) {
             auto vec = [](const F32Array& a) { return std::vector<float>(a.data(), a.data() + a.size()); };
-            d.restore(vec(conv), vec(ssm), vec(logits), history, kv ? vec(*kv) : std::vector<float>{});
+            d.restore(vec(conv), vec(ssm), vec(logits), history, kv ? vec(*kv) : std::vector<float>{}, logit_rows);
           },
           py::arg("conv"), py::arg("ssm"), py::arg("logits"), py::arg("history"), py::arg("kv") = py::none(),
+          py::arg("logit_rows") = std::vector<bool>{},
           "Put back a saved state (float32 arrays of the conv_state/ssm_state/logits/kv_state sizes; logits empty "
-          "if none; kv for attention hybrids).");
+          "if none; logit_rows: which rows' logits are real, empty for all; kv for attention hybrids).");
 }

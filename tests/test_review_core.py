@@ -149,3 +149,22 @@ def test_penalty_counts_beyond_the_history_are_refused(small_model_dir):
             model.load_state(_resign(data, edit))
     with pytest.raises(ValueError, match="count"):
         mambart._core.Sampler().counts = {5: 2**31 - 1}
+
+
+def test_bad_logit_rows_are_refused(small_model_dir):
+    model = mambart.load(small_model_dir[0], threads=1)
+    dec = model.decoder(2)
+    dec.prefill([[1, 2], [3]])
+    dec.reset_row(1)
+    data = dec.save_state()
+    assert model.load_state(data).row_has_logits(0)
+    for bad in ([True], [True, 1], [False, False], "yes", None):
+        def edit(h, bad=bad):
+            h["logit_rows"] = bad
+        if bad is None:  # absent: every row of the saved logits is real (files without the key)
+            assert model.load_state(_resign(data, edit)).has_logits
+            continue
+        with pytest.raises(ValueError, match="bad logit_rows"):
+            model.load_state(_resign(data, edit))
+    with pytest.raises(ValueError, match="bad logit_rows"):  # rows flagged where no logits were saved
+        model.load_state(_resign(model.decoder(2).save_state(), lambda h: h.update(logit_rows=[True, False])))

@@ -63,6 +63,28 @@ def test_more_prompt_after_a_state(model):
     assert abs(again.logits() - direct.logits()).max() <= 1e-5 * abs(direct.logits()).max()
 
 
+@pytest.mark.parametrize("reset", [0, 1])
+def test_rows_without_logits(model, reset):
+    """A row reset after its prefill has no logits; the other rows keep theirs
+    through save and load (they used to lose them all), and the reset row's
+    stale values are not saved."""
+    dec = model.decoder(3)
+    dec.prefill([[1, 2, 3], [4, 5], [6]])
+    dec.reset_row(reset)
+    want = {r: dec.row_logits(r) for r in range(3) if r != reset}
+    data = dec.save_state()
+    back = model.load_state(data)
+    assert [back.row_has_logits(r) for r in range(3)] == [r != reset for r in range(3)]
+    assert not back.has_logits
+    for r, logits in want.items():
+        assert (back.row_logits(r) == logits).all()
+    assert json.loads(data[56:56 + struct.unpack("<Q", data[8:16])[0]])["logit_rows"] == [r != reset for r in range(3)]
+    again = model.load_state(back.save_state())
+    assert again.save_state() == data
+    back.prefill_row(reset, [6])
+    assert back.has_logits
+
+
 def test_state_file_roundtrip(model, tmp_path):
     dec = model.decoder(1)
     dec.prefill([[1, 2, 3]])

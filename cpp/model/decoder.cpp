@@ -367,7 +367,8 @@ std::vector<float> Decoder::kv_state() const {
 }
 
 void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
-                      const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv_saved) {
+                      const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv_saved,
+                      const std::vector<bool>& logit_rows) {
   const auto hold = use_.hold();
   check_not_feeding("restore");
   const int64_t V = model_->config().vocab_size;
@@ -377,6 +378,9 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
                 " values, expected ", ssm_.numel(), " ", shape_str(ssm_.shape()));
   MAMBART_CHECK(logits.empty() || static_cast<int64_t>(logits.size()) == batch_ * V, "[restore] logits have ",
                 logits.size(), " values, expected ", batch_ * V);
+  MAMBART_CHECK(logit_rows.empty() || (!logits.empty() && static_cast<int64_t>(logit_rows.size()) == batch_),
+                "[restore] ", logit_rows.size(), " logit row flags for ", logits.empty() ? "no logits" : "logits",
+                " of batch ", batch_);
   MAMBART_CHECK(static_cast<int64_t>(history.size()) == batch_, "[restore] ", history.size(),
                 " histories for a decoder of batch ", batch_);
   for (const auto& h : history)
@@ -395,9 +399,10 @@ void Decoder::restore(const std::vector<float>& conv, const std::vector<float>& 
   }
   be.from_host(conv.data(), conv_.data<float>(), conv_.numel());
   be.from_host(ssm.data(), ssm_.data<float>(), ssm_.numel());
-  has_logits_ = !logits.empty();
-  if (has_logits_) be.from_host(logits.data(), logits_dev_.data<float>(), batch_ * V);
-  row_logits_.assign(static_cast<size_t>(batch_), has_logits_ ? 1 : 0);
+  if (!logits.empty()) be.from_host(logits.data(), logits_dev_.data<float>(), batch_ * V);
+  for (int64_t b = 0; b < batch_; ++b)
+    row_logits_[static_cast<size_t>(b)] = !logits.empty() && (logit_rows.empty() || logit_rows[static_cast<size_t>(b)]);
+  update_has_logits();
   history_ = history;
 }
 

@@ -105,11 +105,13 @@ class Decoder {
   std::vector<float> kv_state() const;
   // Tokens in each row's context (its KV caches hold that many positions).
   std::vector<int64_t> context() const;
-  // Puts a saved state back. logits may be empty (no logits yet); kv is
-  // kv_state()'s layout for contexts as long as the histories; sizes are
-  // checked against this decoder.
+  // Puts a saved state back. logits may be empty (no logits yet); logit_rows,
+  // when not empty, says which rows of logits are real (one flag per row;
+  // empty: all of them); kv is kv_state()'s layout for contexts as long as
+  // the histories; sizes are checked against this decoder.
   void restore(const std::vector<float>& conv, const std::vector<float>& ssm, const std::vector<float>& logits,
-               const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv = {});
+               const std::vector<std::vector<int32_t>>& history, const std::vector<float>& kv = {},
+               const std::vector<bool>& logit_rows = {});
 
  private:
   // One attention layer's cache of one row: capacity grows in whole blocks
