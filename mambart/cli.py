@@ -54,6 +54,7 @@ def _generate_parser(sub) -> None:
                    help="drop tokens below min_p x the top probability; 0 = off (default)")
     g.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=1.0,
                    help="CTRL-style penalty on tokens already seen; 1 = off (default)")
+    _penalty_args(g)
     g.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
     g.add_argument("--stop", action="append", default=[],
                    help="stop at this string (repeatable); backslash escapes: \\n \\t \\r \\\\ \\xNN \\uNNNN")
@@ -123,6 +124,7 @@ def _generate(args: argparse.Namespace, stop: list[str]) -> list[str]:
     bar = PrefillBar(sys.stderr) if sys.stderr.isatty() else None
     stream = model.stream(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                          presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
                           seed=args.seed, stop=stop, state=args.load_state, progress=bar)
     out = _Output(sys.stdout)
     try:
@@ -210,6 +212,14 @@ def unescape(text: str) -> str:
     return _ESCAPE.sub(one, text)
 
 
+def _penalty_args(parser) -> None:
+    parser.add_argument("--presence-penalty", dest="presence_penalty", type=float, default=0.0,
+                        help="OpenAI's: lower each generated token's logit by this once; in [-2, 2], 0 = off (default)")
+    parser.add_argument("--frequency-penalty", dest="frequency_penalty", type=float, default=0.0,
+                        help="OpenAI's: lower each generated token's logit by this per time generated; in [-2, 2], "
+                             "0 = off (default)")
+
+
 def _weight_types() -> tuple[str, ...]:
     from .convert import WEIGHT_TYPES
 
@@ -276,6 +286,7 @@ def _chat_parser(sub) -> None:
     c.add_argument("--top-p", dest="top_p", type=float, default=1.0, help="1 = off (default)")
     c.add_argument("--min-p", dest="min_p", type=float, default=0.0, help="0 = off (default)")
     c.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=1.0, help="1 = off")
+    _penalty_args(c)
     c.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a random one)")
     c.add_argument("--threads", type=int, default=None, help="worker threads (default: physical cores)")
     c.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")

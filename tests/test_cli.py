@@ -44,6 +44,22 @@ def test_mamba_ssm_flag_spellings_and_stdin(small_model_dir):
     assert a.stdout == b.stdout
 
 
+def test_presence_and_frequency_penalties(small_model_dir):
+    path, _ = small_model_dir
+    import mambart
+    model = mambart.load(path)
+    plain = model.generate("def fibonacci(n):", max_new_tokens=24, temperature=0)
+    for flags, kw in ((["--frequency-penalty", "2"], dict(frequency_penalty=2.0)),
+                      (["--presence-penalty", "-1.5", "--frequency-penalty", "0.5"],
+                       dict(presence_penalty=-1.5, frequency_penalty=0.5))):
+        r = run("generate", "--model", str(path), "--prompt", "def fibonacci(n):", "-n", "24", "-t", "0", *flags)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == model.generate("def fibonacci(n):", max_new_tokens=24, temperature=0, **kw)
+    assert r.stdout != plain  # the penalties change this greedy text
+    r = run("generate", "--model", str(path), "--prompt", "x", "--presence-penalty", "2.5")
+    assert r.returncode == 1 and "presence_penalty must be in [-2, 2]" in r.stderr
+
+
 def test_version_and_help():
     import mambart
     r = run("--version")
@@ -51,7 +67,7 @@ def test_version_and_help():
     r = run("generate", "--help")
     assert r.returncode == 0
     for flag in ("--model", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--min-p",
-                 "--repetition-penalty", "--seed", "--threads"):
+                 "--repetition-penalty", "--presence-penalty", "--frequency-penalty", "--seed", "--threads"):
         assert flag in r.stdout
 
 

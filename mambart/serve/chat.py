@@ -135,7 +135,8 @@ def run(args) -> int:
     import mambart
 
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                            repetition_penalty=args.repetition_penalty, seed=args.seed)
+                            repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
+                            frequency_penalty=args.frequency_penalty, seed=args.seed)
     if args.max_tokens < 1:
         raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     model = mambart.load(args.model, device=args.device, threads=args.threads, dtype=args.dtype)
