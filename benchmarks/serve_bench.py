@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -200,30 +201,45 @@ def main() -> None:
                   flush=True)
     print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(_nan_to_none(results), indent=2))  # NaN is not JSON
+
+
+def _nan_to_none(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nan_to_none(x) for x in v]
+    return v
+
+
+def num(v: float, spec: str) -> str:
+    """v formatted, or n/a where a run too short to have it gave NaN (no steady part, no token)."""
+    return "n/a" if math.isnan(v) else format(v, spec)
 
 
 def print_table(r: dict) -> None:
     base = r["load"][0]["steady_tok_s"] if r["load"] else float("nan")
     print(f"\nmambart serve on {r['cpu']}, {r['threads']} threads, {r['gen']} tokens from {r['prompt_len']}-token "
-          f"prompts; idle-server TTFT: {r['idle_ttft']:.3f} s\n")
+          f"prompts; idle-server TTFT: {num(r['idle_ttft'], '.3f')} s\n")
     print("| clients | tok/s, whole run | tok/s, steady | steady × 1 client | TTFT p50 (s) | TTFT p99 (s) | "
           "p99 / idle | ITL p50 (ms) | ITL p99 (ms) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for x in r["load"]:
-        print(f"| {x['concurrency']} | {x['tok_s']:.1f} | {x['steady_tok_s']:.1f} | {x['steady_tok_s'] / base:.2f} | "
-              f"{x['ttft_p50']:.3f} | "
-              f"{x['ttft_p99']:.3f} | {x['ttft_p99'] / r['idle_ttft']:.2f} | {x['itl_p50'] * 1e3:.0f} | "
-              f"{x['itl_p99'] * 1e3:.0f} |")
+        cells = [(x["tok_s"], ".1f"), (x["steady_tok_s"], ".1f"), (x["steady_tok_s"] / base, ".2f"),
+                 (x["ttft_p50"], ".3f"), (x["ttft_p99"], ".3f"), (x["ttft_p99"] / r["idle_ttft"], ".2f"),
+                 (x["itl_p50"] * 1e3, ".0f"), (x["itl_p99"] * 1e3, ".0f")]
+        print(f"| {x['concurrency']} | " + " | ".join(num(v, spec) for v, spec in cells) + " |")
     print("\nChat, time to first token per turn (s):\n")
     labels = list(r["chat"])
     print("| turn | " + " | ".join(labels) + " |")
     print("|---" * (len(labels) + 1) + "|")
     turns = len(next(iter(r["chat"].values()))) if r["chat"] else 0
     for k in range(turns):
-        print(f"| {k + 1} | " + " | ".join(f"{r['chat'][lab][k]:.3f}" for lab in labels) + " |")
+        print(f"| {k + 1} | " + " | ".join(num(r["chat"][lab][k], ".3f") for lab in labels) + " |")
     if turns:
-        print(f"| turn {turns} / turn 1 | " + " | ".join(f"{r['chat'][lab][-1] / r['chat'][lab][0]:.2f}" for lab in labels)
+        print(f"| turn {turns} / turn 1 | " + " | ".join(num(r["chat"][lab][-1] / r["chat"][lab][0], ".2f") for lab in labels)
               + " |")
 
 
