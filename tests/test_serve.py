@@ -63,7 +63,8 @@ def reference(model, ids, max_tokens, params=SamplingParams(temperature=0.0), st
 
 
 def text(model, ids) -> str:
-    return model.tokenizer.decode(ids)
+    """What the server returns for generated ids: special tokens are no text."""
+    return model.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def chat_ids(model, chat_dir, messages):
@@ -191,6 +192,66 @@ def test_stop_strings(client, local, chat_dir):
     streamed = "".join(c.choices[0].text for c in client.completions.create(
         model=name(chat_dir), prompt=ids, max_tokens=24, temperature=0, stop=stop, stream=True))
     assert streamed == full[: full.find(stop)]
+
+
+def _seeded_with_special(local, ids, special, stop_ids=()):
+    """(seed, tokens) of a sampled text in which the special token `special`
+    comes after some text and before its end."""
+    for seed in range(200):
+        out = reference(local, ids, 40, SamplingParams(temperature=1.5, seed=seed), stop_ids=stop_ids)
+        if special in out[1:-1]:
+            return seed, out
+    raise AssertionError(f"no seed samples token {special}")
+
+
+def test_special_tokens_are_not_text(server, client, local, chat_dir):
+    """Like `mambart chat` (and OpenAI): a sampled special token that does not
+    end the text is left out of it, streamed or not, and out of the logprobs'
+    token strings; usage still counts it."""
+    tok = local.tokenizer
+    ids = tok.encode("def fibonacci(n):")
+    im_start = tok.token_to_id("<|im_start|>")
+    seed, out = _seeded_with_special(local, ids, im_start)
+    want = text(local, out)
+    assert want != tok.decode(out)
+    kw = dict(model=name(chat_dir), prompt=ids, max_tokens=40, temperature=1.5, seed=seed)
+    r = client.completions.create(logprobs=1, **kw)
+    assert r.choices[0].text == want and r.usage.completion_tokens == len(out)
+    lp = r.choices[0].logprobs
+    assert lp.tokens == [tok.decode([t], skip_special_tokens=True) for t in out]
+    assert lp.tokens[out.index(im_start)] == ""
+    assert lp.text_offset == [sum(map(len, lp.tokens[:i])) for i in range(len(lp.tokens))]
+    assert "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw)) == want
+    # chat: <|im_start|> is no stop token there
+    messages = [{"role": "user", "content": "fibonacci?"}]
+    cids, stop_ids = chat_ids(local, chat_dir, messages)
+    seed, out = _seeded_with_special(local, cids, im_start, stop_ids)
+    want = tok.decode(out, skip_special_tokens=True)
+    kw = dict(model=name(chat_dir), messages=messages, max_tokens=40, temperature=1.5, seed=seed)
+    r = client.chat.completions.create(logprobs=True, **kw)
+    assert r.choices[0].message.content == want and r.usage.completion_tokens == len(out)
+    content = r.choices[0].logprobs.content
+    assert content[out.index(im_start)].token == "" and content[out.index(im_start)].bytes == []
+    assert bytes(b for c in content for b in c.bytes).decode("utf-8", "replace") == want
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw))
+    assert streamed == want
+
+
+def test_a_stop_string_that_is_a_special_token_stops_there(client, local, chat_dir):
+    """Special tokens are not text, but a stop string that is one's text (the
+    usual stop=["<|im_end|>"] of a completion on a chat model) still ends the
+    text at that token."""
+    tok = local.tokenizer
+    ids = tok.encode("def fibonacci(n):")
+    im_end = tok.token_to_id("<|im_end|>")
+    seed, out = _seeded_with_special(local, ids, im_end)
+    at = out.index(im_end)
+    kw = dict(model=name(chat_dir), prompt=ids, max_tokens=40, temperature=1.5, seed=seed, stop=["<|im_end|>"])
+    r = client.completions.create(**kw)
+    assert r.choices[0].text == tok.decode(out[:at], skip_special_tokens=True)
+    assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens == at + 1
+    streamed = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw))
+    assert streamed == r.choices[0].text
 
 
 def test_n_and_seed(client, local, chat_dir):

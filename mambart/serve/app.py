@@ -45,11 +45,13 @@ def error_response(e: APIError) -> JSONResponse:
 
 
 class _Choice:
-    """One choice's text: incremental detokenization, stop strings, logprobs."""
+    """One choice's text: incremental detokenization, stop strings, logprobs.
+    Special tokens are no text (as in `mambart chat` and OpenAI's replies),
+    but a stop string that is in one's text still stops there."""
 
     def __init__(self, tokenizer, stop: list[str]) -> None:
         self.tok = tokenizer
-        self.detok = tokenizer.stream_decoder()
+        self.detok = tokenizer.stream_decoder(skip_special_tokens=True)
         self.stop = stop
         self.held = ""
         self.text = ""
@@ -63,6 +65,11 @@ class _Choice:
         self.tokens += 1
         if ev.logprob is not None:
             self.logprobs.append(ev)
+        if self.stop and self.tok.is_special(ev.token) and any(s in self.tok.decode([ev.token]) for s in self.stop):
+            emit, _, _ = _split_at_stop(self.held + self.detok.flush(), self.stop, final=True)
+            self.held, self.stopped = "", True
+            self.text += emit
+            return emit
         self.held += self.detok.push(ev.token)
         emit, self.held, stopped = _split_at_stop(self.held, self.stop)
         self.text += emit
@@ -320,8 +327,8 @@ class App:
             else:
                 prefix = prompt_texts[k // gen.n] if gen.echo else ""
                 c = {"index": k, "text": prefix + ch.text,
-                     "logprobs": self._completion_logprobs(ch.prompt + ch.logprobs) if gen.logprobs is not None
-                     else None, "finish_reason": ch.finish_reason}
+                     "logprobs": self._completion_logprobs(ch.prompt + ch.logprobs, prompt=len(ch.prompt))
+                     if gen.logprobs is not None else None, "finish_reason": ch.finish_reason}
             out_choices.append(c)
         return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
                              "created": int(time.time()), "model": self.config.model_name,
@@ -353,24 +360,31 @@ class App:
             return
         self.scheduler.prefetch(self.model.tokenizer.encode(text))
 
-    def _piece(self, token: int) -> str:
-        return self.model.tokenizer.decode([token])
+    def _piece(self, token: int, special: bool = False) -> str:
+        """A token's text in logprobs: what it adds to the text (a special
+        token none), unless special (an echoed prompt's, written out)."""
+        return self.model.tokenizer.decode([token], skip_special_tokens=not special)
 
     def _chat_logprobs(self, evs: list[TokenEvent]) -> dict:
+        tok = self.model.tokenizer
+
         def entry(t, lp):
-            return {"token": self._piece(t), "logprob": lp, "bytes": list(self.model.tokenizer.token_bytes(t))}
+            return {"token": self._piece(t), "logprob": lp,
+                    "bytes": [] if tok.is_special(t) else list(tok.token_bytes(t))}
         return {"content": [dict(entry(e.token, e.logprob), top_logprobs=[entry(t, lp) for t, lp in e.top or []])
                             for e in evs]}
 
-    def _completion_logprobs(self, evs: list[TokenEvent], pos: int = 0) -> dict:
+    def _completion_logprobs(self, evs: list[TokenEvent], pos: int = 0, prompt: int = 0) -> dict:
         """OpenAI's legacy logprobs; an echoed prompt's first token has none.
-        pos: the text_offset of the first (a stream's chunk goes on from the last)."""
+        pos: the text_offset of the first (a stream's chunk goes on from the
+        last); prompt: how many of evs are the echoed prompt's."""
         tokens, lps, tops, offsets = [], [], [], []
-        for e in evs:
-            s = self._piece(e.token)
+        for i, e in enumerate(evs):
+            special = i < prompt
+            s = self._piece(e.token, special)
             tokens.append(s)
             lps.append(e.logprob)
-            tops.append(None if e.logprob is None else {self._piece(t): lp for t, lp in e.top or []})
+            tops.append(None if e.logprob is None else {self._piece(t, special): lp for t, lp in e.top or []})
             offsets.append(pos)
             pos += len(s)
         return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
@@ -381,7 +395,7 @@ class App:
         usage_field = {"usage": None} if gen.include_usage else {}
         offsets = [0] * len(choices)  # each choice's text_offset so far
 
-        def chunk(k, text=None, finish=None, role=False, evs=None):
+        def chunk(k, text=None, finish=None, role=False, evs=None, prompt=False):
             if chat:
                 delta = {}
                 if role:
@@ -394,7 +408,7 @@ class App:
             else:
                 c = {"index": k, "text": text or "", "logprobs": None, "finish_reason": finish}
                 if evs and gen.logprobs is not None:
-                    c["logprobs"] = self._completion_logprobs(evs, offsets[k])
+                    c["logprobs"] = self._completion_logprobs(evs, offsets[k], len(evs) if prompt else 0)
                     offsets[k] += sum(len(t) for t in c["logprobs"]["tokens"])
             data = {"id": rid, "object": obj, "created": created, "model": self.config.model_name,
                     "choices": [c], **usage_field}
@@ -424,7 +438,7 @@ class App:
                     open_choices -= 1
                     continue
                 if isinstance(ev, PromptEvent):
-                    yield chunk(k, prompt_texts[k // gen.n], evs=ev.tokens)
+                    yield chunk(k, prompt_texts[k // gen.n], evs=ev.tokens, prompt=True)
                 elif isinstance(ev, TokenEvent):
                     if ch.stopped:
                         continue
