@@ -98,7 +98,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--types", default="f32,f16,bf16,q8,q4")
-    ap.add_argument("--gemm-types", default="f32,q8")
+    ap.add_argument("--gemm-types", default="f32,q8,q4")
     ap.add_argument("--peak", type=float, default=0.0, help="peak GFLOP/s of one core, if no C compiler")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--rows", action="store_true", help="also f32 decode at 1..32 rows, every ISA")
@@ -136,7 +136,8 @@ def main():
         rows_sweep(args.threads, repeat, rounds)
 
     M, N, K = 512, 3072, 768
-    print(f"\nprefill GEMM, 1 thread, M={M} N={N} K={K}")
+    print(f"\nprefill GEMM, 1 thread, M={M} N={N} K={K} (a multiply-add counted as 2 flops; the peak is"
+          " f32 FMA's: q8 / q4 on avx512 multiply in integers, 2 / 4 times as many per instruction)")
     for wtype in args.gemm_types.split(","):
         g = max(gemm_rate(wtype, M, N, K, repeat) for _ in range(rounds))
         if probe and not args.peak:

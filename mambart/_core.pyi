@@ -151,7 +151,8 @@ class kernels:
     """Single-threaded access to the active ISA's kernels, for tests (float32 arrays)."""
     @staticmethod
     def matmul(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray] = None, out: Optional[np.ndarray] = None,
-               wtype: str = "f32", K: Optional[int] = None) -> np.ndarray: ...
+               wtype: str = "f32", K: Optional[int] = None, N: Optional[int] = None,
+               prefill: bool = False) -> np.ndarray: ...
     @staticmethod
     def convert(w: np.ndarray, wtype: str) -> np.ndarray: ...
     @staticmethod

@@ -143,7 +143,8 @@ int64_t weight_n(const char* op, int64_t rows, DType type, const py::object& N) 
 }
 
 py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
-                 const py::object& out, const std::string& wtype, const py::object& K_arg, const py::object& N_arg) {
+                 const py::object& out, const std::string& wtype, const py::object& K_arg, const py::object& N_arg,
+                 bool prefill) {
   const char* op = "matmul";
   MAMBART_CHECK(x.ndim() == 2 && w.ndim() == 2, "[matmul] x and w must be 2-D, got shapes ",
                 str(Shape(x.shape(), x.shape() + x.ndim())), " and ",
@@ -157,7 +158,7 @@ py::array matmul(const py::array& x, const py::array& w, const py::object& bias,
   p.x = vx.data, p.ldx = vx.ld, p.w = weight(op, w, type, N, K), p.wtype = type;
   p.bias = optional(op, "bias", bias, {N}, kContiguous);
   py::array y = output(op, out, {M, N}, kRowStrided, &p.ldy);
-  p.y = ptr(y), p.M = M, p.N = N, p.K = K;
+  p.y = ptr(y), p.M = M, p.N = N, p.K = K, p.prefill = prefill;
   run(cpu_kernels().matmul[static_cast<int>(type)], p, N);
   return y;
 }
@@ -440,9 +441,11 @@ void bind_kernels(py::module_& m) {
   const auto none = py::none();
   k.def("matmul", &matmul, py::arg("x"), py::arg("w"), py::arg("bias") = none,
         py::arg("out") = none, py::arg("wtype") = "f32", py::arg("K") = none, py::arg("N") = none,
+        py::arg("prefill") = false,
         "y (M, N) = x (M, K) @ w (N, K).T + bias (N). w as stored for wtype: float32 (N, K) for "
         "f32, uint16 (N, K) for f16/bf16, uint8 (N, row_bytes) for q8/q4 (K must be given), "
-        "float32 (N rounded up to 16, K) for f32p (N given unless a multiple of 16).");
+        "float32 (N rounded up to 16, K) for f32p (N given unless a multiple of 16). prefill: "
+        "the rows are a prefill's (the GEMM at any M).");
   k.def("convert", &convert, py::arg("w"), py::arg("wtype"),
         "w float32 (N, K) in the stored form of wtype (as matmul takes it), via convert_rows "
         "(f32p: pack_panels).");

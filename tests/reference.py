@@ -39,19 +39,25 @@ def gate_gelu(x, z):
 DECODE_ROWS = 32
 
 
-def matmul(x, w, bias=None, wtype="f32", K=None):
+def matmul(x, w, bias=None, wtype="f32", K=None, prefill=False, isa=None):
     """y (M, N) = x (M, K) @ w (N, K).T + bias (N): a PyTorch Linear.
 
-    w as stored for `wtype` (see dequantize); the product is float64 over
-    the dequantized weights. q4 with M <= DECODE_ROWS takes x as rounded to
+    w as stored for `wtype` (see dequantize). q8 and q4 multiply in
+    integers where kernels/matmul.h says so: with M <= DECODE_ROWS rows and
+    not a prefill's, on every ISA; at any M on avx512 (isa: the one the
+    kernel runs on, default the current). There q4 takes x as rounded to
     int8 per block (quantize_x_q8) for the codes' part, d * code, and the
-    exact x for the minimum's, m; q8 with M <= DECODE_ROWS takes x as
-    rounded to int16 per block (quantize_x_q16).
+    exact x for the minimum's, m; q8 takes x as rounded to int16 per block
+    (quantize_x_q16). Otherwise the product is float64 over the
+    dequantized weights.
     """
-    if wtype == "q4" and len(x) <= DECODE_ROWS:
+    from mambart import _core
+
+    integer = (len(x) <= DECODE_ROWS and not prefill) or (isa or _core.isa()) == "avx512"
+    if wtype == "q4" and integer:
         d, codes, m = q4_parts(w, K)
         y = quantize_x_q8(x) @ (_f64(d) * codes).T + _f64(x) @ _f64(m).T
-    elif wtype == "q8" and len(x) <= DECODE_ROWS:
+    elif wtype == "q8" and integer:
         y = quantize_x_q16(x) @ _f64(dequantize(w, wtype, K)).T
     else:
         y = _f64(x) @ _f64(dequantize(w, wtype, K)).T

@@ -214,13 +214,47 @@ def test_matmul_wtype(isa, wtype, M, K):
     assert_close(K_.matmul(x, ws, b, wtype=wtype, K=K), ref.matmul(x, ws, b, wtype=wtype, K=K))
 
 
+@pytest.mark.parametrize("K", MM_K)
+@pytest.mark.parametrize("M", (1, 5, 7, 33, 130))
 @pytest.mark.parametrize("wtype", WTYPES)
-def test_matmul_wtype_offset_blocks(isa, wtype):
+def test_matmul_wtype_prefill(isa, wtype, M, K):
+    """A prefill's rows take the GEMM at any M (avx512: q8 and q4 in integers)."""
+    N = (1, 16, 33, 70)[(M + K) % 4]
+    rng = np.random.default_rng(M * 1000 + K + 1)
+    ws, _ = stored(rng, N, K, wtype)
+    x = rand(rng, M, K)
+    b = rand(rng, N) if (M + K) % 2 else None
+    assert_close(K_.matmul(x, ws, b, wtype=wtype, K=K, prefill=True),
+                 ref.matmul(x, ws, b, wtype=wtype, K=K, prefill=True))
+
+
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_prefill_row_bits_independent_of_m_and_split(isa, wtype):
+    """A prompt cut into calls differently gives the same logits: a prefill row's bits
+    do not depend on M, its position among the rows or the split of N."""
+    rng = np.random.default_rng(17)
+    N, K = 150, 1100  # partial panels and blocks, two passes over K
+    ws, _ = stored(rng, N, K, wtype, scale=0.05)
+    pool, b = rand(rng, 40, K), rand(rng, N)
+    alone = np.stack([K_.matmul(pool[i:i + 1], ws, b, wtype=wtype, K=K, prefill=True)[0] for i in range(40)])
+    for M in (2, 6, 7, 13, 33, 40):
+        rows = (np.arange(M) * 7 + M) % 40
+        np.testing.assert_array_equal(K_.matmul(pool[rows], ws, b, wtype=wtype, K=K, prefill=True), alone[rows],
+                                      err_msg=f"M={M}")
+        y = np.full((M, N), np.nan, np.float32)
+        for n0, n1 in _split(N, 3):
+            K_.matmul(pool[rows], ws[n0:n1], b[n0:n1], out=y[:, n0:n1], wtype=wtype, K=K, prefill=True)
+        np.testing.assert_array_equal(y, alone[rows], err_msg=f"M={M} split")
+
+
+@pytest.mark.parametrize("M", (9, 130))
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_matmul_wtype_offset_blocks(isa, wtype, M):
     """q4's minimum folded as m * sum(x): weights far from zero, x of mixed sign."""
     rng = np.random.default_rng(3)
     ws, w = stored(rng, 50, 100, wtype, scale=0.1)
     w_shift = K_.convert(ref.dequantize(ws, wtype, 100) + np.float32(2.0), wtype)
-    x = rand(rng, 9, 100)
+    x = rand(rng, M, 100)
     assert_close(K_.matmul(x, w_shift, wtype=wtype, K=100), ref.matmul(x, w_shift, wtype=wtype, K=100))
 
 

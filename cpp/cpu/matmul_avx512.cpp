@@ -1,7 +1,8 @@
 // matmul for AVX-512 with VNNI: the decodes (M <= kMatmulDecodeRows) of q4
-// and q8, in integers with vpdpbusd and vpdpwssd; the prefill GEMM
-// of every weight type with 512-bit tiles; the dense types' decode
-// (cpu/matmul_dense_x86.h) in 16-lane registers. See kernels/matmul.h.
+// and q8, in integers with vpdpbusd and vpdpwssd (their GEMM too, in
+// cpu/gemm_vnni.cpp); the prefill GEMM of the other weight types with
+// 512-bit tiles; the dense types' decode (cpu/matmul_dense_x86.h) in
+// 16-lane registers. See kernels/matmul.h.
 // GCC 12 warns of -Wmaybe-uninitialized inside its own avx512fintrin.h
 // (the _mm512_undefined_* operands of permutes, shifts and conversions);
 // the location is the header's, so the pragma must precede the include.
@@ -436,13 +437,13 @@ void matmul_bf16(const MatmulParams& p, int64_t n0, int64_t n1) {
 }
 
 void matmul_q8(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm_q8(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_q8(p, n0, n1);
   decode_q8_all(p, n0, n1);
 }
 
 void matmul_q4(const MatmulParams& p, int64_t n0, int64_t n1) {
-  if (use_gemm(p, n0, n1)) return gemm(p, n0, n1);
+  if (use_gemm(p, n0, n1)) return gemm_q4(p, n0, n1);
   if (n0 >= n1 || p.M <= 0 || p.K <= 0) return avx2::matmul_q4(p, n0, n1);
   decode(p, n0, n1);
 }

@@ -104,6 +104,12 @@ void block_sums8(const MatmulParams& p, int64_t nbs, float* xs);
 void pack_panel(DType type, const char* w, int64_t stride, int64_t nr, int64_t pc, int64_t kc, int64_t K, float* wp);
 }  // namespace avx2
 
+// The prefill GEMMs of q8 and q4 in integers (cpu/gemm_vnni.cpp).
+namespace avx512 {
+void gemm_q8(const MatmulParams& p, int64_t n0, int64_t n1);
+void gemm_q4(const MatmulParams& p, int64_t n0, int64_t n1);
+}  // namespace avx512
+
 }  // namespace mambart
 
 #endif  // x86-64

@@ -23,8 +23,10 @@
 // weights' own, where the int8-to-float conversions of a float product
 // bounded the decode by arithmetic rather than bandwidth):
 //   y[m, n] = sum_b d_b dx_b (sum_i q_i qx_i)  (+ bias).
-// Everything else, and q8 / q4 with more rows, is a float product over the
-// dequantized weights.
+// On avx512 (VNNI), q8 and q4 take these integer products at every M, the
+// prefill GEMM's too (cpu/gemm_vnni.cpp). Everything else, and q8 / q4
+// with more rows or in a prefill on the other ISAs, is a float product
+// over the dequantized weights.
 //
 // f32p (kernels/quantize.h: f32 in panels of 16 rows, the CPU backend's
 // form of every f32 matrix on x86-64) needs no packing at any M, and every
