@@ -58,6 +58,9 @@ struct XInt {
 };
 
 template <DType T>
+struct XIntOf {};  // packed_once's record, one per type
+
+template <DType T>
 XInt pack_x(const MatmulParams& p) {
   const int64_t nb = (p.K + kQuantBlock - 1) / kQuantBlock;
   const int64_t qbytes = nb * kQuantBlock * (T == DType::Q8 ? 2 : 1);
@@ -178,7 +181,7 @@ void tile_rows(int mr, int np, const XInt& x, int64_t b0, const char* wp, int64_
 
 template <DType T>
 void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
-  XInt x = x86::packed_once<XInt, XInt>(p, pack_x<T>);
+  const XInt x = x86::packed_once<XIntOf<T>, XInt>(p, pack_x<T>);
   const int64_t passes = (x.nb + kBlocksMax - 1) / kBlocksMax;
   const int64_t nbb = (x.nb + passes - 1) / passes;  // blocks per pass: a function of K alone
   const int64_t ncb = std::max<int64_t>(kNR * kNP, kPanelBytes / (nbb * kBlockBytes<T>) / (kNR * kNP) * (kNR * kNP));
