@@ -167,7 +167,11 @@ void tile(const XInt& x, int64_t b0, const char* wp, int64_t gs, int64_t nbk, fl
     for (int j = 0; j < NP; ++j) _mm512_mask_storeu_ps(y + i * ldy + 16 * j, m[j], acc[i][j]);
 }
 
-constexpr int kMR = 6, kNP = 2;  // 12 int32 and 12 f32 accumulators of the 32 registers
+// 12 int32 and 12 f32 accumulators of the 32 registers; per step 3 panel loads
+// and 4 broadcasts feed 12 products (1 thread, N = 3072 K = 768, 256 rows:
+// 4 x 3 took q4 from 260-281 GFLOP/s at 6 x 2 to 281-298, q8 from 151-169
+// to 156-177; 5 x 2 and 3 x 4 in between).
+constexpr int kMR = 4, kNP = 3;  // tile_rows' cases: np 1..3
 
 template <DType T, int MR = 1>
 void tile_rows(int mr, int np, const XInt& x, int64_t b0, const char* wp, int64_t gs, int64_t nbk, float* y,
@@ -175,8 +179,11 @@ void tile_rows(int mr, int np, const XInt& x, int64_t b0, const char* wp, int64_
   if constexpr (MR < kMR) {
     if (mr != MR) return tile_rows<T, MR + 1>(mr, np, x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
   }
-  if (np == 1) return tile<T, MR, 1>(x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
-  tile<T, MR, kNP>(x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
+  switch (np) {
+    case 1: return tile<T, MR, 1>(x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
+    case 2: return tile<T, MR, 2>(x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
+    default: return tile<T, MR, 3>(x, b0, wp, gs, nbk, y, ldy, nr, bias, first);
+  }
 }
 
 template <DType T>
@@ -201,7 +208,7 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
                          x.xs ? x.xs + ic * x.nb : nullptr};
         for (int64_t jr = 0; jr < nc; jr += kNR * kNP) {
           const int64_t nr = std::min(kNR * kNP, nc - jr);
-          tile_rows<T>(mr, nr > kNR ? kNP : 1, xi, b0, wp + jr / kNR * gs, gs, nbk, p.y + ic * p.ldy + jc + jr,
+          tile_rows<T>(mr, static_cast<int>((nr + kNR - 1) / kNR), xi, b0, wp + jr / kNR * gs, gs, nbk, p.y + ic * p.ldy + jc + jr,
                        p.ldy, nr, p.bias ? p.bias + jc + jr : nullptr, b0 == 0);
         }
       }
