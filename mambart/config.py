@@ -510,10 +510,8 @@ def _parse_zamba2(raw: dict[str, Any]) -> ModelConfig:
     n_layer = _size(raw, "num_hidden_layers", 54)
     kinds = raw.get("layers_block_type")
     kinds = _ZAMBA2_DEFAULT_LAYERS if kinds is None and n_layer == len(_ZAMBA2_DEFAULT_LAYERS) else kinds
-    names = {"mamba": "M", "linear_attention": "M", "hybrid": "SM"}
-    if not isinstance(kinds, list) or len(kinds) != n_layer or any(k not in names for k in kinds):
-        raise ValueError(f"'layers_block_type' must list {n_layer} layer kinds from {sorted(names)}, got {kinds!r}")
-    layers = " ".join(names[k] for k in kinds)
+    layers = " ".join(_layer_kinds(kinds, "layers_block_type", {"mamba": "M", "linear_attention": "M", "hybrid": "SM"},
+                                   n_layer))
     d_inner = _inner(raw, "mamba_expand", 2, d_model)
     n_heads = _size(raw, "n_mamba_heads", 8)
     if d_inner % n_heads:
@@ -571,9 +569,17 @@ def _layer_letters(raw: dict[str, Any], n_layer: int) -> str:
     kinds = raw.get(key)
     if kinds is None:
         return "M" * n_layer
-    if not isinstance(kinds, list) or len(kinds) != n_layer or any(k not in _LAYER_LETTERS for k in kinds):
-        raise ValueError(f"'{key}' must list {n_layer} layer kinds from {sorted(_LAYER_LETTERS)}, got {kinds!r}")
-    return "".join(_LAYER_LETTERS[k] for k in kinds)
+    return "".join(_layer_kinds(kinds, key, _LAYER_LETTERS, n_layer))
+
+
+def _layer_kinds(kinds: Any, key: str, names: dict[str, str], n_layer: int | None = None) -> list[str]:
+    """A config's list of layer kinds as names' letters; ValueError unless it lists n_layer
+    (when given; else at least one) of names' keys."""
+    if (not isinstance(kinds, list) or (len(kinds) != n_layer if n_layer is not None else not kinds)
+            or any(not isinstance(k, str) or k not in names for k in kinds)):
+        count = "" if n_layer is None else f"{n_layer} "
+        raise ValueError(f"'{key}' must list {count}layer kinds from {sorted(names)}, got {_short(kinds)}")
+    return [names[k] for k in kinds]
 
 
 def _attn_indices(raw: dict[str, Any], n_layer: int) -> str:
@@ -647,10 +653,7 @@ def _nemotron_layers(raw: dict[str, Any]) -> str:
         letters = [_NEMOTRON_LETTERS[c] for c in pattern]
     else:
         kinds = ["linear_attention", "moe", "full_attention", "mlp"] if kinds is None else kinds
-        if not isinstance(kinds, list) or not kinds or any(k not in _NEMOTRON_KINDS for k in kinds):
-            raise ValueError(f"'layers_block_type' must list layer kinds from {sorted(_NEMOTRON_KINDS)}, "
-                             f"got {_short(kinds)}")
-        letters = [_NEMOTRON_KINDS[k] for k in kinds]
+        letters = _layer_kinds(kinds, "layers_block_type", _NEMOTRON_KINDS)
     if len(letters) > MAX_LAYERS:
         raise ValueError(f"{len(letters)} layers exceed the {MAX_LAYERS}-layer limit")
     return " ".join(letters)
