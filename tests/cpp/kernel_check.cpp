@@ -21,14 +21,21 @@ namespace {
 
 constexpr DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4};
 
+// y of one matmul on `isa`, in calls of at most `rows` rows of x (all M by
+// default) and two ranges of N each, as the thread pool would split them.
 std::vector<float> run(const std::string& isa, DType type, const std::vector<char>& w, const std::vector<float>& x,
-                       const std::vector<float>& bias, int64_t M, int64_t N, int64_t K) {
+                       const std::vector<float>& bias, int64_t M, int64_t N, int64_t K, bool prefill,
+                       int64_t rows = 0) {
   set_isa(isa);
   std::vector<float> y(static_cast<size_t>(M * N), NAN);
-  const MatmulParams p{x.data(), w.data(), type, bias.data(), y.data(), M, N, K, K, N};
-  // Two ranges of N, as the thread pool would split them.
-  cpu_kernels().matmul[static_cast<int>(type)](p, 0, N / 2);
-  cpu_kernels().matmul[static_cast<int>(type)](p, N / 2, N);
+  rows = rows > 0 ? rows : M;
+  for (int64_t m0 = 0; m0 < M; m0 += rows) {
+    MatmulParams p{x.data() + m0 * K, w.data(), type, bias.data(), y.data() + m0 * N, std::min(rows, M - m0),
+                   N, K, K, N};
+    p.prefill = prefill;
+    cpu_kernels().matmul[static_cast<int>(type)](p, 0, N / 2);
+    cpu_kernels().matmul[static_cast<int>(type)](p, N / 2, N);
+  }
   return y;
 }
 
@@ -339,15 +346,22 @@ int main() {
             for (float& v : bias) v = normal(rng);
             std::vector<char> w(static_cast<size_t>(N * row_bytes(type, K)));
             convert_rows(wf.data(), N, K, type, w.data());
-            const auto want = run("scalar", type, w, x, bias, M, N, K);
-            const auto got = run(isa, type, w, x, bias, M, N, K);
-            const double e = rel_err(got, want);
-            worst = std::max(worst, e);
-            ++cases;
-            if (!(e <= 1e-5)) {
-              std::printf("FAIL %s %s M=%lld N=%lld K=%lld: relative error %.3g\n", isa.c_str(), dtype_name(type),
-                          static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), e);
-              ++failures;
+            for (bool prefill : {false, true}) {
+              // avx512's q8 and q4 multiply in integers at every M (kernels/matmul.h):
+              // scalar does at decode, in calls of up to kMatmulDecodeRows rows.
+              const bool integer = isa == "avx512" && (type == DType::Q8 || type == DType::Q4);
+              const auto want = integer ? run("scalar", type, w, x, bias, M, N, K, false, kMatmulDecodeRows)
+                                        : run("scalar", type, w, x, bias, M, N, K, prefill);
+              const auto got = run(isa, type, w, x, bias, M, N, K, prefill);
+              const double e = rel_err(got, want);
+              worst = std::max(worst, e);
+              ++cases;
+              if (!(e <= 1e-5)) {
+                std::printf("FAIL %s %s M=%lld N=%lld K=%lld%s: relative error %.3g\n", isa.c_str(),
+                            dtype_name(type), static_cast<long long>(M), static_cast<long long>(N),
+                            static_cast<long long>(K), prefill ? " prefill" : "", e);
+                ++failures;
+              }
             }
           }
     std::printf("%s matmul vs scalar: %d cases, worst relative error %.3g\n", isa.c_str(), cases, worst);
