@@ -487,6 +487,8 @@ def _parse_falcon_h1(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+# Zamba2's layer kinds: a Mamba-2 layer, or the shared block ("S") then one.
+_ZAMBA2_KINDS = {"mamba": "M", "linear_attention": "M", "hybrid": "SM"}
 # Zamba2Config's layers_block_type when the config has none (Zamba2-2.7B's 54 layers).
 _ZAMBA2_DEFAULT_LAYERS = (["mamba"] + (["mamba"] * 5 + ["hybrid"]) * 7 + ["mamba"] * 4 + ["hybrid"] + ["mamba"] * 3
                           + ["hybrid"] + ["mamba"] * 2)
@@ -510,8 +512,7 @@ def _parse_zamba2(raw: dict[str, Any]) -> ModelConfig:
     n_layer = _size(raw, "num_hidden_layers", 54)
     kinds = raw.get("layers_block_type")
     kinds = _ZAMBA2_DEFAULT_LAYERS if kinds is None and n_layer == len(_ZAMBA2_DEFAULT_LAYERS) else kinds
-    layers = " ".join(_layer_kinds(kinds, "layers_block_type", {"mamba": "M", "linear_attention": "M", "hybrid": "SM"},
-                                   n_layer))
+    layers = " ".join(_layer_kinds(kinds, "layers_block_type", _ZAMBA2_KINDS, n_layer))
     d_inner = _inner(raw, "mamba_expand", 2, d_model)
     n_heads = _size(raw, "n_mamba_heads", 8)
     if d_inner % n_heads:

@@ -6,6 +6,8 @@ Shapes in numpy order: L tokens, E (or C) channels, N state size, K taps.
 """
 import numpy as np
 
+from mambart import _core
+
 
 def _f64(a):
     return None if a is None else np.asarray(a, dtype=np.float64)
@@ -51,8 +53,6 @@ def matmul(x, w, bias=None, wtype="f32", K=None, prefill=False, isa=None):
     (quantize_x_q16). Otherwise the product is float64 over the
     dequantized weights.
     """
-    from mambart import _core
-
     integer = (len(x) <= DECODE_ROWS and not prefill) or (isa or _core.isa()) == "avx512"
     if wtype == "q4" and integer:
         d, codes, m = q4_parts(w, K)

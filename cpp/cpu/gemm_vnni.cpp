@@ -36,9 +36,10 @@ namespace {
 using x86::round_up;
 using x86::scratch;
 
-constexpr int64_t kNR = 16;               // columns per panel
-constexpr int64_t kBlocksMax = 32;        // blocks of k per pass (1024 k)
-constexpr int64_t kPanelBytes = 192 * 1024;  // a pass's panels, in L2
+using x86::kGemmNR;  // columns per panel
+// Passes over K of at most the float GEMM's kKCMax, as many columns per pass
+// as fit its kPanelBytes (in L2).
+constexpr int64_t kBlocksMax = x86::kKCMax / kQuantBlock;
 
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
@@ -89,9 +90,8 @@ void pack_panel(const char* w, int64_t stride, int64_t nr, int64_t b0, int64_t n
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t b = 0; b < nbk; ++b) {
     char* out = dst + b * kBlockBytes<T>;
-    auto gather = [&](int64_t offset) {
-      return _mm512_mask_i32gather_epi32(zero, m, idx, w + (b0 + b) * int64_t{T == DType::Q8 ? sizeof(BlockQ8) : sizeof(BlockQ4)} + offset, 1);
-    };
+    const char* block = w + (b0 + b) * int64_t{T == DType::Q8 ? sizeof(BlockQ8) : sizeof(BlockQ4)};
+    auto gather = [&](int64_t offset) { return _mm512_mask_i32gather_epi32(zero, m, idx, block + offset, 1); };
     auto store = [&](int64_t at, __m512i v) { _mm512_store_si512(out + at, v); };
     if constexpr (T == DType::Q8) {
       for (int u = 0; u < 8; ++u) {  // codes 4u .. 4u + 3 of each column: the pairs t = 2u, 2u + 1
@@ -157,9 +157,10 @@ void tile(const XInt& x, int64_t b0, const char* wp, int64_t gs, int64_t nbk, fl
     }
     for (int i = 0; i < MR; ++i) {
       const __m512 dx = _mm512_set1_ps(x.dx[i * x.nb + b0 + b]);
+      const __m512 xs = T == DType::Q4 ? _mm512_set1_ps(x.xs[i * x.nb + b0 + b]) : _mm512_setzero_ps();
       for (int j = 0; j < NP; ++j) {
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), _mm512_mul_ps(d[j], dx), acc[i][j]);
-        if constexpr (T == DType::Q4) acc[i][j] = _mm512_fmadd_ps(mn[j], _mm512_set1_ps(x.xs[i * x.nb + b0 + b]), acc[i][j]);
+        if constexpr (T == DType::Q4) acc[i][j] = _mm512_fmadd_ps(mn[j], xs, acc[i][j]);
       }
     }
   }
@@ -191,25 +192,26 @@ void gemm(const MatmulParams& p, int64_t n0, int64_t n1) {
   const XInt x = x86::packed_once<XIntOf<T>, XInt>(p, pack_x<T>);
   const int64_t passes = (x.nb + kBlocksMax - 1) / kBlocksMax;
   const int64_t nbb = (x.nb + passes - 1) / passes;  // blocks per pass: a function of K alone
-  const int64_t ncb = std::max<int64_t>(kNR * kNP, kPanelBytes / (nbb * kBlockBytes<T>) / (kNR * kNP) * (kNR * kNP));
   const int64_t gs = nbb * kBlockBytes<T>;  // bytes per panel
-  char* wp = reinterpret_cast<char*>(scratch(2, ncb / kNR * gs / 4));
+  constexpr int64_t kTileCols = kGemmNR * kNP;
+  const int64_t ncb = std::max(kTileCols, x86::kPanelBytes / kGemmNR / gs * kGemmNR / kTileCols * kTileCols);
+  char* wp = reinterpret_cast<char*>(scratch(2, ncb / kGemmNR * gs / 4));
   const int64_t stride = row_bytes(p.wtype, p.K);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t b0 = 0; b0 < x.nb; b0 += nbb) {
       const int64_t nbk = std::min(nbb, x.nb - b0);
-      for (int64_t jr = 0; jr < nc; jr += kNR)
-        pack_panel<T>(static_cast<const char*>(p.w) + (jc + jr) * stride, stride, std::min(kNR, nc - jr), b0, nbk,
-                      wp + jr / kNR * gs);
+      for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+        pack_panel<T>(static_cast<const char*>(p.w) + (jc + jr) * stride, stride, std::min(kGemmNR, nc - jr), b0, nbk,
+                      wp + jr / kGemmNR * gs);
       for (int64_t ic = 0; ic < p.M; ic += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, p.M - ic));
         const XInt xi = {x.nb, x.q + ic * x.nb * kQuantBlock * (T == DType::Q8 ? 2 : 1), x.dx + ic * x.nb,
                          x.xs ? x.xs + ic * x.nb : nullptr};
-        for (int64_t jr = 0; jr < nc; jr += kNR * kNP) {
-          const int64_t nr = std::min(kNR * kNP, nc - jr);
-          tile_rows<T>(mr, static_cast<int>((nr + kNR - 1) / kNR), xi, b0, wp + jr / kNR * gs, gs, nbk, p.y + ic * p.ldy + jc + jr,
-                       p.ldy, nr, p.bias ? p.bias + jc + jr : nullptr, b0 == 0);
+        for (int64_t jr = 0; jr < nc; jr += kTileCols) {
+          const int64_t nr = std::min(kTileCols, nc - jr);
+          tile_rows<T>(mr, static_cast<int>((nr + kGemmNR - 1) / kGemmNR), xi, b0, wp + jr / kGemmNR * gs, gs, nbk,
+                       p.y + ic * p.ldy + jc + jr, p.ldy, nr, p.bias ? p.bias + jc + jr : nullptr, b0 == 0);
         }
       }
     }
